@@ -1,0 +1,31 @@
+# Every target creates .venv and installs the project into it when needed,
+# so a fresh machine needs nothing but `make <target>`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint format demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway registry_sync tests
+	$(BIN)/ruff format --check gateway registry_sync tests
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format gateway registry_sync tests
+	$(BIN)/ruff check --fix gateway registry_sync tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,153 @@
+"""The errors registry_sync raises, grouped by what the caller can do about them.
+
+RegistryError
+├── NotARegistryError          the path or URL is not a git repository we can use
+├── RegistryUnreachableError   a remote could not be fetched (network, auth, moved away)
+├── ModelNotFoundError         no such model in the registry
+├── VersionNotFoundError       no such version of a model
+├── VersionExistsError         registering a version that is already registered
+├── StageNotAllowedError       a stage that `.gto` does not list
+├── NoVersionInStageError      the stage resolves to no version
+├── IncompatibleSignatureError assign would break the stage's clients
+├── InvalidTagError            a tag that looks like ours but does not parse
+└── PackageError               a model package is invalid
+    ├── ManifestError          model.yaml does not parse or has wrong/unknown fields
+    ├── MissingFileError       a file the manifest lists is absent
+    ├── DigestMismatchError    a file's sha256 differs from the manifest
+    └── UnsupportedFormatError no runtime for the package's format
+
+Every error carries its data as attributes and a message that names the problem;
+the CLI prints the message as one line and exits 1, the gateway maps them to HTTP.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DigestMismatchError",
+    "IncompatibleSignatureError",
+    "InvalidTagError",
+    "ManifestError",
+    "MissingFileError",
+    "ModelNotFoundError",
+    "NoVersionInStageError",
+    "NotARegistryError",
+    "PackageError",
+    "RegistryError",
+    "RegistryUnreachableError",
+    "StageNotAllowedError",
+    "UnsupportedFormatError",
+    "VersionExistsError",
+    "VersionNotFoundError",
+]
+
+
+class RegistryError(Exception):
+    """Base of every error registry_sync raises on purpose."""
+
+
+class NotARegistryError(RegistryError):
+    def __init__(self, location: str, reason: str = "not a git repository") -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"{location}: {reason}")
+
+
+class RegistryUnreachableError(RegistryError):
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"registry {location} is unreachable: {reason}")
+
+
+class ModelNotFoundError(RegistryError):
+    def __init__(self, model: str, known: list[str] | None = None) -> None:
+        self.model = model
+        self.known = sorted(known or [])
+        hint = f" (known: {', '.join(self.known)})" if self.known else ""
+        super().__init__(f"model {model!r} is not in the registry{hint}")
+
+
+class VersionNotFoundError(RegistryError):
+    def __init__(self, model: str, version: str, known: list[str] | None = None) -> None:
+        self.model = model
+        self.version = version
+        self.known = list(known or [])
+        hint = f" (registered: {', '.join(self.known)})" if self.known else ""
+        super().__init__(f"model {model!r} has no version {version}{hint}")
+
+
+class VersionExistsError(RegistryError):
+    def __init__(self, model: str, version: str) -> None:
+        self.model = model
+        self.version = version
+        super().__init__(f"model {model!r} already has version {version}")
+
+
+class StageNotAllowedError(RegistryError):
+    def __init__(self, stage: str, allowed: list[str]) -> None:
+        self.stage = stage
+        self.allowed = list(allowed)
+        super().__init__(f"stage {stage!r} is not allowed by .gto (allowed: {', '.join(allowed)})")
+
+
+class NoVersionInStageError(RegistryError):
+    def __init__(self, model: str, stage: str, at: str | None = None) -> None:
+        self.model = model
+        self.stage = stage
+        self.at = at
+        when = f" at {at}" if at else ""
+        super().__init__(f"model {model!r} has no version in stage {stage!r}{when}")
+
+
+class IncompatibleSignatureError(RegistryError):
+    def __init__(self, model: str, stage: str, version: str, problems: list[str]) -> None:
+        self.model = model
+        self.stage = stage
+        self.version = version
+        self.problems = list(problems)
+        super().__init__(
+            f"assigning {model} {version} to {stage!r} would break its clients: "
+            + "; ".join(problems)
+            + " (use --force to assign anyway)"
+        )
+
+
+class InvalidTagError(RegistryError):
+    def __init__(self, tag: str, reason: str) -> None:
+        self.tag = tag
+        self.reason = reason
+        super().__init__(f"tag {tag!r}: {reason}")
+
+
+class PackageError(RegistryError):
+    """A model package that cannot be used; `path` is the package folder."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+class ManifestError(PackageError):
+    pass
+
+
+class MissingFileError(PackageError):
+    def __init__(self, path: str, file: str) -> None:
+        self.file = file
+        super().__init__(path, f"file {file!r} listed in model.yaml is missing")
+
+
+class DigestMismatchError(PackageError):
+    def __init__(self, path: str, file: str, expected: str, actual: str) -> None:
+        self.file = file
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            path, f"sha256 of {file!r} is {actual}, but model.yaml records {expected}"
+        )
+
+
+class UnsupportedFormatError(PackageError):
+    def __init__(self, path: str, fmt: str) -> None:
+        self.format = fmt
+        super().__init__(path, f"no runtime for format {fmt!r} (onnx, sklearn, statsmodels)")

@@ -1,0 +1,92 @@
+"""The `model.yaml` manifest of a model package: what the model is and how to call it.
+
+These Structs are the contract between a package on disk, the registry, and the gateway
+(which builds its request decoder from `Signature`). Unknown fields fail loudly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "COLUMN_TYPES",
+    "ColumnSpec",
+    "FileEntry",
+    "Manifest",
+    "ModelCard",
+    "OnnxExport",
+    "Signature",
+]
+
+MANIFEST_SCHEMA_VERSION = 1
+
+# The column types of a signature; the names are MLflow's ColSpec types, so MLflow signatures
+# map onto ours one to one.
+ColumnType = Literal["double", "float", "long", "integer", "boolean", "string"]
+COLUMN_TYPES: tuple[str, ...] = ("double", "float", "long", "integer", "boolean", "string")
+
+ModelFormat = Literal["onnx", "sklearn", "statsmodels"]
+
+
+class _Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ColumnSpec(_Base):
+    """One named, typed input or output column."""
+
+    name: str
+    type: ColumnType
+    required: bool = True
+    # Allowed values for a categorical column (e.g. cyl in {4, 6, 8}); None means any value.
+    categories: list[Any] | None = None
+    description: str = ""
+
+
+class Signature(_Base):
+    inputs: list[ColumnSpec]
+    outputs: list[ColumnSpec]
+
+
+class FileEntry(_Base):
+    """An artifact file of the package, relative to the package folder, with its digest."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+
+
+class ModelCard(_Base):
+    description: str = ""
+    intended_use: str = ""
+    limitations: str = ""
+    owner: str = ""
+    training_data: str = ""
+
+
+class OnnxExport(_Base):
+    """An ONNX export saved beside a scikit-learn model, verified on the input example."""
+
+    path: str
+    max_abs_diff: float
+    opset: int
+
+
+class Manifest(_Base):
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    name: str
+    format: ModelFormat
+    files: list[FileEntry]
+    signature: Signature
+    # Rows of the input example, e.g. [{"hp": 110, "wt": 2.62, "cyl": 6}].
+    input_example: list[dict[str, Any]]
+    metrics: dict[str, float] = {}
+    card: ModelCard = ModelCard()
+    labels: list[str] = []
+    # Library versions the model was saved with, e.g. {"python": "3.11.7", "sklearn": "1.5.2"}.
+    libraries: dict[str, str] = {}
+    # For statsmodels: the formula it was fit with, if any (documentation only).
+    formula: str | None = None
+    onnx_export: OnnxExport | None = None

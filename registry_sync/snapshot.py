@@ -1,0 +1,69 @@
+"""The desired-state snapshot: which package each (model, stage) should serve.
+
+registry_sync writes it (atomically, in sidecar mode to `<cache>/snapshot.json`); the gateway's
+ModelPool reconciles to it. It is the only thing the two halves exchange.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["SNAPSHOT_FILE", "DesiredEntry", "DesiredState", "ModelSyncError", "read_snapshot", "write_snapshot"]
+
+SNAPSHOT_FILE = "snapshot.json"
+
+
+class DesiredEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    model: str
+    stage: str
+    version: str
+    # Absolute path of the materialized, verified package folder.
+    package_path: str
+    # "sha256:<hex>" of the package's model.yaml bytes (which pin every file's digest).
+    digest: str
+
+
+class ModelSyncError(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A (model, stage) that could not be brought to its assigned version on the last sync."""
+
+    model: str
+    stage: str | None
+    version: str | None
+    message: str
+    at: str
+
+
+class DesiredState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    schema_version: int = 1
+    generated_at: str
+    registry: str
+    entries: list[DesiredEntry]
+    errors: list[ModelSyncError] = []
+
+
+def write_snapshot(state: DesiredState, path: Path) -> None:
+    """Write atomically: a reader sees the old snapshot or the new one, never half of one."""
+    data = msgspec.json.format(msgspec.json.encode(state), indent=2)
+    fd, tmp = tempfile.mkstemp(prefix=".snapshot-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_snapshot(path: Path) -> DesiredState:
+    return msgspec.json.decode(path.read_bytes(), type=DesiredState)
