@@ -30,11 +30,7 @@ COLUMN_TYPES: tuple[str, ...] = ("double", "float", "long", "integer", "boolean"
 ModelFormat = Literal["onnx", "sklearn", "statsmodels"]
 
 
-class _Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
-
-
-class ColumnSpec(_Base):
+class ColumnSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One named, typed input or output column."""
 
     name: str
@@ -45,12 +41,12 @@ class ColumnSpec(_Base):
     description: str = ""
 
 
-class Signature(_Base):
+class Signature(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     inputs: list[ColumnSpec]
     outputs: list[ColumnSpec]
 
 
-class FileEntry(_Base):
+class FileEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """An artifact file of the package, relative to the package folder, with its digest."""
 
     path: str
@@ -58,7 +54,7 @@ class FileEntry(_Base):
     size_bytes: int
 
 
-class ModelCard(_Base):
+class ModelCard(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     description: str = ""
     intended_use: str = ""
     limitations: str = ""
@@ -66,7 +62,7 @@ class ModelCard(_Base):
     training_data: str = ""
 
 
-class OnnxExport(_Base):
+class OnnxExport(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """An ONNX export saved beside a scikit-learn model, verified on the input example."""
 
     path: str
@@ -74,8 +70,7 @@ class OnnxExport(_Base):
     opset: int
 
 
-class Manifest(_Base):
-    schema_version: int = MANIFEST_SCHEMA_VERSION
+class Manifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     format: ModelFormat
     files: list[FileEntry]
@@ -90,3 +85,4 @@ class Manifest(_Base):
     # For statsmodels: the formula it was fit with, if any (documentation only).
     formula: str | None = None
     onnx_export: OnnxExport | None = None
+    schema_version: int = MANIFEST_SCHEMA_VERSION

@@ -12,9 +12,22 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["SNAPSHOT_FILE", "DesiredEntry", "DesiredState", "ModelSyncError", "read_snapshot", "write_snapshot"]
+__all__ = [
+    "SNAPSHOT_FILE",
+    "STATUS_FILE",
+    "DesiredEntry",
+    "DesiredState",
+    "ModelSyncError",
+    "SyncStatus",
+    "read_snapshot",
+    "read_status",
+    "write_snapshot",
+    "write_status",
+]
 
 SNAPSHOT_FILE = "snapshot.json"
+# Written after every poll, good or bad, so a sidecar's failures are visible to the gateway.
+STATUS_FILE = "sync-status.json"
 
 
 class DesiredEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -38,17 +51,40 @@ class ModelSyncError(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class DesiredState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    schema_version: int = 1
     generated_at: str
     registry: str
     entries: list[DesiredEntry]
     errors: list[ModelSyncError] = []
+    schema_version: int = 1
+
+
+class SyncStatus(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the last polls of the registry went (the snapshot only changes on success)."""
+
+    registry: str
+    last_attempt_at: str
+    last_success_at: str | None
+    # "ok", "partial" (some models failed and kept their last good version) or "error".
+    result: str
+    message: str = ""
+    consecutive_failures: int = 0
 
 
 def write_snapshot(state: DesiredState, path: Path) -> None:
     """Write atomically: a reader sees the old snapshot or the new one, never half of one."""
-    data = msgspec.json.format(msgspec.json.encode(state), indent=2)
-    fd, tmp = tempfile.mkstemp(prefix=".snapshot-", dir=path.parent)
+    _write_atomically(msgspec.json.format(msgspec.json.encode(state), indent=2), path)
+
+
+def write_status(status: SyncStatus, path: Path) -> None:
+    _write_atomically(msgspec.json.format(msgspec.json.encode(status), indent=2), path)
+
+
+def read_status(path: Path) -> SyncStatus:
+    return msgspec.json.decode(path.read_bytes(), type=SyncStatus)
+
+
+def _write_atomically(data: bytes, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
