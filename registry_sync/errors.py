@@ -14,7 +14,9 @@ RegistryError
     ├── ManifestError          model.yaml does not parse or has wrong/unknown fields
     ├── MissingFileError       a file the manifest lists is absent
     ├── DigestMismatchError    a file's sha256 differs from the manifest
-    └── UnsupportedFormatError no runtime for the package's format
+    ├── UnsupportedFormatError no runtime for the package's format
+    └── OnnxParityError        an ONNX export disagrees with its source model on the example
+InvalidInputError              prediction input that does not fit the signature (names the column)
 
 Every error carries its data as attributes and a message that names the problem;
 the CLI prints the message as one line and exits 1, the gateway maps them to HTTP.
@@ -25,12 +27,14 @@ from __future__ import annotations
 __all__ = [
     "DigestMismatchError",
     "IncompatibleSignatureError",
+    "InvalidInputError",
     "InvalidTagError",
     "ManifestError",
     "MissingFileError",
     "ModelNotFoundError",
     "NoVersionInStageError",
     "NotARegistryError",
+    "OnnxParityError",
     "PackageError",
     "RegistryError",
     "RegistryUnreachableError",
@@ -142,12 +146,30 @@ class DigestMismatchError(PackageError):
         self.file = file
         self.expected = expected
         self.actual = actual
-        super().__init__(
-            path, f"sha256 of {file!r} is {actual}, but model.yaml records {expected}"
-        )
+        super().__init__(path, f"sha256 of {file!r} is {actual}, but model.yaml records {expected}")
 
 
 class UnsupportedFormatError(PackageError):
     def __init__(self, path: str, fmt: str) -> None:
         self.format = fmt
         super().__init__(path, f"no runtime for format {fmt!r} (onnx, sklearn, statsmodels)")
+
+
+class OnnxParityError(PackageError):
+    def __init__(self, path: str, max_abs_diff: float, tolerance: float) -> None:
+        self.max_abs_diff = max_abs_diff
+        self.tolerance = tolerance
+        super().__init__(
+            path,
+            f"ONNX export differs from the model on the input example by {max_abs_diff:.3g} "
+            f"(tolerance {tolerance:.3g})",
+        )
+
+
+class InvalidInputError(RegistryError):
+    """Prediction input that does not fit the model's signature; `column` names the input."""
+
+    def __init__(self, column: str, reason: str) -> None:
+        self.column = column
+        self.reason = reason
+        super().__init__(f"input {column!r}: {reason}")
