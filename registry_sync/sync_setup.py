@@ -1,0 +1,48 @@
+"""Build a RegistrySync for a registry location (local path or git URL)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from registry_sync.sync import RegistrySync
+
+__all__ = ["MIRROR_DIRNAME", "build_sync", "watch_path_for"]
+
+# Inside the cache: the local mirror of a remote registry (one, updated by fetch).
+MIRROR_DIRNAME = ".registry-mirror"
+
+
+def build_sync(
+    location: str,
+    cache_dir: Path,
+    *,
+    stages: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    gc_grace_s: float = 600.0,
+) -> RegistrySync:
+    from registry_sync.registry_reader import open_reader
+
+    reader = open_reader(location, mirror_dir=cache_dir / MIRROR_DIRNAME)
+    return RegistrySync.create(
+        reader, cache_dir, stages=stages, models=models, gc_grace_s=gc_grace_s
+    )
+
+
+def watch_path_for(location: str) -> Path | None:
+    """The git directory of a local registry (where new tags land), or None for a URL."""
+    path = Path(location)
+    if "://" in location or not path.is_dir():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--absolute-git-dir"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(out.stdout.strip())
