@@ -143,7 +143,7 @@ async def _run_forever(loop: SyncLoop) -> int:
     running = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         running.add_signal_handler(sig, stop.set)
-    async for state in loop.states(stop):
+    async for state in loop.updates(stop):
         log.info(
             "snapshot written: %s",
             ", ".join(f"{e.model}#{e.stage}={e.version}" for e in state.entries) or "nothing",

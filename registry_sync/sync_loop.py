@@ -1,8 +1,9 @@
 """When to sync: poll with jitter, wake early on a local registry change, back off on failure.
 
-The same loop drives the embedded mode (the gateway consumes `states()`) and the sidecar
-(`stageserve sync`, which only writes the cache). Each changed desired state is written
-atomically to `<cache>/snapshot.json`; `<cache>/sync-status.json` records every attempt.
+The same loop drives the embedded mode (the gateway consumes `updates()`, a
+DesiredStateSource) and the sidecar (`stageserve sync`, which only writes the cache). Each
+changed desired state is written atomically to `<cache>/snapshot.json`;
+`<cache>/sync-status.json` records every attempt.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class SyncLoop:
     last_state: DesiredState | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def states(self, stop: asyncio.Event) -> AsyncIterator[DesiredState]:
+    async def updates(self, stop: asyncio.Event) -> AsyncIterator[DesiredState]:
         """Yield the first desired state, then every one that differs from the previous."""
         watcher = None
         if self.watch_path is not None:
