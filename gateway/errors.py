@@ -1,9 +1,110 @@
-"""The errors the gateway raises on purpose; `gateway/http_errors.py` maps them to HTTP."""
+"""The errors the gateway raises on purpose; `gateway/http_errors.py` maps them to HTTP.
+
+GatewayError
+├── SettingsError            a setting could not be read or cast (names the key and source)
+├── ModelLoadError           a version failed to load or warm up (it is never routed to)
+│   └── OutputInvalidError   a model's output failed validation (wrong count, type, non-finite)
+└── RequestError             a predict request that cannot be answered (one HTTP status each)
+    ├── MalformedRequestError     400: the body is not JSON / not one of the accepted shapes
+    ├── UnknownModelError         404: no such model or stage (lists what exists)
+    ├── MethodNotAllowedError     405: the route exists, the method does not
+    ├── PayloadTooLargeError      413: body bytes or row count over the limit
+    ├── UnsupportedMediaTypeError 415: content-type is not application/json
+    ├── InputValidationError      422: the inputs do not match the signature (names the path)
+    └── ModelNotReadyError        503: the stage has no loaded version yet
+"""
 
 from __future__ import annotations
 
-__all__ = ["GatewayError"]
+from typing import Any
+
+__all__ = [
+    "GatewayError",
+    "InputValidationError",
+    "MalformedRequestError",
+    "MethodNotAllowedError",
+    "ModelLoadError",
+    "ModelNotReadyError",
+    "OutputInvalidError",
+    "PayloadTooLargeError",
+    "RequestError",
+    "SettingsError",
+    "UnknownModelError",
+    "UnsupportedMediaTypeError",
+]
 
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
+
+
+class SettingsError(GatewayError):
+    def __init__(self, key: str, source: str, reason: str) -> None:
+        self.key = key
+        self.source = source
+        self.reason = reason
+        super().__init__(f"setting {key!r} from {source}: {reason}")
+
+
+class ModelLoadError(GatewayError):
+    def __init__(self, model: str, version: str, reason: str) -> None:
+        self.model = model
+        self.version = version
+        self.reason = reason
+        super().__init__(f"{model} {version} failed to load: {reason}")
+
+
+class OutputInvalidError(ModelLoadError):
+    """Raised on warm-up (then the version is not loaded) and per request (then a counted 500)."""
+
+
+class RequestError(GatewayError):
+    """A request the gateway refuses; `code` is the stable machine-readable error code."""
+
+    code = "bad_request"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        self.message = message
+        self.details = details or {}
+        super().__init__(message)
+
+
+class MalformedRequestError(RequestError):
+    code = "malformed_request"
+
+
+class UnknownModelError(RequestError):
+    code = "not_found"
+
+
+class MethodNotAllowedError(RequestError):
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, allowed: tuple[str, ...]) -> None:
+        self.method = method
+        self.allowed = allowed
+        super().__init__(f"method {method} is not allowed here", {"allowed": list(allowed)})
+
+
+class PayloadTooLargeError(RequestError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(RequestError):
+    code = "unsupported_media_type"
+
+
+class InputValidationError(RequestError):
+    code = "schema_mismatch"
+
+    def __init__(self, path: str, reason: str, kind: str = "type") -> None:
+        self.path = path
+        self.reason = reason
+        # The validation_errors_total{kind} label: type, missing, unknown, category,
+        # non_finite, shape.
+        self.kind = kind
+        super().__init__(f"{path}: {reason}", {"path": path, "reason": reason})
+
+
+class ModelNotReadyError(RequestError):
+    code = "not_ready"
