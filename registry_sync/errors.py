@@ -14,6 +14,7 @@ RegistryError
     ├── ManifestError          model.yaml does not parse or has wrong/unknown fields
     ├── MissingFileError       a file the manifest lists is absent
     ├── DigestMismatchError    a file's sha256 differs from the manifest
+    │   └── SizeMismatchError  a file's size differs from the manifest (checked before hashing)
     ├── UnsupportedFormatError no runtime for the package's format
     └── OnnxParityError        an ONNX export disagrees with its source model on the example
 InvalidInputError              prediction input that does not fit the signature (names the column)
@@ -38,6 +39,7 @@ __all__ = [
     "PackageError",
     "RegistryError",
     "RegistryUnreachableError",
+    "SizeMismatchError",
     "StageNotAllowedError",
     "UnsupportedFormatError",
     "VersionExistsError",
@@ -173,3 +175,19 @@ class InvalidInputError(RegistryError):
         self.column = column
         self.reason = reason
         super().__init__(f"input {column!r}: {reason}")
+
+
+class SizeMismatchError(DigestMismatchError):
+    """A file whose size differs from the manifest: caught before hashing it."""
+
+    def __init__(self, path: str, file: str, expected_bytes: int, actual_bytes: int) -> None:
+        self.expected_bytes = expected_bytes
+        self.actual_bytes = actual_bytes
+        PackageError.__init__(
+            self,
+            path,
+            f"size of {file!r} is {actual_bytes} bytes, but model.yaml records {expected_bytes}",
+        )
+        self.file = file
+        self.expected = f"{expected_bytes} bytes"
+        self.actual = f"{actual_bytes} bytes"
