@@ -1,0 +1,128 @@
+"""`create_app(settings)`: the one Litestar app, its lifespan, and the objects it owns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from litestar import Litestar
+from litestar.datastructures import State
+
+from gateway.activation import ActivationListener
+from gateway.audit import AuditWriter
+from gateway.http_errors import exception_handlers
+from gateway.inference import Inference
+from gateway.loaded import Loader, load_version
+from gateway.metrics import GatewayMetrics
+from gateway.models_routes import models_routes
+from gateway.pool import ModelPool
+from gateway.predict_route import PredictRoute
+from gateway.settings import Settings
+from gateway.snapshot_source import DesiredStateSource, SnapshotFileSource
+
+__all__ = ["Gateway", "create_app", "gateway_of"]
+
+log = logging.getLogger("stageserve.app")
+_STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The objects one app owns; `gateway_of(app)` returns it (tests, the CLI, the journal)."""
+
+    settings: Settings
+    pool: ModelPool
+    metrics: GatewayMetrics
+    audit: AuditWriter
+    source: DesiredStateSource | None
+
+
+def gateway_of(app: Litestar) -> Gateway:
+    gw: Gateway = app.state["gateway"]
+    return gw
+
+
+async def _follow(source: DesiredStateSource, pool: ModelPool, stop: asyncio.Event) -> None:
+    async for state in source.updates(stop):
+        try:
+            await pool.reconcile(state)
+        except Exception:  # keep following: the next snapshot may be fine
+            log.exception("reconcile failed")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    state_source: DesiredStateSource | None = None,
+    metrics: GatewayMetrics | None = None,
+    loader: Loader | None = None,
+    activation_listeners: Sequence[ActivationListener] = (),
+) -> Litestar:
+    """Build the app. `state_source` defaults to the snapshot in `settings.cache_dir`;
+    `metrics` lets a caller register more collectors (sync metrics) on the same registry."""
+    metrics = metrics or GatewayMetrics()
+    loader = loader or functools.partial(
+        load_version, allow_non_finite=settings.allow_non_finite, max_rows=settings.max_rows
+    )
+    pool = ModelPool(metrics, loader, retry_failed_load_s=settings.retry_failed_load_s)
+    for listener in activation_listeners:
+        pool.add_listener(listener)
+    if state_source is None and settings.cache_dir is not None:
+        state_source = SnapshotFileSource(settings.cache_dir)
+    audit = AuditWriter(
+        settings.audit_path,
+        stdout=settings.audit_stdout,
+        max_bytes=settings.audit_max_bytes,
+        backups=settings.audit_backups,
+        include_inputs=settings.audit_include_inputs,
+        queue_max=settings.audit_queue_max,
+    )
+    inference = Inference(settings.inference_threads)
+    predict = PredictRoute(
+        pool,
+        metrics,
+        audit,
+        inference,
+        default_stage=settings.default_stage,
+        max_body_bytes=settings.max_body_bytes,
+        retry_after_s=settings.retry_after_s,
+    )
+    gateway = Gateway(settings, pool, metrics, audit, state_source)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        audit.start()
+        stop = asyncio.Event()
+        task = None
+        if state_source is not None:
+            task = asyncio.create_task(_follow(state_source, pool, stop), name="follow-state")
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                try:
+                    await asyncio.wait_for(task, _STOP_TIMEOUT_S)
+                except (TimeoutError, asyncio.CancelledError):
+                    log.warning("desired-state source did not stop in time; cancelled")
+                except Exception:
+                    log.exception("desired-state source failed")
+            await pool.close()
+            inference.close()
+            # Last: every answered request has queued its record by now.
+            audit.close()
+
+    return Litestar(
+        route_handlers=[
+            predict.handler(),
+            *models_routes(pool, metrics, default_stage=settings.default_stage),
+        ],
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers(),
+        openapi_config=None,
+        state=State({"gateway": gateway}),
+    )

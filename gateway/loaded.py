@@ -1,0 +1,148 @@
+"""A loaded model version: predictor, request schema, warm-up, and its in-flight count."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from gateway.errors import GatewayError, ModelLoadError, OutputInvalidError
+from gateway.inference import runs_inline
+from gateway.request_schema import InputBatch, RequestSchema
+from registry_sync.errors import RegistryError
+from registry_sync.manifest import Manifest
+from registry_sync.snapshot import DesiredEntry
+
+__all__ = ["LoadedVersion", "Loader", "load_version", "warm_up"]
+
+log = logging.getLogger("stageserve.pool")
+_WARMUP_CALLS = 3
+
+
+class LoadedVersion:
+    """One (model, version) in memory; shared by every stage that routes to it."""
+
+    __slots__ = (
+        "digest",
+        "engine",
+        "inflight",
+        "inline",
+        "load_s",
+        "manifest",
+        "model",
+        "package_path",
+        "predict",
+        "predictor",
+        "schema",
+        "version",
+    )
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        version: str,
+        digest: str,
+        package_path: str,
+        manifest: Manifest,
+        predictor: Any,
+        schema: RequestSchema,
+        inline: bool | None = None,
+    ) -> None:
+        self.model = model
+        self.version = version
+        self.digest = digest
+        self.package_path = package_path
+        self.manifest = manifest
+        self.predictor = predictor
+        self.engine: str = predictor.engine
+        self.schema = schema
+        self.inline = runs_inline(self.engine) if inline is None else inline
+        self.inflight = 0
+        self.load_s = 0.0
+        # Bound once: the hot path calls `self.predict(batch)` with no attribute lookups.
+        self.predict: Callable[[InputBatch], Any] = (
+            self._predict_matrix if schema.numeric else self._predict_columns
+        )
+
+    def _predict_matrix(self, batch: InputBatch) -> Any:
+        return self.predictor.predict_matrix(batch.matrix)
+
+    def _predict_columns(self, batch: InputBatch) -> Any:
+        return self.predictor.predict_columns(batch.columns)
+
+    def close(self) -> None:
+        close = getattr(self.predictor, "close", None)
+        if callable(close):
+            close()
+
+
+Loader = Callable[[DesiredEntry], LoadedVersion]
+
+
+def warm_up(loaded: LoadedVersion) -> None:
+    """Predict on the manifest's input example and validate the output, a few times."""
+    example = loaded.manifest.input_example
+    if not example:
+        raise ModelLoadError(loaded.model, loaded.version, "model.yaml has no input_example")
+    body = msgspec.json.encode({"inputs": example})
+    try:
+        batch = loaded.schema.decode(body)
+    except GatewayError as exc:
+        raise ModelLoadError(
+            loaded.model, loaded.version, f"input_example does not match the signature: {exc}"
+        ) from None
+    for _ in range(_WARMUP_CALLS):
+        out = loaded.predict(batch)
+        try:
+            loaded.schema.predictions(np.asarray(out), batch.rows)
+        except ValueError as exc:
+            raise OutputInvalidError(loaded.model, loaded.version, f"warm-up: {exc}") from None
+
+
+def load_version(
+    entry: DesiredEntry, *, allow_non_finite: bool = False, max_rows: int = 10_000
+) -> LoadedVersion:
+    """Read and verify the package, load its predictor, build its decoder and warm it up.
+
+    Runs in a worker thread; every failure becomes a ModelLoadError naming the version.
+    """
+    from registry_sync.package import read_package
+    from registry_sync.runtimes import load_predictor
+
+    started = time.perf_counter()
+    try:
+        package = read_package(entry.package_path)
+        if package.digest != entry.digest:
+            raise ModelLoadError(
+                entry.model,
+                entry.version,
+                f"package digest {package.digest} differs from the snapshot's {entry.digest}",
+            )
+        predictor = load_predictor(package)
+        schema = RequestSchema(
+            package.manifest.signature, allow_non_finite=allow_non_finite, max_rows=max_rows
+        )
+        loaded = LoadedVersion(
+            model=entry.model,
+            version=entry.version,
+            digest=entry.digest,
+            package_path=entry.package_path,
+            manifest=package.manifest,
+            predictor=predictor,
+            schema=schema,
+        )
+        warm_up(loaded)
+    except ModelLoadError:
+        raise
+    except (RegistryError, GatewayError) as exc:
+        raise ModelLoadError(entry.model, entry.version, str(exc)) from None
+    except Exception as exc:
+        # A runtime library error (onnxruntime, pickle, statsmodels): keep its type and text.
+        raise ModelLoadError(entry.model, entry.version, f"{type(exc).__name__}: {exc}") from exc
+    loaded.load_s = time.perf_counter() - started
+    return loaded

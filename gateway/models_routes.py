@@ -1,0 +1,64 @@
+"""The non-predict routes: /models, /models/{model}, /healthz, /readyz, /metrics, /schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response, get
+from litestar.handlers import HTTPRouteHandler
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from gateway.errors import UnknownModelError
+from gateway.http_errors import error_payload
+from gateway.metrics import GatewayMetrics
+from gateway.openapi import openapi_document
+from gateway.pool import ModelPool
+from gateway.status import model_status, models_status
+
+__all__ = ["models_routes"]
+
+
+def models_routes(
+    pool: ModelPool, metrics: GatewayMetrics, *, default_stage: str = "prod"
+) -> list[HTTPRouteHandler]:
+    schema_cache: dict[int, dict[str, Any]] = {}
+
+    @get("/models", sync_to_thread=False)
+    def list_models() -> dict[str, Any]:
+        return {"models": models_status(pool)}
+
+    @get("/models/{model:str}", sync_to_thread=False)
+    def show_model(model: str) -> dict[str, Any]:
+        status = model_status(pool, model)
+        if status is None:
+            raise UnknownModelError(f"no model {model!r}", {"models": pool.wanted_models()})
+        return status
+
+    @get("/healthz", sync_to_thread=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", sync_to_thread=False)
+    def readyz() -> Response[bytes]:
+        ready, missing = pool.ready()
+        if ready:
+            return Response(b'{"status":"ready"}', media_type="application/json")
+        body = error_payload(
+            "not_ready", "not every assigned model is loaded", {"missing": missing}
+        )
+        return Response(body, status_code=503, media_type="application/json")
+
+    @get("/metrics", sync_to_thread=False)
+    def prometheus() -> Response[bytes]:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @get(["/schema", "/schema/openapi.json"], sync_to_thread=False)
+    def schema() -> dict[str, Any]:
+        # Rebuilt only when the route table changed (pool.generation bumps on every swap).
+        doc = schema_cache.get(pool.generation)
+        if doc is None:
+            schema_cache.clear()
+            doc = schema_cache[pool.generation] = openapi_document(pool, default_stage)
+        return doc
+
+    return [list_models, show_model, healthz, readyz, prometheus, schema]

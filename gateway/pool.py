@@ -1,0 +1,254 @@
+"""The model pool: loaded versions keyed by (model, version), routed to by (model, stage).
+
+`reconcile(state)` loads and warms up every new version first (in a worker thread, so serving
+continues), then swaps the whole route table in one assignment, then releases versions no
+route uses once their in-flight requests are done. A version that fails is never routed to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from gateway.activation import ActivationEvent, ActivationListener, utc_now_iso
+from gateway.errors import ModelLoadError
+from gateway.loaded import LoadedVersion, Loader
+from gateway.metrics import GatewayMetrics, RouteMetrics
+from registry_sync.snapshot import DesiredEntry, DesiredState
+
+__all__ = ["ModelPool", "Route", "StageStatus"]
+
+log = logging.getLogger("stageserve.pool")
+_RELEASE_POLL_S = 0.005
+
+
+class Route:
+    """What one (model, stage) serves right now, with everything a request needs prebuilt."""
+
+    __slots__ = ("headers", "loaded", "metrics", "model", "stage")
+
+    def __init__(self, model: str, stage: str, loaded: LoadedVersion, metrics: RouteMetrics):
+        self.model = model
+        self.stage = stage
+        self.loaded = loaded
+        self.metrics = metrics
+        # Raw ASGI header pairs; the request adds content-length and x-request-id.
+        self.headers: tuple[tuple[bytes, bytes], ...] = (
+            (b"content-type", b"application/json"),
+            (b"x-model-version", loaded.version.encode()),
+            (b"x-model-digest", loaded.digest.encode()),
+        )
+
+
+class StageStatus:
+    """Load state of one (model, stage) as /models and /readyz show it."""
+
+    __slots__ = ("error", "error_at", "state", "wanted")
+
+    def __init__(self, wanted: DesiredEntry) -> None:
+        self.wanted = wanted
+        # pending (not tried yet), loading, loaded (serving the wanted version), failed.
+        self.state = "pending"
+        self.error: str | None = None
+        self.error_at: str | None = None
+
+
+class ModelPool:
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        loader: Loader,
+        *,
+        retry_failed_load_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.metrics = metrics
+        self._loader = loader
+        self._retry_failed_load_s = retry_failed_load_s
+        self._clock = clock
+        # model -> stage -> Route; replaced whole, never mutated, so a reader sees one table.
+        self.routes: dict[str, dict[str, Route]] = {}
+        self.desired: DesiredState | None = None
+        self.statuses: dict[tuple[str, str], StageStatus] = {}
+        # Bumped whenever routes change (the OpenAPI document is rebuilt from it).
+        self.generation = 0
+        self._loaded: dict[tuple[str, str], LoadedVersion] = {}
+        self._failed: dict[tuple[str, str, str], tuple[float, str]] = {}
+        self._listeners: list[ActivationListener] = []
+        self._releases: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    def add_listener(self, listener: ActivationListener) -> None:
+        self._listeners.append(listener)
+
+    def wanted_stages(self, model: str) -> list[str]:
+        if self.desired is None:
+            return []
+        return sorted({e.stage for e in self.desired.entries if e.model == model})
+
+    def wanted_models(self) -> dict[str, list[str]]:
+        out: dict[str, set[str]] = {}
+        for e in self.desired.entries if self.desired else []:
+            out.setdefault(e.model, set()).add(e.stage)
+        return {m: sorted(s) for m, s in sorted(out.items())}
+
+    def loaded_versions(self) -> list[LoadedVersion]:
+        return list(self._loaded.values())
+
+    def ready(self) -> tuple[bool, list[str]]:
+        """Every (model, stage) of the desired state serves its assigned version."""
+        if self.desired is None:
+            return False, ["no desired state received yet"]
+        missing = [
+            f"{m}#{s}: {st.state}" + (f" ({st.error})" if st.error else "")
+            for (m, s), st in sorted(self.statuses.items())
+            if st.state != "loaded"
+        ]
+        return not missing, missing
+
+    async def reconcile(self, state: DesiredState) -> None:
+        async with self._lock:
+            await self._reconcile(state)
+
+    async def _reconcile(self, state: DesiredState) -> None:
+        self.desired = state
+        wanted = {(e.model, e.stage): e for e in state.entries}
+        old_statuses = self.statuses
+        self.statuses = {key: old_statuses.get(key) or StageStatus(e) for key, e in wanted.items()}
+        for key, e in wanted.items():
+            self.statuses[key].wanted = e
+        # 1. Load every version not yet in memory (sequentially: bounded memory and CPU).
+        to_load: dict[tuple[str, str], DesiredEntry] = {}
+        for e in state.entries:
+            have = self._loaded.get((e.model, e.version))
+            if have is not None and have.digest == e.digest:
+                continue
+            failed = self._failed.get((e.model, e.version, e.digest))
+            if failed is not None and self._clock() - failed[0] < self._retry_failed_load_s:
+                continue
+            to_load.setdefault((e.model, e.version), e)
+        for key, st in self.statuses.items():
+            if (key[0], st.wanted.version) in to_load:
+                st.state = "loading"
+        candidates = dict(self._loaded)
+        for key, e in to_load.items():
+            loaded = await self._load(e)
+            if loaded is not None:
+                candidates[key] = loaded
+        # 2. Build the new table and switch to it in one assignment.
+        old_routes = self.routes
+        new_routes: dict[str, dict[str, Route]] = {}
+        for (model, stage), e in wanted.items():
+            st = self.statuses[(model, stage)]
+            current = old_routes.get(model, {}).get(stage)
+            lv = candidates.get((model, e.version))
+            if lv is not None and lv.digest == e.digest:
+                route = current if current is not None and current.loaded is lv else None
+                route = route or Route(
+                    model, stage, lv, self.metrics.route(model, stage, lv.version)
+                )
+                st.state, st.error, st.error_at = "loaded", None, None
+            else:
+                failed = self._failed.get((model, e.version, e.digest))
+                st.state = "failed"
+                if failed is not None:
+                    st.error, st.error_at = failed[1], utc_now_iso()
+                route = current  # the previous version keeps serving, if there was one
+            if route is not None:
+                new_routes.setdefault(model, {})[stage] = route
+        self.routes = new_routes
+        self.generation += 1
+        # 3. Tell the world, then release what no route uses.
+        self._announce(old_routes, new_routes)
+        in_use = {id(r.loaded) for stages in new_routes.values() for r in stages.values()}
+        self._loaded = {k: lv for k, lv in candidates.items() if id(lv) in in_use}
+        for lv in candidates.values():
+            if id(lv) not in in_use:
+                task = asyncio.create_task(self._release(lv))
+                self._releases.add(task)
+                task.add_done_callback(self._releases.discard)
+
+    async def _load(self, e: DesiredEntry) -> LoadedVersion | None:
+        started = time.perf_counter()
+        try:
+            loaded = await asyncio.to_thread(self._loader, e)
+        except ModelLoadError as exc:
+            message = exc.reason
+        except Exception as exc:  # a loader bug must not stop the reconcile of other models
+            log.exception("unexpected error loading %s %s", e.model, e.version)
+            message = f"{type(exc).__name__}: {exc}"
+        else:
+            self.metrics.model_load_duration_seconds.labels(e.model).observe(
+                time.perf_counter() - started
+            )
+            self._failed.pop((e.model, e.version, e.digest), None)
+            log.info("loaded %s %s (%s, %s)", e.model, e.version, loaded.engine, e.digest)
+            return loaded
+        self._failed[(e.model, e.version, e.digest)] = (self._clock(), message)
+        self.metrics.model_load_failures_total.labels(e.model, e.version).inc()
+        log.error("%s %s failed to load: %s", e.model, e.version, message)
+        assert self.desired is not None
+        for other in self.desired.entries:
+            if other.model == e.model and other.version == e.version:
+                self._emit(
+                    other.model, other.stage, e.version, e.digest, kind="failed", message=message
+                )
+        return None
+
+    def _announce(self, old: dict[str, dict[str, Route]], new: dict[str, dict[str, Route]]) -> None:
+        info = self.metrics.model_info
+        keys = {(m, s) for m, st in old.items() for s in st} | {
+            (m, s) for m, st in new.items() for s in st
+        }
+        for model, stage in sorted(keys):
+            before = old.get(model, {}).get(stage)
+            after = new.get(model, {}).get(stage)
+            if before is not None and after is not None and before.loaded is after.loaded:
+                continue
+            if before is not None:
+                info.remove(model, stage, before.loaded.version, before.loaded.digest)
+            if after is not None:
+                a = after.loaded
+                info.labels(model, stage, a.version, a.digest).set(1)
+                self._emit(model, stage, a.version, a.digest, kind="activated")
+            if before is not None:
+                b = before.loaded
+                self._emit(model, stage, b.version, b.digest, kind="deactivated")
+
+    def _emit(
+        self, model: str, stage: str, version: str, digest: str, *, kind: str, message: str = ""
+    ) -> None:
+        event = ActivationEvent(
+            at=utc_now_iso(),
+            model=model,
+            stage=stage,
+            version=version,
+            digest=digest,
+            kind=kind,  # type: ignore[arg-type]
+            message=message,
+        )
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("activation listener failed on %s", event)
+
+    async def _release(self, loaded: LoadedVersion) -> None:
+        # Requests increment `inflight` in the same event-loop step as their route lookup,
+        # so once the table no longer points here the count only goes down.
+        while loaded.inflight > 0:
+            await asyncio.sleep(_RELEASE_POLL_S)
+        loaded.close()
+        log.info("released %s %s", loaded.model, loaded.version)
+
+    async def close(self) -> None:
+        """Release everything (on shutdown, after the server stopped taking requests)."""
+        async with self._lock:
+            if self._releases:
+                await asyncio.wait(list(self._releases), timeout=30)
+            for lv in self._loaded.values():
+                lv.close()
+            self._loaded = {}
+            self.routes = {}

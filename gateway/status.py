@@ -1,0 +1,73 @@
+"""What `/models` and `/models/{model}` report: per stage, what serves and how it got there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gateway.pool import ModelPool
+
+__all__ = ["model_status", "models_status"]
+
+
+def _stage_status(pool: ModelPool, model: str, stage: str) -> dict[str, Any]:
+    st = pool.statuses[(model, stage)]
+    route = pool.routes.get(model, {}).get(stage)
+    out: dict[str, Any] = {
+        "stage": stage,
+        "assigned_version": st.wanted.version,
+        "assigned_digest": st.wanted.digest,
+        "state": st.state,
+        "version": None,
+        "digest": None,
+        "last_error": st.error,
+        "last_error_at": st.error_at,
+    }
+    if route is not None:
+        lv = route.loaded
+        manifest = lv.manifest
+        out.update(
+            version=lv.version,
+            digest=lv.digest,
+            engine=lv.engine,
+            inference="inline" if lv.inline else "thread_pool",
+            load_seconds=round(lv.load_s, 4),
+            format=manifest.format,
+            signature=msgspec.to_builtins(manifest.signature),
+            card=msgspec.to_builtins(manifest.card),
+            metrics=manifest.metrics,
+            labels=manifest.labels,
+        )
+    return out
+
+
+def _sync(pool: ModelPool, model: str) -> dict[str, Any]:
+    state = pool.desired
+    if state is None:
+        return {"generated_at": None, "registry": None, "errors": []}
+    return {
+        "generated_at": state.generated_at,
+        "registry": state.registry,
+        "errors": [msgspec.to_builtins(e) for e in state.errors if e.model == model],
+    }
+
+
+def model_status(pool: ModelPool, model: str) -> dict[str, Any] | None:
+    """One model's stages, or None when the desired state does not name it."""
+    stages = pool.wanted_stages(model)
+    has_errors = pool.desired is not None and any(e.model == model for e in pool.desired.errors)
+    if not stages and not has_errors:
+        return None
+    return {
+        "name": model,
+        "stages": {s: _stage_status(pool, model, s) for s in stages},
+        "sync": _sync(pool, model),
+    }
+
+
+def models_status(pool: ModelPool) -> list[dict[str, Any]]:
+    names = set(pool.wanted_models())
+    if pool.desired is not None:
+        names |= {e.model for e in pool.desired.errors}
+    return [s for name in sorted(names) if (s := model_status(pool, name)) is not None]
