@@ -9,7 +9,8 @@ RegistryError
 ├── StageNotAllowedError       a stage that `.gto` does not list
 ├── NoVersionInStageError      the stage resolves to no version
 ├── IncompatibleSignatureError assign would break the stage's clients
-├── InvalidTagError            a tag that looks like ours but does not parse
+├── InvalidTagError            a tag (or name, version) that looks like ours but does not parse
+├── GitCommandError            a git command failed in a way none of the others describes
 └── PackageError               a model package is invalid
     ├── ManifestError          model.yaml does not parse or has wrong/unknown fields
     ├── MissingFileError       a file the manifest lists is absent
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "DigestMismatchError",
+    "GitCommandError",
     "IncompatibleSignatureError",
     "InvalidInputError",
     "InvalidTagError",
@@ -191,3 +193,13 @@ class SizeMismatchError(DigestMismatchError):
         self.file = file
         self.expected = f"{expected_bytes} bytes"
         self.actual = f"{actual_bytes} bytes"
+
+
+class GitCommandError(RegistryError):
+    """A git command failed for a reason none of the errors above describes."""
+
+    def __init__(self, location: str, command: str, reason: str) -> None:
+        self.location = location
+        self.command = command
+        self.reason = reason
+        super().__init__(f"{location}: git {command} failed: {reason}")

@@ -1,0 +1,271 @@
+"""A thin, typed wrapper over the `git` command; git failures become RegistryErrors here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry_sync.errors import GitCommandError, NotARegistryError, RegistryError
+
+__all__ = ["Git", "TagRecord", "ensure_repo", "redact_url"]
+
+_FIELD, _RECORD = "\x1f", "\x1e"
+_TAG_FORMAT = (
+    "%1f".join(
+        [
+            "%(refname:strip=2)",
+            "%(objecttype)",
+            "%(*objecttype)",
+            "%(*objectname)",
+            "%(taggername)",
+            "%(taggeremail:trim)",
+            "%(taggerdate:unix)",
+            "%(*committerdate:unix)",
+            "%(contents)",
+        ]
+    )
+    + "%1e"
+)
+# Used when neither the environment nor git config names anyone, so that a registry write
+# works on a fresh machine or in CI.
+_FALLBACK_NAME, _FALLBACK_EMAIL = "stageserve", "stageserve@localhost"
+_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True, slots=True)
+class TagRecord:
+    """An annotated tag that points at a commit (gto ignores lightweight tags)."""
+
+    name: str
+    commit: str
+    tagger: str
+    tagger_email: str
+    time: int
+    commit_time: int
+    message: str
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password (or token) replaced, safe to print and log."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    userinfo, _, host = rest.partition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in userinfo else f"{scheme}://***@{host}"
+
+
+class Git:
+    """`git -C path ...`: every call is one subprocess; nothing is cached here."""
+
+    def __init__(self, path: Path, *, display: str | None = None) -> None:
+        self.path = path
+        self.display = display or str(path)
+
+    def run(
+        self,
+        *args: str,
+        input_bytes: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        ok_codes: Sequence[int] = (0,),
+    ) -> str:
+        return self.run_bytes(*args, input_bytes=input_bytes, env=env, ok_codes=ok_codes).decode(
+            "utf-8", "replace"
+        )
+
+    def run_bytes(
+        self,
+        *args: str,
+        input_bytes: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        ok_codes: Sequence[int] = (0,),
+    ) -> bytes:
+        full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(self.path), *args],
+                input=input_bytes,
+                capture_output=True,
+                env=full_env,
+                timeout=_TIMEOUT_S,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise NotARegistryError(self.display, "git is not installed") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise GitCommandError(self.display, args[0], "timed out") from exc
+        if done.returncode not in ok_codes:
+            stderr = done.stderr.decode("utf-8", "replace").strip()
+            if "not a git repository" in stderr or "cannot change to" in stderr:
+                raise NotARegistryError(self.display)
+            raise GitCommandError(self.display, args[0], stderr or f"exit {done.returncode}")
+        return done.stdout
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def git_dir(self) -> Path:
+        return Path(self.run("rev-parse", "--absolute-git-dir").strip())
+
+    def is_bare(self) -> bool:
+        return self.run("rev-parse", "--is-bare-repository").strip() == "true"
+
+    def head(self) -> str | None:
+        out = self.run("rev-parse", "--verify", "-q", "HEAD^{commit}", ok_codes=(0, 1)).strip()
+        return out or None
+
+    def head_branch(self) -> str | None:
+        """The branch HEAD points at (unborn in an empty repository); None when detached."""
+        return self.run("symbolic-ref", "-q", "HEAD", ok_codes=(0, 1)).strip() or None
+
+    def tags(self) -> list[TagRecord]:
+        out = self.run("for-each-ref", f"--format={_TAG_FORMAT}", "refs/tags")
+        records = []
+        for raw in out.split(_RECORD):
+            fields = raw.lstrip("\n").split(_FIELD)
+            if len(fields) != 9 or fields[1] != "tag" or fields[2] != "commit":
+                continue
+            name, _, _, commit, tagger, email, time, commit_time, message = fields
+            records.append(
+                TagRecord(
+                    name, commit, tagger, email, int(time or 0), int(commit_time or 0), message
+                )
+            )
+        return records
+
+    def tag_names(self) -> list[str]:
+        return self.run("for-each-ref", "--format=%(refname:strip=2)", "refs/tags").split()
+
+    def commit_time(self, rev: str) -> int:
+        return int(self.run("show", "-s", "--format=%ct", rev).strip())
+
+    def read_file(self, commit: str, path: str) -> bytes | None:
+        """The bytes of `path` at `commit`, or None when the commit has no such file."""
+        try:
+            return self.run_bytes("cat-file", "blob", f"{commit}:{path}")
+        except GitCommandError:
+            return None
+
+    def export(self, commit: str, path: str, dest: Path) -> None:
+        """Write the files under `path` at `commit` into `dest` (the prefix `path/` removed)."""
+        data = self.run_bytes("archive", "--format=tar", commit, "--", path)
+        prefix = path.rstrip("/") + "/"
+        with tempfile.TemporaryFile() as buffer:
+            buffer.write(data)
+            buffer.seek(0)
+            with tarfile.open(fileobj=buffer, mode="r:") as archive:
+                members = []
+                for member in archive.getmembers():
+                    if not member.name.startswith(prefix) or member.isdir():
+                        continue
+                    member.name = member.name[len(prefix) :]
+                    members.append(member)
+                # The "data" filter refuses absolute paths, links out of dest and devices.
+                archive.extractall(dest, members=members, filter="data")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def identity_env(self) -> dict[str, str]:
+        """Author/committer variables to add: only those git could not work out by itself."""
+        env: dict[str, str] = {}
+        for role in ("AUTHOR", "COMMITTER"):
+            for key, config, fallback in (
+                ("NAME", "user.name", _FALLBACK_NAME),
+                ("EMAIL", "user.email", _FALLBACK_EMAIL),
+            ):
+                var = f"GIT_{role}_{key}"
+                if var not in os.environ and not self._config(config):
+                    env[var] = fallback
+        return env
+
+    def _config(self, key: str) -> str:
+        return self.run("config", "--get", key, ok_codes=(0, 1)).strip()
+
+    def now(self) -> int:
+        """The committer time git would record now (honours GIT_COMMITTER_DATE)."""
+        ident = self.run("var", "GIT_COMMITTER_IDENT", env=self.identity_env()).split()
+        return int(ident[-2])
+
+    def write_commit(
+        self,
+        parent: str | None,
+        *,
+        replace_dir: str,
+        files: Mapping[str, Path],
+        blobs: Mapping[str, bytes],
+        remove: Sequence[str] = (),
+        message: str,
+    ) -> str:
+        """A commit of `parent`'s tree with `replace_dir` replaced by `files` and `blobs`
+        written; the user's index and work tree are not touched."""
+        with tempfile.TemporaryDirectory(prefix="stageserve-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **self.identity_env()}
+            self.run("read-tree", *([parent] if parent else ["--empty"]), env=env)
+            for path in [replace_dir, *remove]:
+                self.run("rm", "--cached", "-r", "-q", "--ignore-unmatch", "--", path, env=env)
+            entries = []
+            if files:
+                stdin = "\n".join(str(p) for p in files.values()).encode()
+                shas = self.run("hash-object", "-w", "--stdin-paths", input_bytes=stdin).split()
+                for (target, source), sha in zip(files.items(), shas, strict=True):
+                    mode = "100755" if os.access(source, os.X_OK) else "100644"
+                    entries.append(f"{mode} {sha}\t{target}")
+            for target, data in blobs.items():
+                sha = self.run("hash-object", "-w", "--stdin", input_bytes=data).strip()
+                entries.append(f"100644 {sha}\t{target}")
+            if entries:
+                info = ("\n".join(entries) + "\n").encode()
+                self.run("update-index", "--index-info", input_bytes=info, env=env)
+            tree = self.run("write-tree", env=env).strip()
+            parents = ["-p", parent] if parent else []
+            return self.run("commit-tree", tree, *parents, "-m", message, env=env).strip()
+
+    def update_branch(self, branch: str, new: str, old: str | None) -> None:
+        self.run("update-ref", "-m", "stageserve registry", branch, new, old or "0" * 40)
+
+    def reset_branch(self, branch: str, old: str | None) -> None:
+        """Put `branch` back where it was (delete it when it did not exist)."""
+        if old is None:
+            self.run("update-ref", "-d", branch)
+        else:
+            self.run("update-ref", branch, old)
+
+    def sync_worktree(self, paths: Sequence[str]) -> None:
+        """After a commit made with `write_commit`, bring these paths of the index and work
+        tree to HEAD (files the new commit dropped are removed)."""
+        self.run("reset", "-q", "HEAD", "--", *paths, ok_codes=(0, 1))
+        top = Path(self.run("rev-parse", "--show-toplevel").strip())
+        for path in paths:
+            target = top / path
+            if target.is_dir():
+                for child in sorted(target.rglob("*"), reverse=True):
+                    if child.is_file() or child.is_symlink():
+                        child.unlink()
+                    elif child.is_dir():
+                        child.rmdir()
+        listed = self.run("ls-tree", "-r", "--name-only", "HEAD", "--", *paths).split("\n")
+        if any(listed):
+            self.run("checkout", "HEAD", "--", *paths)
+
+    def create_tag(self, name: str, commit: str, message: str, time: int) -> None:
+        env = {**self.identity_env(), "GIT_COMMITTER_DATE": f"@{time} +0000"}
+        self.run("tag", "-a", name, commit, "-m", message, env=env)
+
+    def delete_tag(self, name: str) -> None:
+        self.run("tag", "-d", name)
+
+
+def ensure_repo(git: Git) -> None:
+    """Raise NotARegistryError unless `git.path` is inside a git repository."""
+    if not git.path.exists():
+        raise NotARegistryError(git.display, "no such folder")
+    try:
+        git.git_dir()
+    except RegistryError as exc:
+        if isinstance(exc, NotARegistryError):
+            raise
+        raise NotARegistryError(git.display, str(exc)) from exc

@@ -1,0 +1,346 @@
+"""Registry writes: register, assign, unassign, deregister, deprecate, as gto would tag them.
+
+Each write checks everything first and changes nothing when it refuses. Every tag is dated at
+least one second after the model's newest event, so GTO's one-second timestamps never tie on
+a registry stageserve writes and `gto show` agrees with the newest `#N`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from registry_sync.errors import (
+    GitCommandError,
+    IncompatibleSignatureError,
+    ManifestError,
+    ModelNotFoundError,
+    NotARegistryError,
+    NoVersionInStageError,
+    RegistryError,
+    StageNotAllowedError,
+    VersionExistsError,
+    VersionNotFoundError,
+)
+from registry_sync.events import ArtifactState
+from registry_sync.gto_tags import (
+    TagKind,
+    bump_version,
+    check_name,
+    check_version,
+    format_tag,
+    next_counter,
+    parse_tag,
+    tag_message,
+    version_key,
+)
+from registry_sync.registry_views import TagWritten, iso_time, parse_time
+
+if TYPE_CHECKING:
+    from registry_sync.registry import GitRegistry
+
+__all__ = ["assign", "deprecate", "deregister", "register", "unassign"]
+
+Bump = Literal["major", "minor", "patch"]
+
+
+def register(
+    reg: GitRegistry,
+    name: str,
+    package_path: Path | str,
+    version: str | None = None,
+    bump: Bump = "patch",
+) -> TagWritten:
+    """Commit the package under models/NAME, record it in artifacts.yaml, tag NAME@vX.Y.Z."""
+    from registry_sync.package import MANIFEST_FILE, read_package
+    from registry_sync.registry import ARTIFACTS_FILE
+
+    check_name(name)
+    if version is not None:
+        check_version(version)
+    package = read_package(package_path)
+    for label in package.manifest.labels:
+        try:
+            check_name(label, "label")
+        except RegistryError as exc:
+            raise ManifestError(str(package.path), f"labels: {exc}") from None
+    reg.refresh()
+    view = reg.view()
+    art = view.state.get(name)
+    # A deregistered version keeps its tag, so its number is taken too (gto agrees: it refuses).
+    taken = [v.version for v in art.registered_versions()] if art else []
+    if version is None:
+        version = bump_version(max(taken, key=version_key) if taken else None, bump)
+    if version in taken or format_tag(TagKind.REGISTER, name, version=version) in {
+        t.name for t in view.tags
+    }:
+        raise VersionExistsError(name, version)
+    branch = _branch(reg)
+    parent = view.head
+    target_dir = f"{reg.models_dir}/{name}"
+    files = {f"{target_dir}/{MANIFEST_FILE}": package.path / MANIFEST_FILE}
+    for entry in package.manifest.files:
+        files[f"{target_dir}/{entry.path}"] = package.file_path(entry.path)
+    artifacts = dict(view.artifacts)
+    artifacts[name] = {
+        "type": "model",
+        "path": target_dir,
+        "virtual": False,
+        "description": package.manifest.card.description,
+        "labels": sorted(set(package.manifest.labels)),
+    }
+    commit = reg.git.write_commit(
+        parent,
+        replace_dir=target_dir,
+        files=files,
+        blobs={ARTIFACTS_FILE: _dump(artifacts)},
+        message=f"Register {name} {version}",
+    )
+    reg.git.update_branch(branch, commit, parent)
+    tag = format_tag(TagKind.REGISTER, name, version=version)
+    message = tag_message(TagKind.REGISTER, name, version=version)
+    return _publish(
+        reg,
+        art=art,
+        name=name,
+        tag=tag,
+        commit=commit,
+        message=message,
+        branch=branch,
+        old=parent,
+        paths=[target_dir, ARTIFACTS_FILE],
+        version=version,
+    )
+
+
+def assign(
+    reg: GitRegistry, name: str, stage: str, version: str, force: bool = False
+) -> TagWritten:
+    """Tag NAME#STAGE#N on the version's commit; refuse a version that breaks the stage's
+    clients (inputs removed, added as required or retyped) unless `force`."""
+    from registry_sync.signature import breaking_changes
+
+    check_name(name)
+    check_name(stage, "stage")
+    check_version(version)
+    _check_stage(reg, stage)
+    reg.refresh()
+    view = reg.view()
+    art = view.artifact(name)
+    target = art.find(version)
+    if target is None or not target.is_active:
+        active = [v.version for v in art.registered_versions() if v.is_active]
+        raise VersionNotFoundError(name, version, active)
+    current = art.resolve(stage)
+    if not force:
+        new = reg.manifest_at(name, target.commit)
+        if current is not None and current is not target:
+            try:
+                old = reg.manifest_at(name, current.commit)
+            except ManifestError:
+                old = None  # nothing to compare with (e.g. an artifact gto registered)
+            problems = breaking_changes(old.signature, new.signature) if old else []
+            if problems:
+                raise IncompatibleSignatureError(name, stage, version, problems)
+    counter = next_counter(name, (t.name for t in view.tags))
+    tag = format_tag(TagKind.ASSIGN, name, stage=stage, counter=counter)
+    message = tag_message(TagKind.ASSIGN, name, stage=stage, version=version)
+    return _publish(
+        reg,
+        art=art,
+        name=name,
+        tag=tag,
+        commit=target.commit,
+        message=message,
+        version=version,
+        stage=stage,
+    )
+
+
+def unassign(
+    reg: GitRegistry, name: str, stage: str, version: str | None = None
+) -> list[TagWritten]:
+    """Tag NAME#STAGE!#N so the stage serves nothing (or only drop `version` from it).
+
+    gto keeps a version in a stage until that version is unassigned, so emptying a stage
+    unassigns every version still in it; otherwise an older one would take over.
+    """
+    check_name(name)
+    check_name(stage, "stage")
+    reg.refresh()
+    view = reg.view()
+    art = view.artifact(name)
+    in_stage = [v for v in art.versions if v.is_active and v.in_stage(stage)]
+    if version is not None:
+        in_stage = [v for v in in_stage if v.version == version]
+    if not in_stage:
+        raise NoVersionInStageError(name, stage)
+    written: list[TagWritten] = []
+    tags = [t.name for t in view.tags]
+    floor = _floor(art)
+    for state in in_stage:
+        counter = next_counter(name, tags)
+        tag = format_tag(TagKind.UNASSIGN, name, stage=stage, counter=counter)
+        tags.append(tag)
+        message = tag_message(TagKind.UNASSIGN, name, stage=stage, version=state.version)
+        done = _publish(
+            reg,
+            art=art,
+            name=name,
+            tag=tag,
+            commit=state.commit,
+            message=message,
+            version=state.version,
+            stage=stage,
+            floor=floor,
+        )
+        floor = parse_time(done.time)
+        written.append(done)
+    return written
+
+
+def deregister(reg: GitRegistry, name: str, version: str) -> TagWritten:
+    """Tag NAME@vX.Y.Z! : the version serves no stage any more."""
+    check_name(name)
+    check_version(version)
+    reg.refresh()
+    view = reg.view()
+    art = view.artifact(name)
+    target = art.find(version)
+    if target is None or not target.is_active:
+        active = [v.version for v in art.registered_versions() if v.is_active]
+        raise VersionNotFoundError(name, version, active)
+    tag = format_tag(TagKind.DEREGISTER, name, version=version)
+    if tag in {t.name for t in view.tags}:
+        tag = format_tag(
+            TagKind.DEREGISTER,
+            name,
+            version=version,
+            counter=next_counter(name, (t.name for t in view.tags)),
+        )
+    message = tag_message(TagKind.DEREGISTER, name, version=version)
+    return _publish(
+        reg, art=art, name=name, tag=tag, commit=target.commit, message=message, version=version
+    )
+
+
+def deprecate(reg: GitRegistry, name: str) -> TagWritten | None:
+    """Tag NAME@deprecated (None when it already is). The model leaves artifacts.yaml, since
+    gto counts a later commit that still lists it as activity that revives it."""
+    from registry_sync.registry import ARTIFACTS_FILE
+
+    check_name(name)
+    reg.refresh()
+    view = reg.view()
+    art = view.artifact(name)
+    if art.deprecated:
+        return None
+    names = {t.name for t in view.tags}
+    tag = format_tag(TagKind.DEPRECATE, name)
+    if tag in names:
+        tag = format_tag(TagKind.DEPRECATE, name, counter=next_counter(name, names))
+    message = tag_message(TagKind.DEPRECATE, name)
+    events = [e for v in art.versions for e in v.all_events()]
+    target = max(events, key=lambda e: e.time).commit if events else view.head
+    if target is None:
+        raise ModelNotFoundError(name, sorted(view.state))
+    if name not in view.artifacts:
+        return _publish(reg, art=art, name=name, tag=tag, commit=target, message=message)
+    branch = _branch(reg)
+    artifacts = {k: v for k, v in view.artifacts.items() if k != name}
+    commit = reg.git.write_commit(
+        view.head,
+        replace_dir=ARTIFACTS_FILE,
+        files={},
+        blobs={ARTIFACTS_FILE: _dump(artifacts)},
+        message=f"Deprecate {name}",
+    )
+    reg.git.update_branch(branch, commit, view.head)
+    return _publish(
+        reg,
+        art=art,
+        name=name,
+        tag=tag,
+        commit=commit,
+        message=message,
+        branch=branch,
+        old=view.head,
+        paths=[ARTIFACTS_FILE],
+    )
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _check_stage(reg: GitRegistry, stage: str) -> None:
+    allowed = reg.allowed_stages()
+    if allowed is not None and stage not in allowed:
+        raise StageNotAllowedError(stage, allowed)
+
+
+def _branch(reg: GitRegistry) -> str:
+    branch = reg.git.head_branch()
+    if not branch:
+        raise NotARegistryError(reg.display_location, "HEAD is detached; check out a branch")
+    return branch
+
+
+def _dump(artifacts: Mapping[str, Any]) -> bytes:
+    return yaml.safe_dump(artifacts, sort_keys=True, allow_unicode=True).encode()
+
+
+def _floor(art: ArtifactState | None) -> int:
+    """The newest event time of the model (0 when it has none)."""
+    if art is None:
+        return 0
+    times = [e.time for v in art.versions for e in v.all_events()]
+    times += [e.time for e in art.deprecations]
+    return max(times, default=0)
+
+
+def _publish(
+    reg: GitRegistry,
+    *,
+    art: ArtifactState | None,
+    name: str,
+    tag: str,
+    commit: str,
+    message: str,
+    branch: str | None = None,
+    old: str | None = None,
+    paths: list[str] | None = None,
+    version: str | None = None,
+    stage: str | None = None,
+    floor: int | None = None,
+) -> TagWritten:
+    """Create the tag one second past the model's newest event, sync the work tree, push."""
+    time = max(reg.git.now(), (_floor(art) if floor is None else floor) + 1)
+    reg.git.create_tag(tag, commit, message, time)
+    if reg.mirror is not None:
+        refs = ([branch] if branch else []) + [f"refs/tags/{tag}"]
+        try:
+            reg.mirror.push(refs)
+        except RegistryError:
+            # Leave the mirror as the remote is: the next fetch must not find our orphans.
+            reg.git.delete_tag(tag)
+            if branch is not None:
+                reg.git.reset_branch(branch, old)
+            raise
+    elif paths and not reg.git.is_bare():
+        # The commit and tag are made; a work tree left stale is only cosmetic.
+        with contextlib.suppress(GitCommandError):
+            reg.git.sync_worktree(paths)
+    parsed = parse_tag(tag)
+    return TagWritten(
+        model=name,
+        tag=tag,
+        event=parsed.kind.value if parsed else "",
+        commit=commit,
+        time=iso_time(time),
+        version=version,
+        stage=stage,
+    )
