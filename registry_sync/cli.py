@@ -1,17 +1,177 @@
-"""Sub-commands of `stageserve` (being written; see gateway/cli.py for how they plug in)."""
+"""`stageserve registry ...`: the git (GTO) registry from the command line, over registry.py."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
+
+import msgspec
+
+from registry_sync import cli_format
+from registry_sync.registry import GitRegistry
+from registry_sync.registry_views import parse_time
 
 __all__ = ["add_commands"]
 
+_REGISTRY_ENV = "STAGESERVE_REGISTRY"
+
 
 def add_commands(sub: Any) -> None:
-    """Add this module's sub-commands to the `stageserve` parser's sub-parsers."""
-    del sub
+    """Add `registry` and its sub-commands to the `stageserve` parser's sub-parsers."""
+    parser = sub.add_parser(
+        "registry",
+        help="register, promote and query models in a git (GTO) registry",
+        description="A git registry in GTO's tag format: `gto` reads what this writes.",
+    )
+    commands = parser.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--registry",
+        "--repo",
+        dest="registry",
+        default=None,
+        metavar="PATH_OR_URL",
+        help=f"registry git repository: a path or a URL (default ${_REGISTRY_ENV}, else .)",
+    )
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON")
+
+    def add(name: str, handler: Any, help_text: str, *parents: argparse.ArgumentParser) -> Any:
+        command = commands.add_parser(
+            name, help=help_text, description=help_text, parents=[where, *parents]
+        )
+        command.set_defaults(handler=handler)
+        return command
+
+    cmd = add("register", _register, "commit a package folder as a new version", as_json)
+    cmd.add_argument("name")
+    cmd.add_argument("path", help="the package folder (holding model.yaml)")
+    bump = cmd.add_mutually_exclusive_group()
+    bump.add_argument("--version", help="the version, vX.Y.Z (default: bump the latest)")
+    for part in ("major", "minor", "patch"):
+        bump.add_argument(f"--bump-{part}", dest="bump", action="store_const", const=part)
+
+    cmd = add("assign", _assign, "assign a version to a stage (tag NAME#STAGE#N)", as_json)
+    cmd.add_argument("name")
+    cmd.add_argument("stage")
+    cmd.add_argument("--version", required=True)
+    cmd.add_argument(
+        "--force",
+        action="store_true",
+        help="assign even if the version's inputs break the stage's clients",
+    )
+
+    cmd = add("unassign", _unassign, "take a stage away (tag NAME#STAGE!#N)", as_json)
+    cmd.add_argument("name")
+    cmd.add_argument("stage")
+    cmd.add_argument("--version", help="only drop this version from the stage")
+
+    cmd = add("deregister", _deregister, "withdraw a version (tag NAME@vX.Y.Z!)", as_json)
+    cmd.add_argument("name")
+    cmd.add_argument("--version", required=True)
+
+    cmd = add("deprecate", _deprecate, "deprecate a model (tag NAME@deprecated)", as_json)
+    cmd.add_argument("name")
+
+    cmd = add("list", _list, "every model, its latest version and its stages", as_json)
+    cmd.add_argument("--label", help="only models with this label")
+    cmd.add_argument("--search", help="only models whose name or description contains TEXT")
+    cmd.add_argument("--deprecated", action="store_true", help="include deprecated models")
+
+    cmd = add("show", _show, "versions, stages, card and signature of a model", as_json)
+    cmd.add_argument("name")
+
+    cmd = add("which", _which, "the version in a stage, now or at a time", as_json)
+    cmd.add_argument("name")
+    cmd.add_argument("stage")
+    cmd.add_argument(
+        "--at",
+        type=_time,
+        metavar="TIME",
+        help="ISO 8601 time (no zone means UTC): answer over the events before it",
+    )
+
+    cmd = add("history", _history, "every registry event of a model, oldest first", as_json)
+    cmd.add_argument("name", nargs="?")
+
+    add("check", _check, "check tags, packages and stages (exit 1 on any problem)", as_json)
 
 
-def _unused(args: argparse.Namespace) -> int:
+def _time(text: str) -> int:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _open(args: argparse.Namespace) -> GitRegistry:
+    return GitRegistry.open(args.registry or os.environ.get(_REGISTRY_ENV) or ".")
+
+
+def _emit(args: argparse.Namespace, result: Any, human: str) -> int:
+    if args.json:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(result), indent=2).decode())
+        sys.stdout.write("\n")
+    else:
+        print(human)
     return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    written = _open(args).register(
+        args.name, args.path, version=args.version, bump=args.bump or "patch"
+    )
+    return _emit(args, written, cli_format.format_written([written]))
+
+
+def _assign(args: argparse.Namespace) -> int:
+    written = _open(args).assign(args.name, args.stage, args.version, force=args.force)
+    return _emit(args, written, cli_format.format_written([written]))
+
+
+def _unassign(args: argparse.Namespace) -> int:
+    written = _open(args).unassign(args.name, args.stage, args.version)
+    return _emit(args, written, cli_format.format_written(written))
+
+
+def _deregister(args: argparse.Namespace) -> int:
+    written = _open(args).deregister(args.name, args.version)
+    return _emit(args, written, cli_format.format_written([written]))
+
+
+def _deprecate(args: argparse.Namespace) -> int:
+    written = _open(args).deprecate(args.name)
+    human = cli_format.format_written([written]) if written else f"{args.name} is deprecated"
+    return _emit(args, written, human)
+
+
+def _list(args: argparse.Namespace) -> int:
+    models = _open(args).list_models(
+        label=args.label, search=args.search, deprecated=args.deprecated
+    )
+    return _emit(args, models, cli_format.format_models(models))
+
+
+def _show(args: argparse.Namespace) -> int:
+    detail = _open(args).show(args.name)
+    return _emit(args, detail, cli_format.format_detail(detail))
+
+
+def _which(args: argparse.Namespace) -> int:
+    found = _open(args).which(args.name, args.stage, at=args.at)
+    return _emit(args, found, cli_format.format_which(found))
+
+
+def _history(args: argparse.Namespace) -> int:
+    events = _open(args).history(args.name)
+    return _emit(args, events, cli_format.format_history(events))
+
+
+def _check(args: argparse.Namespace) -> int:
+    from registry_sync.check import check_registry
+
+    report = check_registry(_open(args))
+    _emit(args, report, cli_format.format_check(report))
+    return 0 if report.ok else 1
