@@ -27,8 +27,13 @@ def convert_sklearn_model(model: Any, n_features: int, *, dtype: OnnxDtype = "au
         # Plain arrays instead of a list of dicts: the runtime returns the first output as is.
         options = {id(model): {"zipmap": False}} if hasattr(model, "predict_proba") else None
         try:
+            # A fixed graph name: skl2onnx's default is a random uuid, and the same model saved
+            # twice must give the same bytes (and so the same digest and model.yaml).
             proto = convert_sklearn(
-                model, initial_types=[("input", tensor([None, n_features]))], options=options
+                model,
+                name=type(model).__name__,
+                initial_types=[("input", tensor([None, n_features]))],
+                options=options,
             )
             data: bytes = proto.SerializeToString()
             # A graph that converts may still have no onnxruntime kernel for its types.

@@ -17,7 +17,7 @@ from registry_sync.errors import (
     MissingFileError,
     SizeMismatchError,
 )
-from registry_sync.manifest import ColumnSpec, Manifest
+from registry_sync.manifest import COLUMN_TYPES, ColumnSpec, Manifest
 
 __all__ = [
     "MANIFEST_FILE",
@@ -33,6 +33,7 @@ __all__ = [
 
 MANIFEST_FILE = "model.yaml"
 _CHUNK_BYTES = 1 << 20
+_FORMATS = "onnx, sklearn, statsmodels"
 _MSGSPEC_PATH = re.compile(r"^(?P<msg>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
 
 
@@ -155,8 +156,12 @@ def _decode(raw: bytes, where: str) -> Manifest:
         text = str(exc)
         match = _MSGSPEC_PATH.match(text)
         if match:
-            msg = match["msg"]
-            text = f"{match['path']}: {msg[:1].lower()}{msg[1:]}"
+            msg, where_in = match["msg"], match["path"]
+            text = f"{where_in}: {msg[:1].lower()}{msg[1:]}"
+            if msg.startswith("Invalid enum value"):
+                # msgspec does not list a Literal's values; name them for the two enums we have.
+                allowed = _FORMATS if where_in == "$.format" else ", ".join(COLUMN_TYPES)
+                text = f"{where_in}: expected one of {allowed}; {msg[:1].lower()}{msg[1:]}"
         raise ManifestError(where, f"{MANIFEST_FILE}: {text}") from None
 
 

@@ -93,7 +93,8 @@ def _typed(spec: ColumnSpec, values: np.ndarray) -> Any:
         numbers = _convert(name, values, np.float64)
         whole = np.isfinite(numbers) & (numbers == np.round(numbers))
         if not whole.all():
-            raise InvalidInputError(name, f"expects whole numbers, got {numbers[~whole][0]!r}")
+            bad = to_python(numbers[~whole][0])
+            raise InvalidInputError(name, f"expects whole numbers, got {bad!r}")
         values = numbers.astype(np.int64)
     elif spec.type in ("double", "float"):
         values = _convert(name, values, np.float64)
