@@ -124,5 +124,7 @@ def create_app(
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),
         openapi_config=None,
+        # Logging is configured once by the CLI (JSON lines); the app adds no handlers.
+        logging_config=None,
         state=State({"gateway": gateway}),
     )

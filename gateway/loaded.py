@@ -35,6 +35,7 @@ class LoadedVersion:
         "manifest",
         "model",
         "package_path",
+        "pinned",
         "predict",
         "predictor",
         "schema",
@@ -62,6 +63,8 @@ class LoadedVersion:
         self.engine: str = predictor.engine
         self.schema = schema
         self.inline = runs_inline(self.engine) if inline is None else inline
+        # An explicit `inline` is kept; otherwise warm_up refines it from measured call times.
+        self.pinned = inline is not None
         self.inflight = 0
         self.load_s = 0.0
         # Bound once: the hot path calls `self.predict(batch)` with no attribute lookups.
@@ -73,7 +76,11 @@ class LoadedVersion:
         return self.predictor.predict_matrix(batch.matrix)
 
     def _predict_columns(self, batch: InputBatch) -> Any:
-        return self.predictor.predict_columns(batch.columns)
+        return self.predictor.predict_columns(batch.column_map())
+
+    def use_columns(self) -> None:
+        """Fall back to `predict_columns` (the engine has no matrix fast path for this model)."""
+        self.predict = self._predict_columns
 
     def close(self) -> None:
         close = getattr(self.predictor, "close", None)
@@ -96,12 +103,23 @@ def warm_up(loaded: LoadedVersion) -> None:
         raise ModelLoadError(
             loaded.model, loaded.version, f"input_example does not match the signature: {exc}"
         ) from None
+    try:
+        loaded.predict(batch)
+    except TypeError:
+        # The runtime contract: predict_matrix raises TypeError when the engine or signature
+        # has no matrix fast path (statsmodels, categorical inputs); use named columns.
+        loaded.use_columns()
+    fastest = float("inf")
     for _ in range(_WARMUP_CALLS):
+        started = time.perf_counter()
         out = loaded.predict(batch)
+        fastest = min(fastest, time.perf_counter() - started)
         try:
             loaded.schema.predictions(np.asarray(out), batch.rows)
         except ValueError as exc:
             raise OutputInvalidError(loaded.model, loaded.version, f"warm-up: {exc}") from None
+    if not loaded.pinned:
+        loaded.inline = runs_inline(loaded.engine, fastest)
 
 
 def load_version(

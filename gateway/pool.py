@@ -75,7 +75,7 @@ class ModelPool:
         # Bumped whenever routes change (the OpenAPI document is rebuilt from it).
         self.generation = 0
         self._loaded: dict[tuple[str, str], LoadedVersion] = {}
-        self._failed: dict[tuple[str, str, str], tuple[float, str]] = {}
+        self._failed: dict[tuple[str, str, str], tuple[float, str, str]] = {}
         self._listeners: list[ActivationListener] = []
         self._releases: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -132,18 +132,25 @@ class ModelPool:
         for key, st in self.statuses.items():
             if (key[0], st.wanted.version) in to_load:
                 st.state = "loading"
-        candidates = dict(self._loaded)
-        for key, e in to_load.items():
-            loaded = await self._load(e)
-            if loaded is not None:
-                candidates[key] = loaded
-        # 2. Build the new table and switch to it in one assignment.
-        old_routes = self.routes
-        new_routes: dict[str, dict[str, Route]] = {}
-        for (model, stage), e in wanted.items():
+        # 2. Per model: load its new versions, then switch its routes in one assignment, so
+        # a slow model never delays another's swap. Models no longer wanted go last.
+        models = sorted({m for m, _ in wanted})
+        models += sorted(set(self.routes) - set(models))
+        for model in models:
+            for key, e in to_load.items():
+                if key[0] == model:
+                    loaded = await self._load(e)
+                    if loaded is not None:
+                        self._loaded[key] = loaded
+            self._switch(model, {s: e for (m, s), e in wanted.items() if m == model})
+
+    def _switch(self, model: str, wanted: dict[str, DesiredEntry]) -> None:
+        old = self.routes.get(model, {})
+        new: dict[str, Route] = {}
+        for stage, e in wanted.items():
             st = self.statuses[(model, stage)]
-            current = old_routes.get(model, {}).get(stage)
-            lv = candidates.get((model, e.version))
+            current = old.get(stage)
+            lv = self._loaded.get((model, e.version))
             if lv is not None and lv.digest == e.digest:
                 route = current if current is not None and current.loaded is lv else None
                 route = route or Route(
@@ -154,18 +161,21 @@ class ModelPool:
                 failed = self._failed.get((model, e.version, e.digest))
                 st.state = "failed"
                 if failed is not None:
-                    st.error, st.error_at = failed[1], utc_now_iso()
+                    st.error, st.error_at = failed[1], failed[2]
                 route = current  # the previous version keeps serving, if there was one
             if route is not None:
-                new_routes.setdefault(model, {})[stage] = route
-        self.routes = new_routes
+                new[stage] = route
+        routes = {m: r for m, r in self.routes.items() if m != model}
+        if new:
+            routes[model] = new
+        self.routes = routes  # the switch: readers see the old table or the new one
         self.generation += 1
-        # 3. Tell the world, then release what no route uses.
-        self._announce(old_routes, new_routes)
-        in_use = {id(r.loaded) for stages in new_routes.values() for r in stages.values()}
-        self._loaded = {k: lv for k, lv in candidates.items() if id(lv) in in_use}
-        for lv in candidates.values():
-            if id(lv) not in in_use:
+        # 3. Tell the world, then release this model's versions that no route uses.
+        self._announce({model: old}, {model: new})
+        in_use = {id(r.loaded) for r in new.values()}
+        for key, lv in list(self._loaded.items()):
+            if key[0] == model and id(lv) not in in_use:
+                del self._loaded[key]
                 task = asyncio.create_task(self._release(lv))
                 self._releases.add(task)
                 task.add_done_callback(self._releases.discard)
@@ -186,7 +196,7 @@ class ModelPool:
             self._failed.pop((e.model, e.version, e.digest), None)
             log.info("loaded %s %s (%s, %s)", e.model, e.version, loaded.engine, e.digest)
             return loaded
-        self._failed[(e.model, e.version, e.digest)] = (self._clock(), message)
+        self._failed[(e.model, e.version, e.digest)] = (self._clock(), message, utc_now_iso())
         self.metrics.model_load_failures_total.labels(e.model, e.version).inc()
         log.error("%s %s failed to load: %s", e.model, e.version, message)
         assert self.desired is not None

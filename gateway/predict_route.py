@@ -107,11 +107,14 @@ class PredictRoute:
         metrics.track_inflight(lambda: self.inflight)
 
     def handler(self) -> ASGIRouteHandler:
-        return asgi("/predict/{model:str}", copy_scope=False, name="predict")(self.handle)
+        # A mount, not "/predict/{model:str}": litestar 2.25 looks up an ASGI route's path
+        # parameters under the HTTP method and fails (KeyError 'POST'); a mount hands us the
+        # rest of the path in scope["path"] instead ("/cost_predictor/").
+        return asgi("/predict", is_mount=True, copy_scope=False, name="predict")(self.handle)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        model: str = scope["path_params"]["model"]
+        model = scope["path"].strip("/")
         content_type = declared = incoming = None
         for name, value in scope["headers"]:
             if name == b"content-type":
@@ -127,6 +130,11 @@ class PredictRoute:
         route: Route | None = None
         batch: InputBatch | None = None
         try:
+            if not model or "/" in model:
+                raise UnknownModelError(
+                    "no such route; use POST /predict/{model}",
+                    {"models": self.pool.wanted_models()},
+                )
             if method != "POST":
                 raise MethodNotAllowedError(method, ("POST",))
             if content_type is None or not content_type.lower().startswith(_JSON):

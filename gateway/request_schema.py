@@ -89,6 +89,13 @@ class InputBatch:
         self.matrix = matrix
         self.columns = columns
 
+    def column_map(self) -> dict[str, np.ndarray]:
+        """Input name -> 1-D array (views of the matrix for all-numeric signatures)."""
+        if self.columns is not None:
+            return self.columns
+        assert self.matrix is not None
+        return {name: self.matrix[:, j] for j, name in enumerate(self.names)}
+
     def canonical_json(self) -> bytes:
         """The inputs as `{name: [values]}` in signature order: the same bytes for every
         request shape carrying the same values (what the audit record's sha256 is of)."""

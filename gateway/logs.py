@@ -1,0 +1,40 @@
+"""Structured logging: one JSON object per line, no request data (that is the audit's job)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+
+import msgspec
+
+__all__ = ["JsonFormatter", "configure_logging"]
+
+_encoder = msgspec.json.Encoder()
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return _encoder.encode(entry).decode()
+
+
+def configure_logging(level: str) -> None:
+    """JSON lines on stderr for our loggers and uvicorn's (its access log stays off)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
