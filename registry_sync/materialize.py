@@ -51,6 +51,10 @@ class Materializer:
     # folder -> monotonic time it was first seen unwanted
     _unwanted_since: dict[Path, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Snapshot paths must be absolute: the gateway may run with another working folder.
+        self.cache_dir = self.cache_dir.resolve()
+
     def materialize(
         self, exporter: PackageExporter, model: str, version: str, commit: str
     ) -> Materialized:

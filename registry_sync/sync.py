@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from registry_sync.errors import RegistryError
+from registry_sync.errors import PackageError, RegistryError
 from registry_sync.materialize import Materializer, PackageExporter
 from registry_sync.snapshot import (
     SNAPSHOT_FILE,
@@ -104,15 +104,14 @@ class RegistrySync:
                     self.reader, item.model, item.version, item.commit
                 )
             except RegistryError as exc:
-                log.error(
-                    "cannot materialize %s %s for %s: %s", item.model, item.version, item.stage, exc
-                )
+                message = f"{item.model}@{item.version}: {_reason(exc)}"
+                log.error("cannot materialize for stage %s: %s", item.stage, message)
                 errors.append(
                     ModelSyncError(
                         model=item.model,
                         stage=item.stage,
                         version=item.version,
-                        message=str(exc),
+                        message=message,
                         at=utc_now_iso(),
                     )
                 )
@@ -143,3 +142,11 @@ class RegistrySync:
     def _remember(self, entries: Iterable[DesiredEntry]) -> None:
         for entry in entries:
             self._last_good[(entry.model, entry.stage)] = entry
+
+
+def _reason(exc: RegistryError) -> str:
+    """The error without the temporary export folder it happened in (meaningless to users)."""
+    text = str(exc)
+    if isinstance(exc, PackageError) and text.startswith(f"{exc.path}: "):
+        return text[len(exc.path) + 2 :]
+    return text
