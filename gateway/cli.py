@@ -18,7 +18,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gateway import serve_cli
+    from gateway import journal_cli, serve_cli
     from registry_sync import cli as registry_cli
     from registry_sync import sync_cli
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     registry_cli.add_commands(sub)
     sync_cli.add_commands(sub)
     serve_cli.add_commands(sub)
+    journal_cli.add_commands(sub)
     return parser
 
 
