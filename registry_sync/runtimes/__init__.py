@@ -55,7 +55,7 @@ def load_predictor(package: ModelPackage, *, prefer_onnx: bool = True) -> Predic
         from registry_sync.runtimes.statsmodels import StatsmodelsPredictor
 
         results = unpickle_verified(package, _artifact(package, ".pkl"))
-        return StatsmodelsPredictor(results, manifest.signature)
+        return StatsmodelsPredictor(results, manifest.signature, manifest.input_example)
     raise UnsupportedFormatError(where, manifest.format)
 
 

@@ -12,7 +12,7 @@ from registry_sync.errors import InvalidInputError
 from registry_sync.manifest import ColumnSpec
 from registry_sync.signature import to_python
 
-__all__ = ["NUMERIC_TYPES", "is_numeric", "to_columns", "typed_frame"]
+__all__ = ["NUMERIC_TYPES", "is_numeric", "to_columns", "typed_columns", "typed_frame"]
 
 NUMERIC_TYPES = frozenset({"double", "float", "long", "integer"})
 
@@ -70,24 +70,39 @@ def _convert(name: str, values: np.ndarray, kind: Any) -> np.ndarray:
 
 def typed_frame(columns: Mapping[str, np.ndarray], inputs: Sequence[ColumnSpec]) -> pd.DataFrame:
     """A DataFrame with the dtypes the model was trained on; categories keep training levels."""
-    length = None
+    typed = typed_columns(columns, inputs)
     frame: dict[str, Any] = {}
     for spec in inputs:
-        values = columns.get(spec.name)
-        if values is None:
-            if spec.required:
-                raise InvalidInputError(spec.name, "required input is missing")
-            values = np.full(length or 0, np.nan if spec.type in NUMERIC_TYPES else None)
-        values = np.asarray(values)
-        if length is None:
-            length = len(values)
-        elif len(values) != length:
-            raise InvalidInputError(spec.name, f"has {len(values)} values, expected {length}")
-        frame[spec.name] = _typed(spec, values)
+        values = typed[spec.name]
+        # Same categories in the same order as training, so formula terms like C(cyl) match.
+        frame[spec.name] = (
+            values if spec.categories is None else pd.Categorical(values, spec.categories)
+        )
     return pd.DataFrame(frame)
 
 
-def _typed(spec: ColumnSpec, values: np.ndarray) -> Any:
+def typed_columns(
+    columns: Mapping[str, np.ndarray], inputs: Sequence[ColumnSpec]
+) -> dict[str, np.ndarray]:
+    """Input name -> array of the signature's type, every value checked (whole numbers,
+    known categories); an absent optional input becomes NaN (numbers) or None (others)."""
+    present = [np.asarray(columns[spec.name]) for spec in inputs if spec.name in columns]
+    length = len(present[0]) if present else 0
+    typed: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        if spec.name not in columns:
+            if spec.required:
+                raise InvalidInputError(spec.name, "required input is missing")
+            typed[spec.name] = np.full(length, np.nan if spec.type in NUMERIC_TYPES else None)
+            continue
+        values = np.asarray(columns[spec.name])
+        if values.ndim != 1 or len(values) != length:
+            raise InvalidInputError(spec.name, f"has shape {values.shape}, expected ({length},)")
+        typed[spec.name] = _typed(spec, values)
+    return typed
+
+
+def _typed(spec: ColumnSpec, values: np.ndarray) -> np.ndarray:
     name = spec.name
     if spec.type in ("long", "integer"):
         numbers = _convert(name, values, np.float64)
@@ -102,13 +117,11 @@ def _typed(spec: ColumnSpec, values: np.ndarray) -> Any:
         values = values.astype(bool)
     else:
         values = values.astype(object)
-    if spec.categories is None:
-        return values
-    unknown = ~pd.Series(values).isin(spec.categories).to_numpy()
-    if unknown.any():
-        known = ", ".join(repr(value) for value in spec.categories)
-        raise InvalidInputError(
-            name, f"unknown category {to_python(values[unknown][0])!r} (known: {known})"
-        )
-    # Same categories in the same order as training, so formula terms like C(cyl) match levels.
-    return pd.Categorical(values, categories=spec.categories)
+    if spec.categories is not None:
+        allowed = set(spec.categories)
+        known = np.fromiter((value in allowed for value in values.tolist()), bool, len(values))
+        if not known.all():
+            listed = ", ".join(repr(value) for value in spec.categories)
+            bad = to_python(values[~known][0])
+            raise InvalidInputError(name, f"unknown category {bad!r} (known: {listed})")
+    return values

@@ -14,7 +14,7 @@ import pytest
 from registry_sync.errors import DigestMismatchError, InvalidInputError, MissingFileError
 from registry_sync.package import read_package
 from registry_sync.runtimes import LoadedModel, Predictor, load_predictor
-from registry_sync.save import save_onnx
+from registry_sync.save import save_onnx, save_sklearn, save_statsmodels
 from tests.models import (
     example_rows,
     save_classifier_package,
@@ -230,3 +230,57 @@ def test_onnx_model_with_one_input_per_column_is_fed_by_name(tmp_path: Path) -> 
     np.testing.assert_allclose(predictor.predict_matrix(example.to_numpy()), [275.0, 186.0])
     got = predictor.predict_columns({"hp": np.array([4.0]), "wt": np.array([0.5])})
     np.testing.assert_allclose(got, [2.0])
+
+
+def test_pipeline_fitted_on_a_frame_serves_matrices_through_named_columns(tmp_path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _, features = train_sklearn_linear()
+    target = features["hp"] * 0.1 - features["wt"]
+    pipe = make_pipeline(StandardScaler(), LinearRegression()).fit(features, target)
+    saved = save_sklearn(pipe, tmp_path / "pkg", example=features, name="pipe")
+    predictor = load_predictor(saved, prefer_onnx=False)
+    np.testing.assert_allclose(
+        predictor.predict_matrix(features.to_numpy()), pipe.predict(features)
+    )
+    by_columns = predictor.predict_columns({n: features[n].to_numpy() for n in features})
+    np.testing.assert_allclose(by_columns, pipe.predict(features))
+
+
+def test_model_fitted_on_a_bare_array_serves_matrices_and_columns(tmp_path: Path) -> None:
+    from sklearn.linear_model import Ridge
+
+    _, features = train_sklearn_linear()
+    ridge = Ridge().fit(features.to_numpy(), features["hp"] / features["wt"])
+    saved = save_sklearn(ridge, tmp_path / "pkg", example=features, name="ridge")
+    predictor = load_predictor(saved)
+    expected = ridge.predict(features.to_numpy())
+    np.testing.assert_allclose(predictor.predict_matrix(features.to_numpy()), expected)
+    by_columns = predictor.predict_columns({n: features[n].to_numpy() for n in features})
+    np.testing.assert_allclose(by_columns, expected)
+
+
+def test_formula_model_uses_the_verified_design_matrix_path(packages: dict[str, Path]) -> None:
+    predictor = load_predictor(read_package(packages["statsmodels"]))
+    # Private, but the point: the 15x faster path must not silently switch itself off.
+    assert predictor._design is not None  # type: ignore[attr-defined]
+    rows = [{"hp": 110, "wt": 2.62, "cyl": 6}, {"hp": 335, "wt": 3.57, "cyl": 8}]
+    expected = train_cost_predictor_statsmodels().predict(pd.DataFrame(rows)).to_numpy()
+    got = LoadedModel.from_path(packages["statsmodels"]).predict(rows)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_statsmodels_model_without_a_formula_serves_named_columns(tmp_path: Path) -> None:
+    import statsmodels.api as sm
+
+    _, features = train_sklearn_linear(2)
+    exog = sm.add_constant(features)
+    results = sm.OLS(features["hp"] / 10 + features["wt"], exog).fit()
+    saved = save_statsmodels(results, tmp_path / "pkg", example=exog, name="ols")
+    assert saved.manifest.formula is None
+    assert [spec.name for spec in saved.manifest.signature.inputs] == ["const", "hp", "wt"]
+    model = LoadedModel.from_path(saved.path)
+    got = model.predict(exog.head(3))
+    np.testing.assert_allclose(got, results.predict(exog.head(3)).to_numpy(), rtol=1e-12)
