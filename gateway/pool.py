@@ -253,6 +253,11 @@ class ModelPool:
         loaded.close()
         log.info("released %s %s", loaded.model, loaded.version)
 
+    async def drain(self) -> None:
+        """Wait until every version scheduled for release has been released."""
+        while self._releases:
+            await asyncio.wait(list(self._releases))
+
     async def close(self) -> None:
         """Release everything (on shutdown, after the server stopped taking requests)."""
         async with self._lock:

@@ -301,6 +301,13 @@ def _category_error(path: str) -> InputValidationError:
 
 def _check_column(col: np.ndarray, spec: ColumnSpec) -> np.ndarray:
     kind = col.dtype.kind
+    if kind == "O" and spec.type in _NUMERIC and spec.type != "boolean":
+        # A multi-output model with mixed types hands back an object array; its numeric
+        # columns must still hold real numbers (not strings that happen to parse).
+        if not all(isinstance(v, int | float | np.number) for v in col.tolist()):
+            raise ValueError(f"output {spec.name!r}: expected numbers")
+        col = col.astype(np.float64)
+        kind = "f"
     if spec.type in ("double", "float"):
         if kind not in "fiub":
             raise ValueError(f"output {spec.name!r}: expected numbers, got dtype {col.dtype}")
