@@ -51,6 +51,9 @@ class OnnxPredictor:
         self._numeric = is_numeric(signature.inputs)
         feeds = self.session.get_inputs()
         self._output = self.session.get_outputs()[0].name
+        # A float32 export of a double-typed model answers in float64 like the original does.
+        wants_double = bool(signature.outputs) and signature.outputs[0].type == "double"
+        self._widen = wants_double and self.session.get_outputs()[0].type == "tensor(float)"
         if len(feeds) == 1 and feeds[0].name not in self.input_names:
             if not self._numeric:
                 raise PackageError(where, "a one-tensor ONNX model needs all-numeric inputs")
@@ -87,6 +90,8 @@ class OnnxPredictor:
 
     def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         result = np.asarray(self.session.run([self._output], feed)[0])
+        if self._widen:
+            result = result.astype(np.float64)
         return result.reshape(-1) if result.ndim == 2 and result.shape[1] == 1 else result
 
 

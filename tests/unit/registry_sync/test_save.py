@@ -125,6 +125,7 @@ def test_tree_models_fall_back_to_float_and_stay_within_tolerance(tmp_path: Path
     assert 0 < saved.manifest.onnx_export.max_abs_diff <= 1e-4
     got = load_predictor(saved).predict_matrix(features.to_numpy())
     np.testing.assert_allclose(got, model.predict(features), atol=1e-4)
+    assert got.dtype == np.float64  # the signature says double, as sklearn answers
 
 
 def test_parity_failure_with_zero_tolerance_on_a_float_export(tmp_path: Path) -> None:
