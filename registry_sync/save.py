@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-import math
 import pickle
-import platform
 import re
-import shutil
-import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from registry_sync.errors import ManifestError, PackageError
-from registry_sync.manifest import FileEntry, Manifest, ModelCard, OnnxExport, Signature
+from registry_sync.errors import PackageError
+from registry_sync.manifest import OnnxExport, Signature
 from registry_sync.onnx_convert import (
     OnnxDtype,
     check_parity,
@@ -26,23 +20,14 @@ from registry_sync.onnx_convert import (
     onnx_opset,
     run_onnx,
 )
-from registry_sync.package import (
-    MANIFEST_FILE,
-    ModelPackage,
-    check_example,
-    read_package,
-    sha256_bytes,
-    write_manifest,
-)
-from registry_sync.signature import infer_signature, to_python
+from registry_sync.package import ModelPackage
+from registry_sync.package_write import Card, library_versions, manifest_fields, write_package
+from registry_sync.signature import infer_signature
 
 __all__ = ["onnx_package_from_sklearn", "save_onnx", "save_sklearn", "save_statsmodels"]
 
-EXAMPLE_ROWS = 5
 PICKLE_PROTOCOL = 5
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-Card = ModelCard | Mapping[str, str] | None
 
 
 def save_sklearn(
@@ -63,29 +48,25 @@ def save_sklearn(
     example = _model_columns(example, getattr(model, "feature_names_in_", None))
     signature = signature or infer_signature(example, _sklearn_predict(model, example))
     files = {"model.pkl": pickle.dumps(model, protocol=PICKLE_PROTOCOL)}
-    libraries = _libraries("sklearn")
+    libraries = library_versions("sklearn")
     export = None
     if export_onnx:
         onnx_bytes, export = _export(
             model, example, signature, tolerance=onnx_tolerance, dtype=onnx_dtype, path=path
         )
         files["model.onnx"] = onnx_bytes
-        libraries |= _libraries("onnx", "onnxruntime", "skl2onnx")
-    return _write(
-        path,
-        _manifest_fields(
-            name,
-            "sklearn",
-            signature,
-            example,
-            metrics=metrics,
-            card=card,
-            labels=labels,
-            libraries=libraries,
-        ),
-        files,
-        onnx_export=export,
+        libraries |= library_versions("onnx", "onnxruntime", "skl2onnx")
+    fields = manifest_fields(
+        name,
+        "sklearn",
+        signature,
+        example,
+        metrics=metrics,
+        card=card,
+        labels=labels,
+        libraries=libraries,
     )
+    return write_package(path, fields | {"onnx_export": export}, files)
 
 
 def onnx_package_from_sklearn(
@@ -107,22 +88,18 @@ def onnx_package_from_sklearn(
     onnx_bytes, export = _export(
         model, example, signature, tolerance=tolerance, dtype=onnx_dtype, path=path
     )
-    libraries = _libraries("sklearn", "onnx", "onnxruntime", "skl2onnx")
-    return _write(
-        path,
-        _manifest_fields(
-            name,
-            "onnx",
-            signature,
-            example,
-            metrics=metrics,
-            card=card,
-            labels=labels,
-            libraries=libraries,
-        ),
-        {"model.onnx": onnx_bytes},
-        onnx_export=export,
+    libraries = library_versions("sklearn", "onnx", "onnxruntime", "skl2onnx")
+    fields = manifest_fields(
+        name,
+        "onnx",
+        signature,
+        example,
+        metrics=metrics,
+        card=card,
+        labels=labels,
+        libraries=libraries,
     )
+    return write_package(path, fields | {"onnx_export": export}, {"model.onnx": onnx_bytes})
 
 
 def save_statsmodels(
@@ -137,6 +114,7 @@ def save_statsmodels(
     labels: Sequence[str] | None = None,
 ) -> ModelPackage:
     """Pickle a statsmodels results object; the example keeps only the formula's variables."""
+    example = _model_columns(example, None)
     formula = getattr(results.model, "formula", None)
     if formula:
         rhs = str(formula).split("~", 1)[-1]
@@ -146,7 +124,7 @@ def save_statsmodels(
     # Not results.remove_data(): statsmodels rebuilds a formula model's design from the stored
     # frame when unpickling, so a package without data would not load.
     files = {"model.pkl": pickle.dumps(results, protocol=PICKLE_PROTOCOL)}
-    fields = _manifest_fields(
+    fields = manifest_fields(
         name,
         "statsmodels",
         signature,
@@ -154,9 +132,9 @@ def save_statsmodels(
         metrics=metrics,
         card=card,
         labels=labels,
-        libraries=_libraries("statsmodels"),
+        libraries=library_versions("statsmodels"),
     )
-    return _write(path, fields | {"formula": str(formula) if formula else None}, files)
+    return write_package(path, fields | {"formula": str(formula) if formula else None}, files)
 
 
 def save_onnx(
@@ -177,26 +155,24 @@ def save_onnx(
         onnx_bytes = Path(model).read_bytes()
     else:
         onnx_bytes = model.SerializeToString()
+    example = _model_columns(example, None)
     try:
         prediction = _run_on_example(onnx_bytes, example)
     except Exception as exc:  # onnxruntime raises its own untyped failures
         raise PackageError(str(path), f"the ONNX model does not run on the example: {exc}") from exc
     signature = signature or infer_signature(example, prediction)
-    libraries = _libraries("onnx", "onnxruntime")
-    return _write(
-        path,
-        _manifest_fields(
-            name,
-            "onnx",
-            signature,
-            example,
-            metrics=metrics,
-            card=card,
-            labels=labels,
-            libraries=libraries,
-        ),
-        {"model.onnx": onnx_bytes},
+    libraries = library_versions("onnx", "onnxruntime")
+    fields = manifest_fields(
+        name,
+        "onnx",
+        signature,
+        example,
+        metrics=metrics,
+        card=card,
+        labels=labels,
+        libraries=libraries,
     )
+    return write_package(path, fields, {"model.onnx": onnx_bytes})
 
 
 def _run_on_example(onnx_bytes: bytes, example: pd.DataFrame) -> np.ndarray:
@@ -251,93 +227,3 @@ def _model_columns(example: pd.DataFrame, feature_names: Any) -> pd.DataFrame:
     if feature_names is None:
         return example
     return example[[str(column) for column in feature_names]]
-
-
-def _manifest_fields(
-    name: str,
-    fmt: str,
-    signature: Signature,
-    example: pd.DataFrame,
-    *,
-    metrics: Mapping[str, float] | None,
-    card: Card,
-    labels: Sequence[str] | None,
-    libraries: dict[str, str],
-) -> dict[str, Any]:
-    if card is not None and not isinstance(card, ModelCard):
-        card = ModelCard(**card)
-    columns = [spec.name for spec in signature.inputs if spec.name in example.columns]
-    rows = [
-        {column: _json_scalar(value) for column, value in row.items()}
-        for row in example[columns].head(EXAMPLE_ROWS).to_dict(orient="records")
-    ]
-    return {
-        "name": name,
-        "format": fmt,
-        "signature": signature,
-        "input_example": rows,
-        "metrics": {key: float(value) for key, value in sorted((metrics or {}).items())},
-        "card": card or ModelCard(),
-        "labels": sorted(labels or []),
-        "libraries": libraries,
-    }
-
-
-def _json_scalar(value: Any) -> Any:
-    value = to_python(value)
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def _libraries(*frameworks: str) -> dict[str, str]:
-    versions = {"python": platform.python_version(), "numpy": np.__version__}
-    versions["pandas"] = pd.__version__
-    for framework in frameworks:
-        module = importlib.import_module(framework)
-        versions[framework] = str(module.__version__)
-    return versions
-
-
-def _write(
-    path: Path | str, fields: dict[str, Any], files: dict[str, bytes], **extra: Any
-) -> ModelPackage:
-    """Write into a temporary folder beside `path`, then rename it into place."""
-    target = Path(path)
-    _check_replaceable(target)
-    entries = [
-        FileEntry(path=rel, sha256=sha256_bytes(data), size_bytes=len(data))
-        for rel, data in files.items()
-    ]
-    manifest = Manifest(files=entries, **fields, **extra)
-    try:
-        check_example(manifest.input_example, manifest.signature.inputs)
-    except ValueError as exc:
-        raise ManifestError(str(target), f"the example does not fit the signature: {exc}") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        for rel, data in files.items():
-            (staging / rel).write_bytes(data)
-        write_manifest(manifest, staging)
-        if target.exists():
-            # A folder cannot be renamed over a non-empty one: move the old package aside first.
-            retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            target.rename(retired)
-            staging.rename(target)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return read_package(target)
-
-
-def _check_replaceable(target: Path) -> None:
-    if not target.exists():
-        return
-    if not target.is_dir():
-        raise PackageError(str(target), "exists and is not a folder; refusing to replace it")
-    if any(target.iterdir()) and not (target / MANIFEST_FILE).is_file():
-        raise PackageError(str(target), "is a non-empty folder without model.yaml; not replacing")
