@@ -54,7 +54,7 @@ class ModelPackage:
         for entry in self.manifest.files:
             if entry.path == relative:
                 return entry.sha256
-        raise MissingFileError(str(self.path), relative)
+        raise ManifestError(str(self.path), f"file {relative!r} is not listed in {MANIFEST_FILE}")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -182,6 +182,9 @@ def _check_files(manifest: Manifest, folder: Path, *, verify_digests: bool) -> N
         file = folder / entry.path
         if not file.is_file():
             raise MissingFileError(where, entry.path)
+        # A symlink (git can store one) must not lead out of the package either.
+        if not file.resolve().is_relative_to(folder.resolve()):
+            raise ManifestError(where, f"file path {entry.path!r} escapes the package folder")
         if not verify_digests:
             continue
         size = file.stat().st_size

@@ -146,6 +146,15 @@ def test_file_paths_that_escape_the_package_are_rejected(package: Path, escaping
         read_package(package)
 
 
+def test_a_symlink_leading_out_of_the_package_is_rejected(package: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.pkl"
+    outside.write_bytes((package / "model.pkl").read_bytes())
+    (package / "model.pkl").unlink()
+    (package / "model.pkl").symlink_to(outside)
+    with pytest.raises(ManifestError, match=r"'model\.pkl' escapes the package folder"):
+        read_package(package)
+
+
 def test_onnx_export_whose_file_is_not_listed_is_rejected(package: Path) -> None:
     data = yaml.safe_load((package / "model.yaml").read_text())
     data["files"] = [f for f in data["files"] if f["path"] != "model.onnx"]
