@@ -1,0 +1,366 @@
+"""deploy/: every kustomization renders and validates offline; pods are locked down; the image too.
+
+Kubernetes objects are validated against the OpenAPI schemas of pinned Kubernetes versions
+(kubernetes-validate, strict: unknown fields fail). The Prometheus Operator's CRDs are not in
+those schemas, so their shape is checked here against what the operator reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy_render import (
+    DEPLOY,
+    KUBECTL_MISSING,
+    KUBERNETES_VERSIONS,
+    ROOT,
+    TARGETS,
+    Dockerfile,
+    by_kind,
+    find_kubectl,
+    pod_containers,
+    render,
+    rule_metric_names,
+)
+
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+SECRET_VOLUME = "registry-credentials"
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    kubectl = find_kubectl()
+    if kubectl is None:
+        pytest.skip(KUBECTL_MISSING)
+    return {target: render(target, kubectl) for target in TARGETS}
+
+
+def _pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = by_kind(docs, "Deployment")
+    pod: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return pod
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_variant_and_overlay_renders_and_validates_against_pinned_kubernetes_schemas(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    docs = rendered[target]
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Service", "ConfigMap", "ServiceAccount"} <= kinds
+    assert {"PodDisruptionBudget", "HorizontalPodAutoscaler"} <= kinds
+    for doc in docs:
+        if doc["kind"] in OPERATOR_KINDS:
+            continue
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                name = doc["metadata"]["name"]
+                pytest.fail(f"{target}: {doc['kind']} {name} invalid for {version}: {exc}")
+
+
+def test_strict_validation_rejects_a_field_kubernetes_does_not_know(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    (deployment,) = by_kind(rendered["variants/sidecar"], "Deployment")
+    broken = copy.deepcopy(deployment)
+    broken["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def test_servicemonitor_and_prometheusrule_have_the_shape_the_operator_reads(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = rendered["overlays/prod"]
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    (rule,) = by_kind(docs, "PrometheusRule")
+    (service,) = by_kind(docs, "Service")
+    for doc in (monitor, rule):
+        assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+        assert doc["metadata"]["namespace"] == "stageserve-prod"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    service_ports = {p["name"] for p in service["spec"]["ports"]}
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["port"] in service_ports
+        assert endpoint["path"] == "/metrics"
+        assert re.fullmatch(r"\d+[smh]", endpoint["interval"])
+    groups = rule["spec"]["groups"]
+    assert groups and all(g["name"] and g["rules"] for g in groups)
+    for r in (r for g in groups for r in g["rules"]):
+        assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}, r["alert"]
+        assert re.fullmatch(r"Stageserve[A-Za-z0-9]+", r["alert"])
+        assert r["labels"]["severity"] in {"critical", "warning", "info"}
+        assert r["annotations"]["summary"] and r["annotations"]["description"]
+        assert "for" not in r or re.fullmatch(r"\d+[smh]", r["for"])
+        expr = r["expr"]
+        assert re.search(r"\bstageserve_[a-z_]+", expr), r["alert"]
+        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}")
+        assert re.search(r"[<>]=?\s*[\d.]+\s*$", expr.strip()), f"{r['alert']}: no threshold"
+
+
+def test_the_alerts_cover_errors_latency_sync_loading_and_shadow(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    (rule,) = by_kind(rendered["overlays/prod"], "PrometheusRule")
+    metrics = rule_metric_names(rule["spec"]["groups"])
+    needed = {
+        "StageserveHighErrorRate": "stageserve_requests_total",
+        "StageserveHighLatencyP99": "stageserve_request_duration_seconds_bucket",
+        "StageserveSyncStale": "stageserve_sync_last_success_timestamp_seconds",
+        "StageserveSyncFailing": "stageserve_sync_polls_total",
+        "StageserveStageNotServing": "stageserve_requests_total",
+        "StageserveShadowDivergence": "stageserve_shadow_abs_diff_bucket",
+    }
+    for alert, metric in needed.items():
+        assert metric in metrics.get(alert, set()), alert
+
+
+def test_plain_rule_file_holds_exactly_the_prometheusrule_groups(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    (rule,) = by_kind(rendered["overlays/prod"], "PrometheusRule")
+    plain = yaml.safe_load((DEPLOY / "prometheus" / "stageserve-rules.yaml").read_text())
+    assert plain == {"groups": rule["spec"]["groups"]}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_container_runs_locked_down_with_requests_and_limits(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    pod = _pod(rendered[target])
+    assert pod["automountServiceAccountToken"] is False
+    (account,) = by_kind(rendered[target], "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for c in pod_containers(rendered[target]):
+        sc = c.spec["securityContext"]
+        assert sc["runAsNonRoot"] is True, c.name
+        assert sc["readOnlyRootFilesystem"] is True, c.name
+        assert sc["allowPrivilegeEscalation"] is False, c.name
+        assert sc["capabilities"] == {"drop": ["ALL"]}, c.name
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(c.spec["resources"][kind]), (c.name, kind)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_writable_mount_is_an_empty_dir_and_tmp_is_writable(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    pod = _pod(rendered[target])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for c in pod_containers(rendered[target]):
+        mounts = {m["mountPath"]: m for m in c.spec["volumeMounts"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]["name"]], c.name
+        for m in mounts.values():
+            if not m.get("readOnly"):
+                assert "emptyDir" in volumes[m["name"]], (c.name, m["mountPath"])
+                assert volumes[m["name"]]["emptyDir"]["sizeLimit"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_probes_scrape_annotations_and_service_point_at_the_gateway_port(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    docs = rendered[target]
+    (deployment,) = by_kind(docs, "Deployment")
+    (gateway,) = [c for c in pod_containers(docs) if c.name == "gateway"]
+    spec = gateway.spec
+    assert spec["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert spec["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert spec["startupProbe"]["httpGet"]["path"] == "/readyz"
+    startup = spec["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, "slow model loads"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert spec[probe]["httpGet"]["port"] in gateway.ports
+    args = spec["args"]
+    assert gateway.ports["http"] == int(args[args.index("--port") + 1])
+    notes = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert notes["prometheus.io/scrape"] == "true"
+    assert notes["prometheus.io/path"] == "/metrics"
+    assert int(notes["prometheus.io/port"]) == gateway.ports["http"]
+    (service,) = by_kind(docs, "Service")
+    all_ports = {n for c in pod_containers(docs) for n in c.ports}
+    for port in service["spec"]["ports"]:
+        assert port["targetPort"] in all_ports
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 30
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_spread_disruption_budget_and_autoscaler_select_the_gateway_pods(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    docs = rendered[target]
+    (deployment,) = by_kind(docs, "Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert "kubernetes.io/hostname" in {s["topologyKey"] for s in spread}
+    for s in spread:
+        assert s["labelSelector"]["matchLabels"].items() <= labels.items()
+    (pdb,) = by_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (hpa,) = by_kind(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert hpa["spec"]["minReplicas"] >= (1 if target == "overlays/dev" else 2)
+
+
+def _uses_credentials(container: dict[str, Any]) -> bool:
+    mounts = {m["name"] for m in container.get("volumeMounts", [])}
+    names = {e["name"] for e in container.get("env", [])}
+    return SECRET_VOLUME in mounts or "REGISTRY_URL" in names or "GIT_CONFIG_COUNT" in names
+
+
+@pytest.mark.parametrize("target", ["variants/sidecar", "overlays/dev", "overlays/prod"])
+def test_in_the_sidecar_pod_only_the_sync_containers_get_the_registry_and_its_credentials(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    containers = {c.name: c for c in pod_containers(rendered[target])}
+    assert set(containers) == {"sync-once", "sync", "gateway"}
+    assert containers["sync-once"].init and "--once" in containers["sync-once"].spec["args"]
+    assert _uses_credentials(containers["sync"].spec)
+    assert _uses_credentials(containers["sync-once"].spec)
+    gateway = containers["gateway"].spec
+    assert not _uses_credentials(gateway)
+    assert not any("secret" in json.dumps(e) for e in gateway.get("env", []))
+    assert "--registry" not in gateway["args"]
+    cache = {m["mountPath"]: m for m in gateway["volumeMounts"]}["/var/cache/stageserve"]
+    assert cache["readOnly"] is True, "the gateway only reads what the sidecar writes"
+    secret = {v["name"]: v for v in _pod(rendered[target])["volumes"]}[SECRET_VOLUME]
+    assert secret["secret"]["secretName"] == "stageserve-registry-credentials"
+
+
+def test_the_embedded_pod_is_one_container_that_syncs_and_serves(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    (gateway,) = pod_containers(rendered["variants/embedded"])
+    assert gateway.name == "gateway" and not gateway.init
+    assert "--registry" in gateway.spec["args"] and _uses_credentials(gateway.spec)
+
+
+@pytest.mark.parametrize(
+    ("target", "namespace", "stage"),
+    [("overlays/dev", "stageserve-dev", "dev"), ("overlays/prod", "stageserve-prod", "prod")],
+)
+def test_each_overlay_serves_its_stage_in_its_own_namespace(
+    rendered: dict[str, list[dict[str, Any]]], target: str, namespace: str, stage: str
+) -> None:
+    docs = rendered[target]
+    (ns,) = by_kind(docs, "Namespace")
+    assert ns["metadata"]["name"] == namespace
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert all(d["metadata"].get("namespace") == namespace for d in docs if d is not ns)
+    maps = {m["metadata"]["name"].rsplit("-", 1)[0]: m["data"] for m in by_kind(docs, "ConfigMap")}
+    assert yaml.safe_load(maps["stageserve-settings"]["settings.yaml"])["default_stage"] == stage
+    assert maps["stageserve-registry"]["stages"] == stage
+
+
+# -- the image ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> Dockerfile:
+    return Dockerfile((DEPLOY / "Dockerfile").read_text())
+
+
+def test_dockerfile_builds_in_one_stage_and_runs_a_slim_final_stage(dockerfile: Dockerfile) -> None:
+    froms = [dockerfile.resolve(i.args) for i in dockerfile.instructions if i.keyword == "FROM"]
+    assert len(froms) >= 2, "multi-stage"
+    assert froms[-1].split()[0] == "python:3.11-slim"
+    builder = froms[0].split()[-1]
+    final = dockerfile.stage(-1)
+    copies = [i.args for i in final if i.keyword == "COPY"]
+    assert any(c.startswith(f"--from={builder} ") for c in copies), "final copies the venv"
+    final_runs = " ".join(i.args for i in final if i.keyword == "RUN")
+    for tool in ("gcc", "g++", "build-essential", "make ", "python3-dev", "pip install"):
+        assert tool not in final_runs, f"{tool} in the final stage"
+    assert re.search(r"apt-get install [^&]*\bgit\b", final_runs), "git reads the registry"
+    assert "--no-install-recommends" in final_runs and "rm -rf /var/lib/apt/lists" in final_runs
+
+
+def test_dockerfile_final_stage_runs_as_uid_10001_with_stageserve_as_entrypoint(
+    dockerfile: Dockerfile,
+) -> None:
+    final = dockerfile.stage(-1)
+    users = [i.args for i in final if i.keyword == "USER"]
+    assert users and users[-1].split(":")[0] == "10001"
+    assert "--uid 10001" in " ".join(i.args for i in final if i.keyword == "RUN")
+    (entrypoint,) = [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"]
+    assert entrypoint == ["stageserve"]
+    (cmd,) = [json.loads(i.args) for i in final if i.keyword == "CMD"]
+    from gateway.cli import build_parser
+
+    args = build_parser().parse_args(cmd)
+    assert args.command == "serve" and args.host == "0.0.0.0"
+    exposed = [i.args for i in final if i.keyword == "EXPOSE"]
+    assert exposed == [str(args.port)]
+    (healthcheck,) = [i.args for i in final if i.keyword == "HEALTHCHECK"]
+    assert f"127.0.0.1:{args.port}/healthz" in healthcheck
+
+
+def _ignored(patterns: list[str], path: str) -> bool:
+    """.dockerignore semantics for the plain patterns used here (no `!` exceptions)."""
+    parts = path.split("/")
+    for pattern in patterns:
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if fnmatch.fnmatch(prefix, pattern) or (
+                pattern.startswith("**/") and fnmatch.fnmatch(parts[depth - 1], pattern[3:])
+            ):
+                return True
+    return False
+
+
+def test_dockerignore_keeps_venvs_caches_and_git_out_but_not_what_the_build_copies(
+    dockerfile: Dockerfile,
+) -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [p.strip() for p in lines if p.strip() and not p.startswith("#")]
+    assert not any(p.startswith("!") for p in patterns)
+    kept_out = [".venv", ".git", ".demo", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
+    kept_out += [".hypothesis", "benchmarks/.venv-peers", "gateway/__pycache__/app.pyc"]
+    for path in kept_out:
+        assert _ignored(patterns, path), path
+    builder = dockerfile.stage(0)
+    sources = [
+        src
+        for i in builder
+        if i.keyword == "COPY" and not i.args.startswith("--from")
+        for src in i.args.split()[:-1]
+    ]
+    assert {"pyproject.toml", "README.md", "gateway", "registry_sync"} <= set(sources)
+    for src in sources:
+        assert (ROOT / src).exists(), src
+        assert not _ignored(patterns, src), f"{src} is copied but ignored"
+        if (ROOT / src).is_dir():
+            assert not _ignored(patterns, f"{src}/__init__.py")
+
+
+def test_every_kustomization_file_is_rendered_by_some_target() -> None:
+    """No orphan manifests: each kustomization folder is a target or used by one."""
+    k8s = DEPLOY / "k8s"
+    folders = {str(p.parent.relative_to(k8s)) for p in k8s.rglob("kustomization.yaml")}
+    used = set(TARGETS) | {"base", "components/servicemonitor"}
+    assert folders == used
+    for folder in folders:
+        listed = yaml.safe_load((k8s / folder / "kustomization.yaml").read_text())
+        files = [*listed.get("resources", []), *(p["path"] for p in listed.get("patches", [])
+                                                 if "path" in p)]  # fmt: skip
+        for gen in listed.get("configMapGenerator", []):
+            files += gen.get("files", [])
+        on_disk = {p.name for p in (k8s / folder).glob("*.yaml")} - {"kustomization.yaml"}
+        assert on_disk <= {Path(f).name for f in files}, folder
