@@ -118,6 +118,13 @@ class Git:
         out = self.run("rev-parse", "--verify", "-q", "HEAD^{commit}", ok_codes=(0, 1)).strip()
         return out or None
 
+    def head_at(self, unix_s: int) -> str | None:
+        """The newest first-parent commit of HEAD committed no later than `unix_s`."""
+        if self.head() is None:
+            return None
+        out = self.run("rev-list", "-1", "--first-parent", f"--until={unix_s}", "HEAD")
+        return out.strip() or None
+
     def head_branch(self) -> str | None:
         """The branch HEAD points at (unborn in an empty repository); None when detached."""
         return self.run("symbolic-ref", "-q", "HEAD", ok_codes=(0, 1)).strip() or None

@@ -99,7 +99,9 @@ class GitRegistry:
         tags = self.git.tags()
         events = [event for tag in tags if (event := _event(tag)) is not None]
         commit_times = {tag.commit: tag.commit_time for tag in tags}
-        head = self.git.head()
+        # As of `at`, HEAD was the newest commit no later than `at` (gto reads HEAD's
+        # artifacts.yaml); after that, `at` only filters events by time.
+        head = self.git.head() if at is None else self.git.head_at(at)
         artifacts = self.artifacts_at(head) if head else {}
         head_info = None
         if head is not None:
