@@ -104,6 +104,10 @@ def pod_containers(docs: list[dict[str, Any]]) -> list[Container]:
     ]
 
 
+def _args(container: Container) -> list[str]:
+    return [str(a) for a in container.spec.get("args", [])]
+
+
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\$")
 
 
@@ -175,9 +179,12 @@ class LocalPod:
         """(argv after `stageserve`, env) to run this container as a local process."""
         env = {k: self.localize(v) for k, v in container.env(self.docs).items()}
         env.update(overrides or {})
+        # Paths in the manifest are localized before `$(VAR)` expansion, so values of `env`
+        # (already local, or overrides) are never rewritten twice.
+        local = Container({**container.spec, "args": [self.localize(a) for a in _args(container)]},
+                          container.init)  # fmt: skip
         argv = []
-        for raw in cli_argv(container, env):
-            arg = self.localize(raw)
+        for arg in cli_argv(local, env):
             argv.append("127.0.0.1" if arg == "0.0.0.0" else self.ports.get(arg, arg))
         return argv, env
 
