@@ -110,6 +110,18 @@ def test_servicemonitor_and_prometheusrule_have_the_shape_the_operator_reads(
         assert re.search(r"[<>]=?\s*[\d.]+\s*$", expr.strip()), f"{r['alert']}: no threshold"
 
 
+def test_every_alert_expression_is_valid_promql() -> None:
+    promql_parser = pytest.importorskip(
+        "promql_parser", reason="promql-parser (PyPI) is not installed: add it to the dev extras"
+    )
+    plain = yaml.safe_load((DEPLOY / "prometheus" / "stageserve-rules.yaml").read_text())
+    for rule in (r for g in plain["groups"] for r in g["rules"]):
+        try:
+            promql_parser.parse(rule["expr"])
+        except ValueError as exc:
+            pytest.fail(f"{rule['alert']}: {exc}")
+
+
 def test_the_alerts_cover_errors_latency_sync_loading_and_shadow(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
