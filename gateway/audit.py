@@ -1,8 +1,11 @@
 """The audit trail: one JSON line per predict request, written by a background thread.
 
-The request path only puts a tuple on a queue (~0.3 µs); the writer thread hashes the inputs,
-encodes the line and writes it, so audit costs the hot path almost nothing. Records are never
-dropped: when the queue is over its bound, requests wait (asynchronously) for the writer.
+The event loop encodes each line (a few µs: canonical inputs, sha256, msgspec) and appends it
+to a deque; a writer thread wakes every `flush_interval_s` (or when a batch is full) and only
+joins and writes bytes, which releases the GIL. An earlier design encoded in the writer
+thread: that thread then held the GIL while onnxruntime (which releases it) ran, and every
+request waited for the GIL to come back; p50 latency rose by ~50 %. Records are never
+dropped: past `queue_max` pending lines, requests wait (asynchronously) for the writer.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import queue
 import sys
 import threading
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,8 +27,7 @@ from gateway.request_schema import InputBatch
 __all__ = ["AuditRecord", "AuditWriter"]
 
 log = logging.getLogger("stageserve.audit")
-_STOP = object()
-_BATCH = 1024
+_BATCH = 4096
 
 
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -66,6 +68,7 @@ class AuditWriter:
         include_inputs: bool = False,
         queue_max: int = 100_000,
         stream: IO[bytes] | None = None,
+        flush_interval_s: float = 0.05,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.enabled = self.path is not None or stdout
@@ -74,7 +77,11 @@ class AuditWriter:
         self.include_inputs = include_inputs
         self.queue_max = queue_max
         self._stream = stream if stream is not None else (sys.stdout.buffer if stdout else None)
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.flush_interval_s = flush_interval_s
+        # deque.append / popleft are atomic: the loop appends, the writer pops, no lock.
+        self._pending: deque[bytes] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
         self._encoder = msgspec.json.Encoder()
         self._file: IO[bytes] | None = None
         self._size = 0
@@ -84,13 +91,15 @@ class AuditWriter:
     # -- event loop side ----------------------------------------------------------------
 
     def submit(self, entry: Entry) -> None:
-        self._queue.put(entry)
+        self._pending.append(self._line(entry))
+        if len(self._pending) >= _BATCH:
+            self._wake.set()
 
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return len(self._pending)
 
     def is_full(self) -> bool:
-        return self._queue.qsize() >= self.queue_max
+        return len(self._pending) >= self.queue_max
 
     def start(self) -> None:
         if not self.enabled or self._thread is not None:
@@ -106,7 +115,8 @@ class AuditWriter:
         """Write every queued record, then stop the thread and close the file."""
         if self._thread is None:
             return
-        self._queue.put(_STOP)
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout_s)
         self._thread = None
         if self._file is not None:
@@ -116,22 +126,18 @@ class AuditWriter:
     # -- writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            items = [self._queue.get()]
-            while len(items) < _BATCH:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            stopping = self._stopping  # read before draining: nothing is appended after it
+            pending = self._pending
             lines = []
-            for item in items:
-                if item is _STOP:
-                    stop = True
-                else:
-                    lines.append(self._line(item))
+            while pending:
+                lines.append(pending.popleft())
             if lines:
                 self._write(b"".join(lines), len(lines))
+            if stopping and not pending:
+                return
 
     def _line(self, entry: Entry) -> bytes:
         t, rid, model, stage, version, digest, status, latency_s, rows, batch = entry

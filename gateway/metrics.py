@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from gateway.fast_metrics import CounterChild, FastCounter, FastHistogram
+
 __all__ = [
     "LATENCY_BUCKETS_S",
     "UNKNOWN",
@@ -37,24 +39,26 @@ class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests_total = Counter(
-            _P + "requests",
+        # The four metrics every predict request updates are FastCounter/FastHistogram
+        # (see fast_metrics.py); the rest change rarely and use prometheus-client directly.
+        self.requests_total = FastCounter(
+            _P + "requests_total",
             "Predict requests by model, stage, served version and status.",
             ["model", "stage", "version", "status"],
             registry=r,
         )
-        self.request_duration_seconds = Histogram(
+        self.request_duration_seconds = FastHistogram(
             _P + "request_duration_seconds",
             "Predict request latency, end to end.",
             ["model", "stage", "version"],
-            buckets=LATENCY_BUCKETS_S,
+            LATENCY_BUCKETS_S,
             registry=r,
         )
-        self.inference_duration_seconds = Histogram(
+        self.inference_duration_seconds = FastHistogram(
             _P + "inference_duration_seconds",
             "Model inference latency of the served version.",
             ["model", "version"],
-            buckets=LATENCY_BUCKETS_S,
+            LATENCY_BUCKETS_S,
             registry=r,
         )
         self.validation_errors_total = Counter(
@@ -63,12 +67,8 @@ class GatewayMetrics:
             ["model", "kind"],
             registry=r,
         )
-        self.request_rows = Histogram(
-            _P + "request_rows",
-            "Rows per predict request.",
-            ["model"],
-            buckets=ROW_BUCKETS,
-            registry=r,
+        self.request_rows = FastHistogram(
+            _P + "request_rows", "Rows per predict request.", ["model"], ROW_BUCKETS, registry=r
         )
         self.model_info = Gauge(
             _P + "model_info",
@@ -128,9 +128,9 @@ class RouteMetrics:
         self.duration = m.request_duration_seconds.labels(model, stage, version)
         self.inference = m.inference_duration_seconds.labels(model, version)
         self.rows = m.request_rows.labels(model)
-        self._by_status: dict[int, Counter] = {200: self.ok}
+        self._by_status: dict[int, CounterChild] = {200: self.ok}
 
-    def status(self, code: int) -> Counter:
+    def status(self, code: int) -> CounterChild:
         child = self._by_status.get(code)
         if child is None:
             child = self._m.requests_total.labels(self.model, self.stage, self.version, str(code))
