@@ -306,7 +306,11 @@ def _exported(port: int) -> set[str]:
 def _alert_metrics(pod: Pod) -> tuple[dict[str, set[str]], set[str]]:
     (rule,) = by_kind(pod.docs, "PrometheusRule")
     wanted = rule_metric_names(rule["spec"]["groups"])
-    exported = _exported(pod.port_of("gateway", "http"))
+    # A pod that serves traffic: per-request series may only appear after a request.
+    port = pod.port_of("gateway", "http")
+    wait_until(lambda: _get(port, "/readyz")[0] == 200, 60, "readiness")
+    assert pod.predict()[0] == 200
+    exported = _exported(port)
     exported |= _exported(pod.port_of("sync", "sync-metrics"))
     return wanted, exported
 
