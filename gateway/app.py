@@ -54,6 +54,20 @@ async def _follow(source: DesiredStateSource, pool: ModelPool, stop: asyncio.Eve
             log.exception("reconcile failed")
 
 
+async def _retry_failed(pool: ModelPool, stop: asyncio.Event, interval_s: float) -> None:
+    """Re-reconcile the current desired state while a stage is failed: a sidecar rewrites the
+    snapshot only when the registry changes, so without this a transient load failure (disk,
+    memory) would last until the next assignment."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+        if not stop.is_set() and pool.desired is not None and pool.has_failures():
+            try:
+                await pool.reconcile(pool.desired)
+            except Exception:
+                log.exception("retrying failed loads")
+
+
 def create_app(
     settings: Settings,
     *,
@@ -98,12 +112,16 @@ def create_app(
         audit.start()
         stop = asyncio.Event()
         task = None
+        retry = asyncio.create_task(
+            _retry_failed(pool, stop, settings.retry_failed_load_s), name="retry-failed"
+        )
         if state_source is not None:
             task = asyncio.create_task(_follow(state_source, pool, stop), name="follow-state")
         try:
             yield
         finally:
             stop.set()
+            await retry
             if task is not None:
                 try:
                     await asyncio.wait_for(task, _STOP_TIMEOUT_S)

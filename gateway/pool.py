@@ -97,6 +97,9 @@ class ModelPool:
     def loaded_versions(self) -> list[LoadedVersion]:
         return list(self._loaded.values())
 
+    def has_failures(self) -> bool:
+        return any(st.state == "failed" for st in self.statuses.values())
+
     def ready(self) -> tuple[bool, list[str]]:
         """Every (model, stage) of the desired state serves its assigned version."""
         if self.desired is None:

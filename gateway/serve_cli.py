@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
@@ -73,6 +74,16 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStat
     return source
 
 
+def _redact(location: str) -> str:
+    """A registry URL without its userinfo (tokens are often passed as https://x:TOKEN@...)."""
+    parts = urlsplit(location)
+    if parts.username is None and parts.password is None:
+        return location
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def run(settings: Settings) -> int:
     import uvicorn
 
@@ -101,7 +112,9 @@ def run(settings: Settings) -> int:
         "serving on http://%s:%d (%s)",
         settings.host,
         settings.port,
-        f"registry {settings.registry}" if settings.registry else f"cache {settings.cache_dir}",
+        f"registry {_redact(settings.registry)}"
+        if settings.registry
+        else f"cache {settings.cache_dir}",
     )
     uvicorn.Server(config).run()
     return 0

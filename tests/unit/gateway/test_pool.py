@@ -149,3 +149,21 @@ def test_a_listener_that_raises_does_not_stop_the_swap() -> None:
     pool.add_listener(broken)
     asyncio.run(pool.reconcile(state(entry("cost", "prod", "v1"))))
     assert _served(pool, "cost", "prod") == "v1"
+
+
+def test_a_failed_version_is_retried_once_the_retry_delay_has_passed() -> None:
+    now = [0.0]
+    loader = FakeLoader(broken={"v2"})
+    pool = ModelPool(GatewayMetrics(), loader, retry_failed_load_s=60.0, clock=lambda: now[0])
+
+    async def run() -> None:
+        await pool.reconcile(state(entry("cost", "prod", "v2")))
+        assert pool.has_failures()
+        loader.broken.clear()  # the disk came back
+        now[0] = 61.0
+        await pool.reconcile(state(entry("cost", "prod", "v2")))
+
+    asyncio.run(run())
+    assert loader.log == ["load cost v2", "load cost v2"]
+    assert _served(pool, "cost", "prod") == "v2"
+    assert not pool.has_failures()

@@ -23,3 +23,12 @@ def test_a_bad_setting_names_its_key(
     monkeypatch.setenv("STAGESERVE_MAX_ROWS", "many")
     assert main(["serve", "--cache", "/nonexistent"]) == 1
     assert "max_rows" in capsys.readouterr().err
+
+
+def test_registry_urls_are_logged_without_credentials() -> None:
+    from gateway.serve_cli import _redact
+
+    assert _redact("https://bot:s3cret@git.example.com/models.git") == (
+        "https://***@git.example.com/models.git"
+    )
+    assert _redact("/srv/registry") == "/srv/registry"
