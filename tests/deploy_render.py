@@ -15,7 +15,9 @@ import yaml
 
 __all__ = [
     "DEPLOY",
+    "KUBECTL_MISSING",
     "KUBERNETES_VERSIONS",
+    "ROOT",
     "TARGETS",
     "Container",
     "Dockerfile",
@@ -26,6 +28,7 @@ __all__ = [
     "find_kubectl",
     "pod_containers",
     "render",
+    "render_all",
     "rule_metric_names",
 ]
 
@@ -49,6 +52,16 @@ def find_kubectl() -> str | None:
         return found
     beside = Path(sys.executable).parent / "kubectl"
     return str(beside) if beside.is_file() else None
+
+
+def render_all() -> dict[str, list[dict[str, Any]]]:
+    """Every target rendered; the calling test is skipped when no kubectl can be found."""
+    import pytest
+
+    kubectl = find_kubectl()
+    if kubectl is None:
+        pytest.skip(KUBECTL_MISSING)
+    return {target: render(target, kubectl) for target in TARGETS}
 
 
 def render(target: str, kubectl: str) -> list[dict[str, Any]]:

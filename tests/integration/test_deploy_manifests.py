@@ -1,4 +1,4 @@
-"""deploy/: every kustomization renders and validates offline; pods are locked down; the image too.
+"""deploy/k8s: every kustomization renders and validates offline; pods are locked down.
 
 Kubernetes objects are validated against the OpenAPI schemas of pinned Kubernetes versions
 (kubernetes-validate, strict: unknown fields fail). The Prometheus Operator's CRDs are not in
@@ -8,7 +8,6 @@ those schemas, so their shape is checked here against what the operator reads.
 from __future__ import annotations
 
 import copy
-import fnmatch
 import json
 import re
 from pathlib import Path
@@ -20,15 +19,11 @@ import yaml
 
 from tests.deploy_render import (
     DEPLOY,
-    KUBECTL_MISSING,
     KUBERNETES_VERSIONS,
-    ROOT,
     TARGETS,
-    Dockerfile,
     by_kind,
-    find_kubectl,
     pod_containers,
-    render,
+    render_all,
     rule_metric_names,
 )
 
@@ -38,10 +33,7 @@ SECRET_VOLUME = "registry-credentials"
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    kubectl = find_kubectl()
-    if kubectl is None:
-        pytest.skip(KUBECTL_MISSING)
-    return {target: render(target, kubectl) for target in TARGETS}
+    return render_all()
 
 
 def _pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -279,87 +271,6 @@ def test_each_overlay_serves_its_stage_in_its_own_namespace(
     maps = {m["metadata"]["name"].rsplit("-", 1)[0]: m["data"] for m in by_kind(docs, "ConfigMap")}
     assert yaml.safe_load(maps["stageserve-settings"]["settings.yaml"])["default_stage"] == stage
     assert maps["stageserve-registry"]["stages"] == stage
-
-
-# -- the image ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def dockerfile() -> Dockerfile:
-    return Dockerfile((DEPLOY / "Dockerfile").read_text())
-
-
-def test_dockerfile_builds_in_one_stage_and_runs_a_slim_final_stage(dockerfile: Dockerfile) -> None:
-    froms = [dockerfile.resolve(i.args) for i in dockerfile.instructions if i.keyword == "FROM"]
-    assert len(froms) >= 2, "multi-stage"
-    assert froms[-1].split()[0] == "python:3.11-slim"
-    builder = froms[0].split()[-1]
-    final = dockerfile.stage(-1)
-    copies = [i.args for i in final if i.keyword == "COPY"]
-    assert any(c.startswith(f"--from={builder} ") for c in copies), "final copies the venv"
-    final_runs = " ".join(i.args for i in final if i.keyword == "RUN")
-    for tool in ("gcc", "g++", "build-essential", "make ", "python3-dev", "pip install"):
-        assert tool not in final_runs, f"{tool} in the final stage"
-    assert re.search(r"apt-get install [^&]*\bgit\b", final_runs), "git reads the registry"
-    assert "--no-install-recommends" in final_runs and "rm -rf /var/lib/apt/lists" in final_runs
-
-
-def test_dockerfile_final_stage_runs_as_uid_10001_with_stageserve_as_entrypoint(
-    dockerfile: Dockerfile,
-) -> None:
-    final = dockerfile.stage(-1)
-    users = [i.args for i in final if i.keyword == "USER"]
-    assert users and users[-1].split(":")[0] == "10001"
-    assert "--uid 10001" in " ".join(i.args for i in final if i.keyword == "RUN")
-    (entrypoint,) = [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"]
-    assert entrypoint == ["stageserve"]
-    (cmd,) = [json.loads(i.args) for i in final if i.keyword == "CMD"]
-    from gateway.cli import build_parser
-
-    args = build_parser().parse_args(cmd)
-    assert args.command == "serve" and args.host == "0.0.0.0"
-    exposed = [i.args for i in final if i.keyword == "EXPOSE"]
-    assert exposed == [str(args.port)]
-    (healthcheck,) = [i.args for i in final if i.keyword == "HEALTHCHECK"]
-    assert f"127.0.0.1:{args.port}/healthz" in healthcheck
-
-
-def _ignored(patterns: list[str], path: str) -> bool:
-    """.dockerignore semantics for the plain patterns used here (no `!` exceptions)."""
-    parts = path.split("/")
-    for pattern in patterns:
-        for depth in range(1, len(parts) + 1):
-            prefix = "/".join(parts[:depth])
-            if fnmatch.fnmatch(prefix, pattern) or (
-                pattern.startswith("**/") and fnmatch.fnmatch(parts[depth - 1], pattern[3:])
-            ):
-                return True
-    return False
-
-
-def test_dockerignore_keeps_venvs_caches_and_git_out_but_not_what_the_build_copies(
-    dockerfile: Dockerfile,
-) -> None:
-    lines = (ROOT / ".dockerignore").read_text().splitlines()
-    patterns = [p.strip() for p in lines if p.strip() and not p.startswith("#")]
-    assert not any(p.startswith("!") for p in patterns)
-    kept_out = [".venv", ".git", ".demo", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
-    kept_out += [".hypothesis", "benchmarks/.venv-peers", "gateway/__pycache__/app.pyc"]
-    for path in kept_out:
-        assert _ignored(patterns, path), path
-    builder = dockerfile.stage(0)
-    sources = [
-        src
-        for i in builder
-        if i.keyword == "COPY" and not i.args.startswith("--from")
-        for src in i.args.split()[:-1]
-    ]
-    assert {"pyproject.toml", "README.md", "gateway", "registry_sync"} <= set(sources)
-    for src in sources:
-        assert (ROOT / src).exists(), src
-        assert not _ignored(patterns, src), f"{src} is copied but ignored"
-        if (ROOT / src).is_dir():
-            assert not _ignored(patterns, f"{src}/__init__.py")
 
 
 def test_every_kustomization_file_is_rendered_by_some_target() -> None:

@@ -1,19 +1,16 @@
-"""deploy/ agrees with the real program: CLI flags, env vars, settings, probes, metrics, a pod.
+"""A pod rehearsal: the prod overlay's rendered sidecar pod run as real local processes.
 
-The pod rehearsal runs the prod overlay's rendered sidecar pod as real local processes: the
-init container's `sync --once` against a real git registry, then the sync sidecar and the
-gateway sharing one folder (the emptyDir), each with its manifest command line and env (mount
-paths, 0.0.0.0 and ports mapped to a temp folder, 127.0.0.1 and free ports).
+The init container's `sync --once` runs against a real git registry, then the sync sidecar and
+the gateway share one folder (the emptyDir), each with its manifest's command line and env
+(mount paths, 0.0.0.0 and ports mapped to a temp folder, 127.0.0.1 and free ports). The probes,
+the metrics the alert rules read, and a swap by reassignment are checked on that pod.
 """
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
-import re
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,32 +18,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.cli import build_parser
-from gateway.settings import ENV_PREFIX, Settings, load_settings
 from registry_sync import writer
 from registry_sync.registry import GitRegistry
 from registry_sync.snapshot import SNAPSHOT_FILE, read_snapshot
 from tests.deploy_render import (
-    DEPLOY,
-    KUBECTL_MISSING,
-    TARGETS,
     Container,
     LocalPod,
     by_kind,
-    cli_argv,
-    find_kubectl,
     pod_containers,
-    render,
+    render_all,
     rule_metric_names,
 )
 from tests.integration.server import ROOT, free_port, wait_until
 from tests.models import example_rows, save_sklearn_package
 from tests.registry_packages import init_registry
+
+pytestmark = pytest.mark.slow
 
 MODEL = "cost_predictor"
 POD_TARGET = "overlays/prod"
@@ -61,86 +51,7 @@ SUFFIXES = {
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    kubectl = find_kubectl()
-    if kubectl is None:
-        pytest.skip(KUBECTL_MISSING)
-    return {target: render(target, kubectl) for target in TARGETS}
-
-
-def _parse(argv: list[str]) -> argparse.Namespace:
-    try:
-        return build_parser().parse_args(argv)
-    except SystemExit as exc:
-        raise AssertionError(f"stageserve {' '.join(argv)}: rejected by the CLI") from exc
-
-
-@pytest.mark.parametrize("target", TARGETS)
-def test_every_container_command_line_parses_with_the_real_cli(
-    rendered: dict[str, list[dict[str, Any]]], target: str
-) -> None:
-    docs = rendered[target]
-    for c in pod_containers(docs):
-        args = _parse(cli_argv(c, c.env(docs)))
-        assert args.command == ("serve" if c.name == "gateway" else "sync"), c.name
-        if args.command == "serve":
-            assert args.port == c.ports["http"]
-            assert args.cache_dir == "/var/cache/stageserve"
-        elif not c.init:
-            assert args.metrics_port == c.ports["sync-metrics"]
-            assert not args.once
-        else:
-            assert args.once
-        if getattr(args, "registry", None) is not None:
-            assert "$(" not in args.registry and "://" in args.registry
-
-
-def _sync_args(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    with monkeypatch.context() as m:
-        for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
-            m.delenv(key)
-        for key, value in env.items():
-            m.setenv(key, value)
-        args = build_parser().parse_args(["sync", "--registry", "r", "--cache", "c"])
-    return {k: v for k, v in vars(args).items() if k != "handler"}
-
-
-@pytest.mark.parametrize("target", TARGETS)
-def test_every_stageserve_env_var_in_the_manifests_is_read_by_its_command(
-    rendered: dict[str, list[dict[str, Any]]], target: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    docs = rendered[target]
-    fields = {f.name for f in msgspec.structs.fields(Settings)}
-    for c in pod_containers(docs):
-        env = {k: v for k, v in c.env(docs).items() if k.startswith(ENV_PREFIX)}
-        for key, value in env.items():
-            if c.name == "gateway":
-                setting = key.removeprefix(ENV_PREFIX).lower()
-                assert setting == "config" or setting in fields, f"{c.name}: {key}"
-            else:
-                # The sync CLI reads its env when the parser is built: setting the variable
-                # (to a sentinel when the manifest leaves it empty) must change a default.
-                probe = value or "sentinel"
-                assert _sync_args({key: probe}, monkeypatch) != _sync_args({}, monkeypatch), (
-                    f"{c.name}: {key} is not read by `stageserve sync`"
-                )
-
-
-@pytest.mark.parametrize("target", TARGETS)
-def test_the_settings_file_of_every_target_loads_with_the_real_settings_loader(
-    rendered: dict[str, list[dict[str, Any]]], target: str, tmp_path: Path
-) -> None:
-    docs = rendered[target]
-    pod = LocalPod(docs, tmp_path, {})
-    (gateway,) = [c for c in pod_containers(docs) if c.name == "gateway"]
-    _, env = pod.command(gateway)
-    settings = load_settings(environ=env)
-    assert settings.audit_path is not None
-    assert Path(settings.audit_path).parent == pod.mounts["/var/log/stageserve"]
-    raw = yaml.safe_load(Path(env["STAGESERVE_CONFIG"]).read_text())
-    assert "host" not in raw and "port" not in raw, "the command line sets them"
-
-
-# -- the pod rehearsal ------------------------------------------------------------------------
+    return render_all()
 
 
 @dataclass
@@ -271,7 +182,6 @@ def pod(
             p.stop()
 
 
-@pytest.mark.slow
 def test_init_container_materializes_only_the_overlays_stage_before_the_gateway_starts(
     pod: Pod,
 ) -> None:
@@ -280,7 +190,6 @@ def test_init_container_materializes_only_the_overlays_stage_before_the_gateway_
     assert {(e.model, e.stage, e.version) for e in state.entries} == {(MODEL, "prod", "v1.0.0")}
 
 
-@pytest.mark.slow
 def test_every_probe_path_answers_on_the_port_the_manifest_names(pod: Pod) -> None:
     gateway = pod.containers["gateway"].spec
     port = pod.port_of("gateway", "http")
@@ -319,7 +228,6 @@ def _pending(metric: str) -> str | None:
     return next((p for p in PENDING_METRICS if metric == p or metric.startswith(p + "_")), None)
 
 
-@pytest.mark.slow
 def test_every_metric_the_alert_rules_read_is_exported_by_the_gateway_or_the_sync_sidecar(
     pod: Pod,
 ) -> None:
@@ -331,7 +239,6 @@ def test_every_metric_the_alert_rules_read_is_exported_by_the_gateway_or_the_syn
     assert not any(missing.values()), {a: m for a, m in missing.items() if m}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("metric", sorted(PENDING_METRICS))
 def test_alert_metrics_of_features_not_landed_yet_are_exported_once_they_land(
     pod: Pod, metric: str
@@ -341,7 +248,6 @@ def test_alert_metrics_of_features_not_landed_yet_are_exported_once_they_land(
         pytest.skip(f"{metric} is not exported: {PENDING_METRICS[metric]}")
 
 
-@pytest.mark.slow
 def test_reassigning_the_stage_swaps_the_gateway_through_the_sidecar(pod: Pod) -> None:
     port = pod.port_of("gateway", "http")
     wait_until(lambda: _get(port, "/readyz")[0] == 200, 60, "readiness")
@@ -363,15 +269,3 @@ def test_reassigning_the_stage_swaps_the_gateway_through_the_sidecar(pod: Pod) -
     assert json.loads(body)["predictions"][0] == pytest.approx(before + 100.0, rel=1e-6)
     audit = pod.local.mounts["/var/log/stageserve"] / "audit.jsonl"
     wait_until(lambda: audit.is_file() and audit.stat().st_size > 0, 30, "audit records")
-
-
-def test_the_deploy_guide_names_only_real_commands_flags_and_files() -> None:
-    """Every `stageserve ...` line of a shell block in deploy/README.md parses with the real CLI."""
-    guide = (DEPLOY / "README.md").read_text()
-    blocks = re.findall(r"```sh\n(.*?)```", guide, flags=re.DOTALL)
-    lines = [ln for b in blocks for ln in b.splitlines() if ln.startswith("stageserve ")]
-    assert len(lines) >= 3
-    for line in lines:
-        _parse(shlex.split(line, comments=True)[1:])
-    for path in ("deploy/Dockerfile", "deploy/k8s/overlays/prod", "deploy/k8s/overlays/dev"):
-        assert path in guide and (ROOT / path).exists()
