@@ -44,9 +44,7 @@ def check_registry(reg: GitRegistry) -> CheckReport:
         if not looks_like_ours(name):
             continue
         if parse_tag(name) is None:
-            problems.append(
-                Problem(subject=name, message="looks like a GTO tag but does not parse")
-            )
+            problems.append(Problem(subject=name, message="looks like a GTO tag, does not parse"))
         elif name not in annotated:
             problems.append(
                 Problem(subject=name, message="lightweight tag: gto ignores it, so do we")
