@@ -1,0 +1,187 @@
+"""`stageserve registry ...` through gateway.cli.main in-process and the real executable,
+and the Python API's `load` on a real trained model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gateway.cli import main
+from registry_sync import api
+from tests.registry_packages import init_registry, write_package
+
+STAGESERVE = Path(sys.executable).parent / "stageserve"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return init_registry(tmp_path / "registry", stages=("dev", "staging", "prod"))
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["registry", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    code, out, err = _run(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_the_registry_cli_registers_promotes_and_answers_queries(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    r = ["--registry", str(repo)]
+    for tag, extra in (("a", []), ("b", ["--bump-minor"]), ("c", ["--version", "v1.0.0"])):
+        package = write_package(tmp_path / tag, payload=tag.encode())
+        code, out, err = _run(capsys, "register", "cost_predictor", str(package), *extra, *r)
+        assert code == 0, err
+    assert "created tag cost_predictor@v1.0.0" in out
+    assert _run(capsys, "assign", "cost_predictor", "prod", "--version", "v0.1.0", *r)[0] == 0
+    assert _run(capsys, "assign", "cost_predictor", "dev", "--version", "v1.0.0", *r)[0] == 0
+
+    [listed] = _json(capsys, "list", *r)
+    assert listed["latest"] == "v1.0.0"
+    assert listed["stages"] == {"prod": "v0.1.0", "dev": "v1.0.0"}
+    shown = _json(capsys, "show", "cost_predictor", *r)
+    assert [v["version"] for v in shown["versions"]] == ["v0.0.1", "v0.1.0", "v1.0.0"]
+    assert [c["name"] for c in shown["signature"]["inputs"]] == ["hp", "wt"]
+    which = _json(capsys, "which", "cost_predictor", "prod", *r)
+    assert which["version"] == "v0.1.0"
+    events = _json(capsys, "history", "cost_predictor", *r)
+    assert [e["event"] for e in events] == ["registration"] * 3 + ["assignment"] * 2
+
+    code, out, _ = _run(capsys, "list", *r)
+    assert out.splitlines()[0].split() == [
+        "MODEL",
+        "LATEST",
+        "DEV",
+        "PROD",
+        "LABELS",
+        "DESCRIPTION",
+    ]
+    assert out.splitlines()[1].split()[:4] == ["cost_predictor", "v1.0.0", "v1.0.0", "v0.1.0"]
+    code, out, _ = _run(capsys, "check", *r)
+    assert code == 0 and out.startswith("ok: 5 tags, 3 versions, 2 stages, 0 problems")
+
+    code, out, _ = _run(capsys, "unassign", "cost_predictor", "dev", *r)
+    assert code == 0 and "cost_predictor#dev!#3" in out
+    assert _run(capsys, "deregister", "cost_predictor", "--version", "v1.0.0", *r)[0] == 0
+    assert _json(capsys, "list", *r)[0]["latest"] == "v0.1.0"
+    assert _run(capsys, "deprecate", "cost_predictor", *r)[0] == 0
+    assert _json(capsys, "list", *r) == []
+
+
+def test_which_at_accepts_iso_times_with_or_without_a_zone(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAGESERVE_REGISTRY", str(repo))  # no --registry needed
+    for date, argv in [
+        ("2024-10-01T00:00:00Z", ["register", "m", str(write_package(tmp_path / "a"))]),
+        (
+            "2024-10-01T01:00:00Z",
+            ["register", "m", str(write_package(tmp_path / "b", payload=b"b"))],
+        ),
+        ("2024-10-02T00:00:00Z", ["assign", "m", "prod", "--version", "v0.0.1"]),
+        ("2024-10-05T00:00:00Z", ["assign", "m", "prod", "--version", "v0.0.2"]),
+    ]:
+        monkeypatch.setenv("GIT_COMMITTER_DATE", date)
+        assert _run(capsys, *argv)[0] == 0
+    monkeypatch.delenv("GIT_COMMITTER_DATE")
+    assert _json(capsys, "which", "m", "prod", "--at", "2024-10-03")["version"] == "v0.0.1"
+    at_noon_in_paris = _json(capsys, "which", "m", "prod", "--at", "2024-10-05T01:30:00+02:00")
+    assert at_noon_in_paris["version"] == "v0.0.1"
+    assert at_noon_in_paris["at"] == "2024-10-04T23:30:00Z"
+    assert _json(capsys, "which", "m", "prod", "--at", "2024-10-05T00:00:00")["version"] == "v0.0.2"
+    code, _, err = _run(capsys, "which", "m", "prod", "--at", "2024-10-01T00:30")
+    assert code == 1 and "no version in stage 'prod' at 2024-10-01T00:30:00Z" in err
+    with pytest.raises(SystemExit) as exited:
+        main(["registry", "which", "m", "prod", "--at", "last tuesday"])
+    assert exited.value.code == 2
+    assert "not ISO 8601" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["which", "nope", "prod"], "error: model 'nope' is not in the registry (known: m)"),
+        (["assign", "m", "qa", "--version", "v0.0.1"], "error: stage 'qa' is not allowed by .gto"),
+        (["assign", "m", "prod", "--version", "v2.0.0"], "error: model 'm' has no version v2.0.0"),
+        (["which", "m", "prod"], "error: model 'm' has no version in stage 'prod'"),
+    ],
+)
+def test_registry_errors_are_one_line_and_exit_1(
+    repo: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    api.register("m", write_package(tmp_path / "a"), registry=repo)
+    code, out, err = _run(capsys, *argv, "--registry", str(repo))
+    assert (code, out) == (1, "")
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_a_plain_folder_is_not_a_registry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "list", "--registry", str(tmp_path))
+    assert code == 1 and "not a git repository" in err
+
+
+def test_the_stageserve_executable_runs_the_registry_commands(repo: Path, tmp_path: Path) -> None:
+    api.register("m", write_package(tmp_path / "a"), registry=repo)
+    api.assign("m", "prod", "v0.0.1", registry=repo)
+    done = subprocess.run(
+        [str(STAGESERVE), "registry", "which", "m", "prod", "--json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["version"] == "v0.0.1"
+
+
+def test_an_unreachable_remote_is_one_error_line_without_the_password(tmp_path: Path) -> None:
+    url = "http://alice:s3cret@127.0.0.1:9/registry.git"  # nothing listens on port 9
+    done = subprocess.run(
+        [str(STAGESERVE), "registry", "list", "--registry", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(tmp_path), "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 1
+    assert "s3cret" not in done.stderr + done.stdout
+    assert done.stderr.startswith("error: registry http://alice:***@127.0.0.1:9/registry.git")
+
+
+def test_load_returns_the_stage_model_ready_to_predict(repo: Path, tmp_path: Path) -> None:
+    from tests.models import example_rows, save_sklearn_package, train_sklearn_linear
+
+    api.register("cost_predictor", save_sklearn_package(tmp_path / "v1"), registry=repo)
+    api.register(
+        "cost_predictor", save_sklearn_package(tmp_path / "v2", offset=10.0), registry=repo
+    )
+    api.assign("cost_predictor", "prod", "v0.0.1", registry=repo)
+    rows = example_rows(3)
+    model = api.load("cost_predictor", stage="prod", registry=repo, cache_dir=tmp_path / "cache")
+    expected, features = train_sklearn_linear(4)
+    assert model.version == "v0.0.1"
+    np.testing.assert_allclose(model.predict(rows), expected.predict(features.head(3)), rtol=1e-6)
+    newer = api.load("cost_predictor", version="v0.0.2", registry=repo)
+    np.testing.assert_allclose(newer.predict(rows) - model.predict(rows), 10.0, rtol=1e-6)
+    again = api.load("cost_predictor", stage="prod", registry=repo, cache_dir=tmp_path / "cache")
+    assert again.path == model.path  # exported once into the cache, verified on every load
