@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,6 +38,19 @@ def add_commands(sub: Any) -> None:
         "--log-level", choices=["critical", "error", "warning", "info", "debug"], default=None
     )
     p.add_argument("--audit-path", metavar="FILE", help="JSON-lines audit file (rotated)")
+    p.add_argument("--journal-path", metavar="FILE", help="activation journal (JSON lines)")
+    p.add_argument("--poll-interval-s", type=float, help="embedded: seconds between polls")
+    p.add_argument("--stages", help="embedded: comma-separated stages to follow (default all)")
+    p.add_argument("--models", help="embedded: comma-separated models to follow (default all)")
+    p.add_argument("--gc-grace-s", type=float, help="embedded: keep unassigned packages this long")
+    p.add_argument(
+        "--no-watch",
+        dest="watch_registry",
+        action="store_const",
+        const=False,
+        default=None,
+        help="embedded: poll only, do not watch a local registry for changes",
+    )
     p.set_defaults(handler=serve)
 
 
@@ -52,26 +65,57 @@ def serve(args: argparse.Namespace) -> int:
             "default_stage",
             "log_level",
             "audit_path",
+            "journal_path",
+            "poll_interval_s",
+            "stages",
+            "models",
+            "gc_grace_s",
+            "watch_registry",
         )
     }
     settings = load_settings(flags, environ=os.environ, config_file=args.config)
     return run(settings)
 
 
-def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStateSource:
-    """Embedded mode (`--registry`): the in-process sync loop (lead's registry_sync.sync)."""
-    if importlib.util.find_spec("registry_sync.sync") is None:
-        raise GatewayError("--registry needs registry_sync.sync, which is not installed")
-    from registry_sync import sync
+def default_cache_dir() -> Path:
+    """Where embedded mode materializes packages when --cache is not given."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "stageserve"
 
-    embedded = getattr(sync, "embedded_source", None)
-    if embedded is None:
-        raise GatewayError(
-            "embedded registry sync (--registry) is not available in this build; "
-            "run `stageserve sync` and `stageserve serve --cache DIR` instead"
-        )
-    source: DesiredStateSource = embedded(settings, registry=metrics.registry)
-    return source
+
+def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStateSource:
+    """Embedded mode (`--registry`): the sync loop runs in this process, feeding the pool.
+
+    Built from registry_sync's public pieces (build_sync, SyncLoop, SyncMetrics on the app's
+    registry so /metrics shows the sync metrics too); the loop also writes
+    `<cache>/snapshot.json`, so a restart in sidecar mode sees the same state.
+    """
+    from registry_sync.sync_loop import SyncLoop
+    from registry_sync.sync_metrics import SyncMetrics
+    from registry_sync.sync_setup import build_sync, watch_path_for
+
+    assert settings.registry is not None
+    cache = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    sync = build_sync(
+        settings.registry,
+        cache,
+        stages=_split(settings.stages),
+        models=_split(settings.models),
+        gc_grace_s=settings.gc_grace_s,
+    )
+    return SyncLoop(
+        sync,
+        cache,
+        poll_interval_s=settings.poll_interval_s,
+        watch_path=watch_path_for(settings.registry) if settings.watch_registry else None,
+        metrics=SyncMetrics(metrics.registry),
+    )
+
+
+def _split(value: str | None) -> list[str] | None:
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
+    return items or None
 
 
 def _redact(location: str) -> str:
@@ -88,6 +132,7 @@ def run(settings: Settings) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.journal import ActivationJournal
     from gateway.logs import configure_logging
 
     configure_logging(settings.log_level)
@@ -95,7 +140,13 @@ def run(settings: Settings) -> int:
         raise GatewayError("nothing to serve: give --cache DIR (sidecar) or --registry PATH_OR_URL")
     metrics = GatewayMetrics()
     source = _registry_source(settings, metrics) if settings.registry else None
-    app = create_app(settings, state_source=source, metrics=metrics)
+    journal = ActivationJournal(Path(settings.journal_path)) if settings.journal_path else None
+    app = create_app(
+        settings,
+        state_source=source,
+        metrics=metrics,
+        activation_listeners=[journal] if journal is not None else [],
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -116,5 +167,9 @@ def run(settings: Settings) -> int:
         if settings.registry
         else f"cache {settings.cache_dir}",
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if journal is not None:
+            journal.close()
     return 0

@@ -29,6 +29,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Embedded mode: the registry (path or URL) the gateway syncs from itself."""
     poll_interval_s: float = 10.0
     """Embedded mode: seconds between registry polls."""
+    stages: str | None = None
+    """Embedded mode: comma-separated stages to follow (default: all)."""
+    models: str | None = None
+    """Embedded mode: comma-separated models to follow (default: all)."""
+    gc_grace_s: float = 600.0
+    """Embedded mode: keep unassigned packages in the cache this long before deleting them."""
+    watch_registry: bool = True
+    """Embedded mode: wake the sync loop when a local registry's git directory changes."""
+    journal_path: str | None = None
+    """Activation journal (JSON lines: when each version really started/stopped serving)."""
     default_stage: str = "prod"
     """Stage used by `POST /predict/{model}` when the query has no `stage`."""
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
