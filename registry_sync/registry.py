@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,27 +9,17 @@ from typing import Any
 import msgspec
 import yaml
 
-from registry_sync import writer
+from registry_sync import registry_queries, writer
 from registry_sync.errors import (
     ManifestError,
     ModelNotFoundError,
-    NoVersionInStageError,
     VersionNotFoundError,
 )
-from registry_sync.events import PRIORITY, ArtifactState, Event, VersionState, fold
+from registry_sync.events import ArtifactState, Event, VersionState, fold
 from registry_sync.git import Git, TagRecord, ensure_repo
 from registry_sync.gto_tags import parse_tag
 from registry_sync.manifest import Manifest
-from registry_sync.registry_views import (
-    HistoryEvent,
-    ModelDetail,
-    ModelSummary,
-    StageResolution,
-    VersionInfo,
-    iso_time,
-)
 from registry_sync.remote import Mirror, default_mirror_dir, is_url
-from registry_sync.sync import ResolvedStage
 
 __all__ = ["ARTIFACTS_FILE", "CONFIG_FILE", "GitRegistry", "RegistryView"]
 
@@ -167,169 +156,20 @@ class GitRegistry:
         self.git.export(found.commit, self.package_path(name, found.commit), dest)
         return dest
 
-    # -- queries ----------------------------------------------------------------------------
+    # -- queries (see registry_queries.py) and writes (see writer.py) -------------------------
 
-    def list_models(
-        self, *, label: str | None = None, search: str | None = None, deprecated: bool = False
-    ) -> list[ModelSummary]:
-        view = self.view()
-        found = []
-        for name in sorted(view.state):
-            art = view.state[name]
-            if art.deprecated and not deprecated:
-                continue
-            description, labels = self._about(view, art)
-            if label is not None and label not in labels:
-                continue
-            needle = (search or "").lower()
-            if needle and needle not in name.lower() and needle not in description.lower():
-                continue
-            latest = art.latest()
-            found.append(
-                ModelSummary(
-                    name=name,
-                    latest=latest.version if latest else None,
-                    stages=_stages(art),
-                    description=description,
-                    labels=labels,
-                    deprecated=art.deprecated,
-                )
-            )
-        return found
-
-    def show(self, name: str) -> ModelDetail:
-        view = self.view()
-        art = view.artifact(name)
-        stages = _stages(art)
-        versions = [
-            VersionInfo(
-                version=v.version,
-                commit=v.commit,
-                registered_at=iso_time(max(e.time for e in v.registrations)),
-                active=v.is_active,
-                stages=sorted(s for s, ver in stages.items() if ver == v.version),
-                author=v.registrations[-1].author,
-            )
-            for v in art.registered_versions()
-        ]
-        latest = art.latest()
-        description, labels = self._about(view, art)
-        manifest = None
-        if latest is not None:
-            try:
-                manifest = self.manifest_at(name, latest.commit)
-            except ManifestError:
-                manifest = None
-        return ModelDetail(
-            name=name,
-            path=self.package_path(name, latest.commit) if latest else f"{self.models_dir}/{name}",
-            deprecated=art.deprecated,
-            latest=latest.version if latest else None,
-            stages=stages,
-            versions=versions,
-            description=description,
-            labels=labels,
-            format=manifest.format if manifest else None,
-            card=manifest.card if manifest else None,
-            signature=manifest.signature if manifest else None,
-        )
-
-    def which(self, name: str, stage: str, *, at: int | None = None) -> StageResolution:
-        """The version serving `stage` now, or at unix time `at` (events after it ignored)."""
-        view = self.view(at=at)
-        if name not in view.state:
-            if at is not None and name in self.view().state:
-                raise NoVersionInStageError(name, stage, iso_time(at))
-            view.artifact(name)
-        found = view.state[name].resolve(stage)
-        if found is None:
-            raise NoVersionInStageError(name, stage, iso_time(at) if at is not None else None)
-        return StageResolution(
-            model=name,
-            stage=stage,
-            version=found.version,
-            commit=found.commit,
-            assigned_at=iso_time(found.assigned_at(stage)),
-            at=iso_time(at) if at is not None else None,
-        )
-
-    def history(self, name: str | None = None) -> list[HistoryEvent]:
-        """Every tag event, oldest first (gto history's order: time, then event priority)."""
-        view = self.view()
-        if name is not None:
-            view.artifact(name)
-        state = view.state
-        events = []
-        for art in state.values():
-            if name is not None and art.name != name:
-                continue
-            for version in art.versions:
-                for event in version.all_events():
-                    if event.tag is not None:
-                        events.append(event)
-            events.extend(art.deprecations)
-        events.sort(key=lambda e: (e.time, PRIORITY[e.kind], e.counter or 0, e.tag or ""))
-        return [
-            HistoryEvent(
-                time=iso_time(e.time),
-                event=e.kind,
-                model=e.model,
-                commit=e.commit,
-                tag=e.tag or "",
-                version=e.version,
-                stage=e.stage,
-                author=e.author,
-                author_email=e.author_email,
-                message=e.message,
-            )
-            for e in events
-        ]
-
-    def resolve_stages(
-        self, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None
-    ) -> list[ResolvedStage]:
-        """Every (model, stage) that resolves to a version, for the sync loop."""
-        view = self.view()
-        found = []
-        for name in sorted(view.state):
-            if models is not None and name not in models:
-                continue
-            art = view.state[name]
-            for stage in art.stages():
-                if stages is not None and stage not in stages:
-                    continue
-                version = art.resolve(stage)
-                if version is not None:
-                    found.append(ResolvedStage(name, stage, version.version, version.commit))
-        return found
-
-    resolve_all = resolve_stages
-
-    def _about(self, view: RegistryView, art: ArtifactState) -> tuple[str, list[str]]:
-        """Description and labels: artifacts.yaml at HEAD, else the latest version's commit."""
-        entry = view.artifacts.get(art.name)
-        if entry is None and (latest := art.latest()) is not None:
-            entry = self.artifacts_at(latest.commit).get(art.name)
-        entry = entry or {}
-        labels = entry.get("labels") or []
-        return str(entry.get("description") or ""), [str(x) for x in labels]
-
-    # -- writing (see writer.py) --------------------------------------------------------------
+    list_models = registry_queries.list_models
+    show = registry_queries.show
+    which = registry_queries.which
+    history = registry_queries.history
+    resolve_stages = registry_queries.resolve_stages
+    resolve_all = registry_queries.resolve_stages
 
     register = writer.register
     assign = writer.assign
     unassign = writer.unassign
     deregister = writer.deregister
     deprecate = writer.deprecate
-
-
-def _stages(art: ArtifactState) -> dict[str, str]:
-    found = {}
-    for stage in art.stages():
-        version = art.resolve(stage)
-        if version is not None:
-            found[stage] = version.version
-    return found
 
 
 def _event(tag: TagRecord) -> Event | None:

@@ -7,26 +7,19 @@ a registry stageserve writes and `gto show` agrees with the newest `#N`.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-import yaml
+from typing import TYPE_CHECKING, Literal
 
 from registry_sync.errors import (
-    GitCommandError,
     IncompatibleSignatureError,
     ManifestError,
     ModelNotFoundError,
-    NotARegistryError,
     NoVersionInStageError,
     RegistryError,
     StageNotAllowedError,
     VersionExistsError,
     VersionNotFoundError,
 )
-from registry_sync.events import ArtifactState
 from registry_sync.gto_tags import (
     TagKind,
     bump_version,
@@ -34,11 +27,11 @@ from registry_sync.gto_tags import (
     check_version,
     format_tag,
     next_counter,
-    parse_tag,
     tag_message,
     version_key,
 )
-from registry_sync.registry_views import TagWritten, iso_time, parse_time
+from registry_sync.publish import current_branch, dump_artifacts, newest_event_time, publish_tag
+from registry_sync.registry_views import TagWritten, parse_time
 
 if TYPE_CHECKING:
     from registry_sync.registry import GitRegistry
@@ -79,7 +72,7 @@ def register(
         t.name for t in view.tags
     }:
         raise VersionExistsError(name, version)
-    branch = _branch(reg)
+    branch = current_branch(reg)
     parent = view.head
     target_dir = f"{reg.models_dir}/{name}"
     files = {f"{target_dir}/{MANIFEST_FILE}": package.path / MANIFEST_FILE}
@@ -97,13 +90,13 @@ def register(
         parent,
         replace_dir=target_dir,
         files=files,
-        blobs={ARTIFACTS_FILE: _dump(artifacts)},
+        blobs={ARTIFACTS_FILE: dump_artifacts(artifacts)},
         message=f"Register {name} {version}",
     )
     reg.git.update_branch(branch, commit, parent)
     tag = format_tag(TagKind.REGISTER, name, version=version)
     message = tag_message(TagKind.REGISTER, name, version=version)
-    return _publish(
+    return publish_tag(
         reg,
         art=art,
         name=name,
@@ -149,7 +142,7 @@ def assign(
     counter = next_counter(name, (t.name for t in view.tags))
     tag = format_tag(TagKind.ASSIGN, name, stage=stage, counter=counter)
     message = tag_message(TagKind.ASSIGN, name, stage=stage, version=version)
-    return _publish(
+    return publish_tag(
         reg,
         art=art,
         name=name,
@@ -181,13 +174,13 @@ def unassign(
         raise NoVersionInStageError(name, stage)
     written: list[TagWritten] = []
     tags = [t.name for t in view.tags]
-    floor = _floor(art)
+    floor = newest_event_time(art)
     for state in in_stage:
         counter = next_counter(name, tags)
         tag = format_tag(TagKind.UNASSIGN, name, stage=stage, counter=counter)
         tags.append(tag)
         message = tag_message(TagKind.UNASSIGN, name, stage=stage, version=state.version)
-        done = _publish(
+        done = publish_tag(
             reg,
             art=art,
             name=name,
@@ -223,7 +216,7 @@ def deregister(reg: GitRegistry, name: str, version: str) -> TagWritten:
             counter=next_counter(name, (t.name for t in view.tags)),
         )
     message = tag_message(TagKind.DEREGISTER, name, version=version)
-    return _publish(
+    return publish_tag(
         reg, art=art, name=name, tag=tag, commit=target.commit, message=message, version=version
     )
 
@@ -249,18 +242,18 @@ def deprecate(reg: GitRegistry, name: str) -> TagWritten | None:
     if target is None:
         raise ModelNotFoundError(name, sorted(view.state))
     if name not in view.artifacts:
-        return _publish(reg, art=art, name=name, tag=tag, commit=target, message=message)
-    branch = _branch(reg)
+        return publish_tag(reg, art=art, name=name, tag=tag, commit=target, message=message)
+    branch = current_branch(reg)
     artifacts = {k: v for k, v in view.artifacts.items() if k != name}
     commit = reg.git.write_commit(
         view.head,
         replace_dir=ARTIFACTS_FILE,
         files={},
-        blobs={ARTIFACTS_FILE: _dump(artifacts)},
+        blobs={ARTIFACTS_FILE: dump_artifacts(artifacts)},
         message=f"Deprecate {name}",
     )
     reg.git.update_branch(branch, commit, view.head)
-    return _publish(
+    return publish_tag(
         reg,
         art=art,
         name=name,
@@ -280,67 +273,3 @@ def _check_stage(reg: GitRegistry, stage: str) -> None:
     allowed = reg.allowed_stages()
     if allowed is not None and stage not in allowed:
         raise StageNotAllowedError(stage, allowed)
-
-
-def _branch(reg: GitRegistry) -> str:
-    branch = reg.git.head_branch()
-    if not branch:
-        raise NotARegistryError(reg.display_location, "HEAD is detached; check out a branch")
-    return branch
-
-
-def _dump(artifacts: Mapping[str, Any]) -> bytes:
-    return yaml.safe_dump(artifacts, sort_keys=True, allow_unicode=True).encode()
-
-
-def _floor(art: ArtifactState | None) -> int:
-    """The newest event time of the model (0 when it has none)."""
-    if art is None:
-        return 0
-    times = [e.time for v in art.versions for e in v.all_events()]
-    times += [e.time for e in art.deprecations]
-    return max(times, default=0)
-
-
-def _publish(
-    reg: GitRegistry,
-    *,
-    art: ArtifactState | None,
-    name: str,
-    tag: str,
-    commit: str,
-    message: str,
-    branch: str | None = None,
-    old: str | None = None,
-    paths: list[str] | None = None,
-    version: str | None = None,
-    stage: str | None = None,
-    floor: int | None = None,
-) -> TagWritten:
-    """Create the tag one second past the model's newest event, sync the work tree, push."""
-    time = max(reg.git.now(), (_floor(art) if floor is None else floor) + 1)
-    reg.git.create_tag(tag, commit, message, time)
-    if reg.mirror is not None:
-        refs = ([branch] if branch else []) + [f"refs/tags/{tag}"]
-        try:
-            reg.mirror.push(refs)
-        except RegistryError:
-            # Leave the mirror as the remote is: the next fetch must not find our orphans.
-            reg.git.delete_tag(tag)
-            if branch is not None:
-                reg.git.reset_branch(branch, old)
-            raise
-    elif paths and not reg.git.is_bare():
-        # The commit and tag are made; a work tree left stale is only cosmetic.
-        with contextlib.suppress(GitCommandError):
-            reg.git.sync_worktree(paths)
-    parsed = parse_tag(tag)
-    return TagWritten(
-        model=name,
-        tag=tag,
-        event=parsed.kind.value if parsed else "",
-        commit=commit,
-        time=iso_time(time),
-        version=version,
-        stage=stage,
-    )
