@@ -14,6 +14,7 @@ from litestar.datastructures import State
 
 from gateway.activation import ActivationListener
 from gateway.audit import AuditWriter
+from gateway.fast_lane import install_fast_lane
 from gateway.http_errors import exception_handlers
 from gateway.inference import Inference
 from gateway.loaded import Loader, load_version
@@ -75,9 +76,11 @@ def create_app(
     metrics: GatewayMetrics | None = None,
     loader: Loader | None = None,
     activation_listeners: Sequence[ActivationListener] = (),
+    fast_lane: bool = True,
 ) -> Litestar:
     """Build the app. `state_source` defaults to the snapshot in `settings.cache_dir`;
-    `metrics` lets a caller register more collectors (sync metrics) on the same registry."""
+    `metrics` lets a caller register more collectors (sync metrics) on the same registry;
+    `fast_lane=False` sends predict requests through Litestar's router too (see fast_lane.py)."""
     metrics = metrics or GatewayMetrics()
     loader = loader or functools.partial(
         load_version, allow_non_finite=settings.allow_non_finite, max_rows=settings.max_rows
@@ -134,7 +137,7 @@ def create_app(
             # Last: every answered request has queued its record by now.
             audit.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             predict.handler(),
             *models_routes(pool, metrics, default_stage=settings.default_stage),
@@ -146,3 +149,6 @@ def create_app(
         logging_config=None,
         state=State({"gateway": gateway}),
     )
+    if fast_lane:
+        install_fast_lane(app, predict)
+    return app

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.errors import UnknownModelError
@@ -28,7 +29,7 @@ def models_routes(
         return {"models": models_status(pool)}
 
     @get("/models/{model:str}", sync_to_thread=False)
-    def show_model(model: str) -> dict[str, Any]:
+    def show_model(model: FromPath[str]) -> dict[str, Any]:
         status = model_status(pool, model)
         if status is None:
             raise UnknownModelError(f"no model {model!r}", {"models": pool.wanted_models()})

@@ -1,0 +1,50 @@
+"""create_app end to end in process (Litestar's test client, no sockets), both predict lanes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from gateway.app import create_app, gateway_of
+from gateway.settings import Settings
+from tests.unit.gateway.fakes import FakeLoader, entry, state
+
+
+async def _exchange(fast_lane: bool, calls: list[tuple[str, str, Any]]) -> list[Any]:
+    app = create_app(Settings(), loader=FakeLoader(), fast_lane=fast_lane)
+    out = []
+    async with AsyncTestClient(app) as client:
+        await gateway_of(app).pool.reconcile(
+            state(entry("cost", "prod", "v2"), entry("cost", "staging", "v3"))
+        )
+        for method, path, body in calls:
+            resp = await client.request(method, path, json=body)
+            out.append((resp.status_code, resp.json(), resp.headers.get("x-model-version")))
+    return out
+
+
+@pytest.mark.parametrize("fast_lane", [True, False])
+def test_both_predict_lanes_answer_the_same(fast_lane: bool) -> None:
+    rows = {"inputs": [{"hp": 10.0, "wt": 1.0}]}
+    calls = [
+        ("POST", "/predict/cost", rows),
+        ("POST", "/predict/cost?stage=staging", rows),
+        ("POST", "/predict/nope", rows),
+        ("GET", "/predict/cost", None),
+        ("POST", "/predict/cost/extra", rows),
+        ("GET", "/models/cost", None),
+    ]
+    ok, staging, unknown, get, extra, model = asyncio.run(_exchange(fast_lane, calls))
+    assert ok[0] == 200
+    assert ok[1]["predictions"] == [20.0]  # the fake predicts hp * version number
+    assert ok[2] == "v2"
+    assert staging[1]["predictions"] == [30.0]
+    assert unknown[0] == 404
+    assert unknown[1]["error"]["details"]["models"] == {"cost": ["prod", "staging"]}
+    assert get[0] == 405
+    assert extra[0] == 404
+    assert model[0] == 200
+    assert model[1]["stages"]["prod"]["version"] == "v2"
