@@ -11,7 +11,7 @@ import msgspec
 import numpy as np
 
 from gateway.errors import GatewayError, ModelLoadError, OutputInvalidError
-from gateway.inference import runs_inline
+from gateway.inference import inline_max_rows
 from gateway.request_schema import InputBatch, RequestSchema
 from registry_sync.errors import RegistryError
 from registry_sync.manifest import Manifest
@@ -30,7 +30,7 @@ class LoadedVersion:
         "digest",
         "engine",
         "inflight",
-        "inline",
+        "inline_max_rows",
         "load_s",
         "manifest",
         "model",
@@ -52,7 +52,7 @@ class LoadedVersion:
         manifest: Manifest,
         predictor: Any,
         schema: RequestSchema,
-        inline: bool | None = None,
+        inline_rows: int | None = None,
     ) -> None:
         self.model = model
         self.version = version
@@ -62,9 +62,10 @@ class LoadedVersion:
         self.predictor = predictor
         self.engine: str = predictor.engine
         self.schema = schema
-        self.inline = runs_inline(self.engine) if inline is None else inline
-        # An explicit `inline` is kept; otherwise warm_up refines it from measured call times.
-        self.pinned = inline is not None
+        # Requests of at most this many rows are answered inline, larger ones on the pool
+        # (see inference.py). An explicit value is kept; otherwise warm_up measures.
+        self.inline_max_rows = inline_max_rows(self.engine) if inline_rows is None else inline_rows
+        self.pinned = inline_rows is not None
         self.inflight = 0
         self.load_s = 0.0
         # Bound once: the hot path calls `self.predict(batch)` with no attribute lookups.
@@ -119,7 +120,7 @@ def warm_up(loaded: LoadedVersion) -> None:
         except ValueError as exc:
             raise OutputInvalidError(loaded.model, loaded.version, f"warm-up: {exc}") from None
     if not loaded.pinned:
-        loaded.inline = runs_inline(loaded.engine, fastest)
+        loaded.inline_max_rows = inline_max_rows(loaded.engine, fastest)
 
 
 def load_version(

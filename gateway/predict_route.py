@@ -182,7 +182,7 @@ class PredictRoute:
         try:
             t = time.perf_counter()
             try:
-                if lv.inline:
+                if batch.rows <= lv.inline_max_rows:
                     out = lv.predict(batch)
                 else:
                     out = await self.inference.in_pool(lv.predict, batch)

@@ -31,7 +31,8 @@ def _stage_status(pool: ModelPool, model: str, stage: str) -> dict[str, Any]:
             version=lv.version,
             digest=lv.digest,
             engine=lv.engine,
-            inference="inline" if lv.inline else "thread_pool",
+            # Requests up to this many rows run on the event loop, larger on the pool.
+            inline_max_rows=min(lv.inline_max_rows, 10**9),
             load_seconds=round(lv.load_s, 4),
             format=manifest.format,
             signature=msgspec.to_builtins(manifest.signature),
