@@ -31,10 +31,12 @@ def dump_artifacts(artifacts: Mapping[str, Any]) -> bytes:
     return yaml.safe_dump(artifacts, sort_keys=True, allow_unicode=True).encode()
 
 
-def newest_event_time(art: ArtifactState | None) -> int:
-    """The newest event time of the model (0 when it has none)."""
+def newest_event_time(art: ArtifactState | None, stage: str | None = None) -> int:
+    """The time of the model's newest event, or of its newest event for `stage` (0: none)."""
     if art is None:
         return 0
+    if stage is not None:
+        return max((e.time for v in art.versions for e in v.stages.get(stage, [])), default=0)
     times = [e.time for v in art.versions for e in v.all_events()]
     times += [e.time for e in art.deprecations]
     return max(times, default=0)
@@ -43,7 +45,6 @@ def newest_event_time(art: ArtifactState | None) -> int:
 def publish_tag(
     reg: GitRegistry,
     *,
-    art: ArtifactState | None,
     name: str,
     tag: str,
     commit: str,
@@ -53,10 +54,15 @@ def publish_tag(
     paths: list[str] | None = None,
     version: str | None = None,
     stage: str | None = None,
-    floor: int | None = None,
+    after: int = 0,
 ) -> TagWritten:
-    """Create the tag one second past the model's newest event, sync the work tree, push."""
-    time = max(reg.git.now(), (newest_event_time(art) if floor is None else floor) + 1)
+    """Create the tag (dated now, but later than unix time `after`), sync the work tree, push.
+
+    gto orders events by one-second tagger times, and breaks ties in ways that ignore `#N`
+    (see events.py); a write whose meaning depends on coming after an event passes that
+    event's time as `after`, and the tag is dated a second later if the clock has not moved.
+    """
+    time = max(reg.git.now(), after + 1)
     reg.git.create_tag(tag, commit, message, time)
     if reg.mirror is not None:
         refs = ([branch] if branch else []) + [f"refs/tags/{tag}"]

@@ -1,8 +1,9 @@
 """Registry writes: register, assign, unassign, deregister, deprecate, as gto would tag them.
 
-Each write checks everything first and changes nothing when it refuses. Every tag is dated at
-least one second after the model's newest event, so GTO's one-second timestamps never tie on
-a registry stageserve writes and `gto show` agrees with the newest `#N`.
+Each write checks everything first and changes nothing when it refuses. An assignment is dated
+after every earlier event of its stage, and a deprecation after every event of its model
+(a second later than the clock if need be), so on a registry stageserve writes no one-second
+tie decides anything and `gto show` agrees with the newest `#N`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from registry_sync.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
+from registry_sync.events import ArtifactState
 from registry_sync.gto_tags import (
     TagKind,
     bump_version,
@@ -31,7 +33,7 @@ from registry_sync.gto_tags import (
     version_key,
 )
 from registry_sync.publish import current_branch, dump_artifacts, newest_event_time, publish_tag
-from registry_sync.registry_views import TagWritten, parse_time
+from registry_sync.registry_views import TagWritten
 
 if TYPE_CHECKING:
     from registry_sync.registry import GitRegistry
@@ -98,7 +100,6 @@ def register(
     message = tag_message(TagKind.REGISTER, name, version=version)
     return publish_tag(
         reg,
-        art=art,
         name=name,
         tag=tag,
         commit=commit,
@@ -107,6 +108,8 @@ def register(
         old=parent,
         paths=[target_dir, ARTIFACTS_FILE],
         version=version,
+        # Not before a deprecation it is meant to lift (a tie goes to the registration).
+        after=_last_deprecation(art) - 1,
     )
 
 
@@ -144,13 +147,15 @@ def assign(
     message = tag_message(TagKind.ASSIGN, name, stage=stage, version=version)
     return publish_tag(
         reg,
-        art=art,
         name=name,
         tag=tag,
         commit=target.commit,
         message=message,
         version=version,
         stage=stage,
+        # After every event of this stage (a tie would let gto pick by registration order),
+        # and not before a deprecation it lifts.
+        after=max(newest_event_time(art, stage), _last_deprecation(art) - 1),
     )
 
 
@@ -174,7 +179,6 @@ def unassign(
         raise NoVersionInStageError(name, stage)
     written: list[TagWritten] = []
     tags = [t.name for t in view.tags]
-    floor = newest_event_time(art)
     for state in in_stage:
         counter = next_counter(name, tags)
         tag = format_tag(TagKind.UNASSIGN, name, stage=stage, counter=counter)
@@ -182,16 +186,15 @@ def unassign(
         message = tag_message(TagKind.UNASSIGN, name, stage=stage, version=state.version)
         done = publish_tag(
             reg,
-            art=art,
             name=name,
             tag=tag,
             commit=state.commit,
             message=message,
             version=state.version,
             stage=stage,
-            floor=floor,
+            # Not before the assignment it cancels (in the same second it wins in gto).
+            after=newest_event_time(art, stage) - 1,
         )
-        floor = parse_time(done.time)
         written.append(done)
     return written
 
@@ -217,7 +220,7 @@ def deregister(reg: GitRegistry, name: str, version: str) -> TagWritten:
         )
     message = tag_message(TagKind.DEREGISTER, name, version=version)
     return publish_tag(
-        reg, art=art, name=name, tag=tag, commit=target.commit, message=message, version=version
+        reg, name=name, tag=tag, commit=target.commit, message=message, version=version
     )
 
 
@@ -241,8 +244,10 @@ def deprecate(reg: GitRegistry, name: str) -> TagWritten | None:
     target = max(events, key=lambda e: e.time).commit if events else view.head
     if target is None:
         raise ModelNotFoundError(name, sorted(view.state))
+    # A deprecation tied with any other event of the model does not count for gto.
+    after = newest_event_time(art)
     if name not in view.artifacts:
-        return publish_tag(reg, art=art, name=name, tag=tag, commit=target, message=message)
+        return publish_tag(reg, name=name, tag=tag, commit=target, message=message, after=after)
     branch = current_branch(reg)
     artifacts = {k: v for k, v in view.artifacts.items() if k != name}
     commit = reg.git.write_commit(
@@ -255,7 +260,6 @@ def deprecate(reg: GitRegistry, name: str) -> TagWritten | None:
     reg.git.update_branch(branch, commit, view.head)
     return publish_tag(
         reg,
-        art=art,
         name=name,
         tag=tag,
         commit=commit,
@@ -263,6 +267,7 @@ def deprecate(reg: GitRegistry, name: str) -> TagWritten | None:
         branch=branch,
         old=view.head,
         paths=[ARTIFACTS_FILE],
+        after=after,
     )
 
 
@@ -273,3 +278,7 @@ def _check_stage(reg: GitRegistry, stage: str) -> None:
     allowed = reg.allowed_stages()
     if allowed is not None and stage not in allowed:
         raise StageNotAllowedError(stage, allowed)
+
+
+def _last_deprecation(art: ArtifactState | None) -> int:
+    return max((e.time for e in art.deprecations), default=0) if art else 0

@@ -281,3 +281,23 @@ def test_environment_without_git_identity_still_writes_tags_gto_reads(
     assert os.environ.get("GIT_AUTHOR_NAME") is None
     assert gto_stage(repo, "m", "prod") == "v0.0.1"
     assert reg.history("m")[0].author == "stageserve"
+
+
+def test_stageserve_writes_mean_the_same_to_gto_even_when_the_clock_stands_still(
+    repo: Path, packages: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "@1727740800 +0000")
+    reg = GitRegistry(repo)
+    reg.register("m", packages[0])
+    reg.register("m", packages[1])
+    for version in ("v0.0.1", "v0.0.2", "v0.0.1"):
+        reg.assign("m", "prod", version)
+    reg.assign("m", "dev", "v0.0.2")
+    reg.unassign("m", "dev")
+    assert gto_stage(repo, "m", "prod") == "v0.0.1" == reg.which("m", "prod").version
+    assert gto_stage(repo, "m", "dev") is None
+    reg.deprecate("m")
+    assert gto_stage(repo, "m", "prod") is None
+    reg.register("m", packages[2])  # a new version lifts the deprecation
+    assert gto_stage(repo, "m", "prod") == "v0.0.1" == reg.which("m", "prod").version
+    assert gto_registry(repo)["m"]["version"] == "v0.0.3"

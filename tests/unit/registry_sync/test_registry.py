@@ -200,8 +200,9 @@ def test_deregistering_the_serving_version_hands_the_stage_back(
 
 
 def test_deprecate_hides_the_model_and_a_new_version_brings_it_back(
-    reg: GitRegistry, tmp_path: Path
+    reg: GitRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "@1727740800 +0000")  # all in one second
     reg.register("m", _pkg(tmp_path, "a"))
     reg.assign("m", "prod", "v0.0.1")
     assert reg.deprecate("m") is not None
@@ -236,17 +237,27 @@ def test_which_at_answers_over_the_events_before_that_time(
     assert [e.time for e in history][-1] == "2024-10-06T00:00:00Z"
 
 
-def test_tags_are_never_in_the_same_second_as_the_models_previous_event(
+def test_assignments_to_a_stage_never_share_a_second_so_the_newest_always_wins(
     reg: GitRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GIT_COMMITTER_DATE", "@1727740800 +0000")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "@1727740800 +0000")  # the clock stands still
     reg.register("m", _pkg(tmp_path, "a"))
     reg.register("m", _pkg(tmp_path, "b"))
     reg.assign("m", "prod", "v0.0.2")
+    reg.assign("m", "dev", "v0.0.2")
     reg.assign("m", "prod", "v0.0.1")
-    times = [e.time for e in reg.history("m")]
-    assert times == sorted(set(times))
+    reg.unassign("m", "dev")
+    times = {(e.tag, e.time) for e in reg.history("m")}
+    assert times == {
+        ("m@v0.0.1", "2024-10-01T00:00:00Z"),
+        ("m@v0.0.2", "2024-10-01T00:00:00Z"),
+        ("m#prod#1", "2024-10-01T00:00:00Z"),
+        ("m#dev#2", "2024-10-01T00:00:00Z"),
+        ("m#prod#3", "2024-10-01T00:00:01Z"),  # after m#prod#1, so it is the newest
+        ("m#dev!#4", "2024-10-01T00:00:00Z"),  # ties its assignment, and wins as in gto
+    }
     assert reg.which("m", "prod").version == "v0.0.1"
+    assert reg.resolve_stages(stages=["dev"]) == []
 
 
 def test_list_filters_by_label_and_searches_names_and_descriptions(
