@@ -15,44 +15,14 @@ from collections.abc import Callable
 from gateway.activation import ActivationEvent, ActivationListener, utc_now_iso
 from gateway.errors import ModelLoadError
 from gateway.loaded import LoadedVersion, Loader
-from gateway.metrics import GatewayMetrics, RouteMetrics
+from gateway.metrics import GatewayMetrics
+from gateway.route_table import Route, StageStatus
 from registry_sync.snapshot import DesiredEntry, DesiredState
 
-__all__ = ["ModelPool", "Route", "StageStatus"]
+__all__ = ["ModelPool"]
 
 log = logging.getLogger("stageserve.pool")
 _RELEASE_POLL_S = 0.005
-
-
-class Route:
-    """What one (model, stage) serves right now, with everything a request needs prebuilt."""
-
-    __slots__ = ("headers", "loaded", "metrics", "model", "stage")
-
-    def __init__(self, model: str, stage: str, loaded: LoadedVersion, metrics: RouteMetrics):
-        self.model = model
-        self.stage = stage
-        self.loaded = loaded
-        self.metrics = metrics
-        # Raw ASGI header pairs; the request adds content-length and x-request-id.
-        self.headers: tuple[tuple[bytes, bytes], ...] = (
-            (b"content-type", b"application/json"),
-            (b"x-model-version", loaded.version.encode()),
-            (b"x-model-digest", loaded.digest.encode()),
-        )
-
-
-class StageStatus:
-    """Load state of one (model, stage) as /models and /readyz show it."""
-
-    __slots__ = ("error", "error_at", "state", "wanted")
-
-    def __init__(self, wanted: DesiredEntry) -> None:
-        self.wanted = wanted
-        # pending (not tried yet), loading, loaded (serving the wanted version), failed.
-        self.state = "pending"
-        self.error: str | None = None
-        self.error_at: str | None = None
 
 
 class ModelPool:

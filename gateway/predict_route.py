@@ -8,12 +8,9 @@ header pairs), so a request does: read body → decode into Structs → predict 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import time
 from typing import Any
-from urllib.parse import parse_qs
 
 import msgspec
 from litestar.handlers import ASGIRouteHandler, asgi
@@ -23,25 +20,23 @@ from gateway.audit import AuditWriter
 from gateway.errors import (
     MethodNotAllowedError,
     ModelNotReadyError,
-    PayloadTooLargeError,
     RequestError,
     UnknownModelError,
     UnsupportedMediaTypeError,
 )
-from gateway.http_errors import error_headers, error_payload, status_of
 from gateway.inference import Inference
-from gateway.metrics import UNKNOWN, GatewayMetrics
-from gateway.pool import ModelPool, Route
+from gateway.metrics import GatewayMetrics
+from gateway.pool import ModelPool
+from gateway.predict_errors import ServerFailureError, count_error, send_error
+from gateway.request_ids import RequestIds
+from gateway.request_io import read_body, stage_of
 from gateway.request_schema import InputBatch
+from gateway.route_table import Route
 
-__all__ = ["PredictResponse", "PredictRoute", "RequestIds"]
+__all__ = ["PredictResponse", "PredictRoute"]
 
 log = logging.getLogger("stageserve.predict")
-_MAX_REQUEST_ID = 128
 _JSON = b"application/json"
-# validation_errors_total{kind} for refusals that are not InputValidationErrors (which carry
-# their own kind: type, missing, unknown, category, non_finite, shape).
-_ERROR_KIND = {400: "malformed", 413: "too_large", 415: "content_type"}
 
 
 class PredictResponse(msgspec.Struct, frozen=True):
@@ -50,34 +45,6 @@ class PredictResponse(msgspec.Struct, frozen=True):
     version: str
     request_id: str
     predictions: list[Any]
-
-
-class RequestIds:
-    """Short unique ids: a random per-process prefix and a counter (no uuid4 per request)."""
-
-    def __init__(self) -> None:
-        self._prefix = os.urandom(4).hex()
-        self._count = itertools.count(1)
-
-    def next(self) -> str:
-        return f"{self._prefix}-{next(self._count):x}"
-
-    def keep_or_new(self, incoming: bytes | None) -> str:
-        # An incoming id is kept when it is short, printable ASCII (it goes back in a header).
-        if incoming and len(incoming) <= _MAX_REQUEST_ID and incoming.isascii():
-            text = incoming.decode()
-            if text.isprintable() and " " not in text:
-                return text
-        return self.next()
-
-
-class ServerFailureError(Exception):
-    """A 500 with a stable code: output_invalid, inference_failed, internal_error."""
-
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(message)
 
 
 class PredictRoute:
@@ -125,7 +92,7 @@ class PredictRoute:
                 incoming = value
         rid = self.ids.keep_or_new(incoming)
         query = scope["query_string"]
-        stage = (_stage(query) if query else "") or self.default_stage
+        stage = (stage_of(query) if query else "") or self.default_stage
         method: str = scope["method"]  # type: ignore[typeddict-item]
         route: Route | None = None
         batch: InputBatch | None = None
@@ -144,7 +111,7 @@ class PredictRoute:
             stages = self.pool.routes.get(model)
             if stages is None or stage not in stages:
                 raise self._missing(model, stage)
-            body = await self._read_body(receive, declared)
+            body = await read_body(receive, declared, self.max_body_bytes)
             # Look up again after the await: a swap may have happened while the body arrived.
             # No await between this lookup and `inflight += 1` (see ModelPool._release).
             route = self.pool.routes.get(model, {}).get(stage)
@@ -154,13 +121,17 @@ class PredictRoute:
             await self._answer(send, route, batch, rid)
             status = 200
         except (RequestError, ServerFailureError) as exc:
-            status = await self._send_error(send, exc, rid)
-            self._count_error(route, model, stage, exc, status)
+            status = await send_error(send, exc, rid, self.retry_after_s)
+            count_error(
+                self.metrics, self.pool, route, model=model, stage=stage, exc=exc, status=status
+            )
         except Exception as exc:  # a bug: still one JSON 500, one metric, one audit record
             log.exception("predict %s failed", model)
             failure = ServerFailureError("internal_error", "internal server error")
-            status = await self._send_error(send, failure, rid)
-            self._count_error(route, model, stage, exc, status)
+            status = await send_error(send, failure, rid, self.retry_after_s)
+            count_error(
+                self.metrics, self.pool, route, model=model, stage=stage, exc=exc, status=status
+            )
         latency = time.perf_counter() - started
         if route is not None:
             route.metrics.duration.observe(latency)
@@ -263,69 +234,3 @@ class PredictRoute:
                 f"model {model!r} has no stage {stage!r}", {"model": model, "stages": stages}
             )
         return UnknownModelError(f"no model {model!r}", {"models": self.pool.wanted_models()})
-
-    async def _read_body(self, receive: Receive, declared: bytes | None) -> bytes:
-        limit = self.max_body_bytes
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _too_large(int(declared), limit)
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message: Any = await receive()
-            chunk: bytes = message.get("body", b"")
-            more = bool(message.get("more_body", False))
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(size, limit)
-            if not more and not chunks:
-                return chunk
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def _send_error(
-        self, send: Send, exc: RequestError | ServerFailureError, rid: str
-    ) -> int:
-        if isinstance(exc, ServerFailureError):
-            status, payload, extra = 500, error_payload(exc.code, exc.message), []
-        else:
-            status = status_of(exc)
-            payload = error_payload(exc.code, exc.message, exc.details)
-            extra = error_headers(exc, self.retry_after_s)
-        headers = [
-            (b"content-type", _JSON),
-            (b"content-length", str(len(payload)).encode()),
-            (b"x-request-id", rid.encode()),
-            *extra,
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload, "more_body": False})
-        return status
-
-    def _count_error(
-        self, route: Route | None, model: str, stage: str, exc: Exception, status: int
-    ) -> None:
-        if route is not None:
-            route.metrics.status(status).inc()
-        else:
-            # Label values only from names the desired state knows: clients cannot grow
-            # the label set by inventing model or stage names.
-            stages = self.pool.wanted_stages(model)
-            model = model if stages else UNKNOWN
-            stage = stage if stage in stages else UNKNOWN
-            self.metrics.requests_total.labels(model, stage, "", str(status)).inc()
-        kind = getattr(exc, "kind", None) or _ERROR_KIND.get(status)
-        if kind is not None:
-            self.metrics.validation_errors_total.labels(model, kind).inc()
-
-
-def _stage(query: bytes) -> str:
-    values = parse_qs(query.decode("latin-1")).get("stage")
-    return values[-1] if values else ""
-
-
-def _too_large(size: int, limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(
-        f"request body of {size} bytes is over the limit of {limit}",
-        {"bytes": size, "max_body_bytes": limit},
-    )

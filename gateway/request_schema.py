@@ -6,7 +6,6 @@ types mirror the signature, so a request body is decoded and type-checked in one
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -14,9 +13,11 @@ import msgspec
 import numpy as np
 
 from gateway.errors import InputValidationError, MalformedRequestError, PayloadTooLargeError
-from registry_sync.manifest import ColumnSpec, Signature
+from gateway.outputs import OutputCheck
+from gateway.validation_errors import validation_error
+from registry_sync.manifest import Signature
 
-__all__ = ["InputBatch", "RequestSchema", "validation_error"]
+__all__ = ["InputBatch", "RequestSchema"]
 
 _PY_TYPES: dict[str, type] = {
     "double": float,
@@ -27,50 +28,7 @@ _PY_TYPES: dict[str, type] = {
     "string": str,
 }
 _NUMERIC = frozenset({"double", "float", "long", "integer", "boolean"})
-_JSON_NAMES = {
-    "float": "number",
-    "int": "integer",
-    "str": "string",
-    "bool": "boolean",
-    "array": "array",
-    "object": "object",
-    "null": "null",
-}
-_EXPECTED = re.compile(r"^Expected `([^`]+)`, got `([^`]+)`(?: - at `([^`]+)`)?$")
-_MISSING = re.compile(r"^Object missing required field `([^`]+)`(?: - at `([^`]+)`)?$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]+)`(?: - at `([^`]+)`)?$")
-_AT = re.compile(r" - at `([^`]+)`$")
 _FORMATS = ("inputs", "dataframe_split", "dataframe_records", "instances")
-
-
-def _json_type(name: str) -> str:
-    return " or ".join(_JSON_NAMES.get(part.strip(), part.strip()) for part in name.split("|"))
-
-
-def validation_error(exc: msgspec.ValidationError, prefix: str = "$") -> InputValidationError:
-    """Turn msgspec's message into `$.inputs[3].hp: expected number, got string`.
-
-    Only recognised shapes are passed on; anything else keeps the path and drops the rest, so
-    an error body never echoes a value the client sent.
-    """
-    text = str(exc)
-    if m := _EXPECTED.match(text):
-        path = prefix + (m[3] or "$")[1:]
-        kind = "missing" if m[2] == "null" else "type"
-        return InputValidationError(
-            path, f"expected {_json_type(m[1])}, got {_json_type(m[2])}", kind
-        )
-    if m := _MISSING.match(text):
-        path = prefix + (m[2] or "$")[1:] + "." + m[1]
-        return InputValidationError(path, "required field is missing", "missing")
-    if m := _UNKNOWN.match(text):
-        path = prefix + (m[2] or "$")[1:] + "." + m[1]
-        return InputValidationError(path, "unknown field", "unknown")
-    at = _AT.search(text)
-    path = prefix + (at[1] if at else "$")[1:]
-    if text.startswith("Number out of range"):
-        return InputValidationError(path, "number out of range (non-finite)", "non_finite")
-    return InputValidationError(path, "invalid value", "type")
 
 
 class InputBatch:
@@ -118,7 +76,7 @@ class RequestSchema:
         self.names = tuple(c.name for c in self.inputs)
         self.output_names = tuple(c.name for c in self.outputs)
         self.numeric = all(c.type in _NUMERIC for c in self.inputs)
-        self._one_number = len(self.outputs) == 1 and self.outputs[0].type in ("double", "float")
+        self._outputs = OutputCheck(signature.outputs)
         self.max_rows = max_rows
         self._categories = {
             c.name: frozenset(c.categories) for c in self.inputs if c.categories is not None
@@ -280,64 +238,9 @@ class RequestSchema:
     # -- outputs --------------------------------------------------------------------------
 
     def predictions(self, out: Any, n: int) -> list[Any]:
-        """Check a model's output (one prediction per row, declared type, finite) and turn it
-        into JSON-ready values; raise ValueError naming what is wrong."""
-        out = np.asarray(out)
-        if self._one_number and out.dtype.kind == "f" and out.shape in ((n,), (n, 1)):
-            # The common case (one numeric output), without dtype conversions: a Python
-            # isfinite loop beats numpy's per-call overhead for the few rows of most requests.
-            values: list[float] = out.reshape(n).tolist()
-            finite = all(map(math.isfinite, values)) if n <= 64 else np.isfinite(out).all()
-            if not finite:
-                raise ValueError(f"output {self.output_names[0]!r}: non-finite value")
-            return values
-        k = len(self.outputs)
-        if k == 1:
-            if out.ndim == 2 and out.shape[1] == 1:
-                out = out[:, 0]
-            if out.ndim != 1 or out.shape[0] != n:
-                raise ValueError(f"expected {n} predictions, got shape {out.shape}")
-            return _check_column(out, self.outputs[0]).tolist()  # type: ignore[no-any-return]
-        if out.ndim != 2 or out.shape != (n, k):
-            raise ValueError(f"expected shape ({n}, {k}), got {out.shape}")
-        cols = [_check_column(out[:, j], spec).tolist() for j, spec in enumerate(self.outputs)]
-        names = self.output_names
-        return [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
+        """Check a model's output and turn it into JSON-ready values (see outputs.py)."""
+        return self._outputs.predictions(out, n)
 
 
 def _category_error(path: str) -> InputValidationError:
     return InputValidationError(path, "value is not one of the declared categories", "category")
-
-
-def _check_column(col: np.ndarray, spec: ColumnSpec) -> np.ndarray:
-    kind = col.dtype.kind
-    if kind == "O" and spec.type in _NUMERIC and spec.type != "boolean":
-        # A multi-output model with mixed types hands back an object array; its numeric
-        # columns must still hold real numbers (not strings that happen to parse).
-        if not all(isinstance(v, int | float | np.number) for v in col.tolist()):
-            raise ValueError(f"output {spec.name!r}: expected numbers")
-        col = col.astype(np.float64)
-        kind = "f"
-    if spec.type in ("double", "float"):
-        if kind not in "fiub":
-            raise ValueError(f"output {spec.name!r}: expected numbers, got dtype {col.dtype}")
-        if kind == "f" and not np.isfinite(col).all():
-            raise ValueError(f"output {spec.name!r}: non-finite value")
-        return col.astype(np.float64, copy=False)
-    if spec.type in ("long", "integer"):
-        if kind == "f":
-            if not np.isfinite(col).all() or not (col == np.round(col)).all():
-                raise ValueError(f"output {spec.name!r}: expected integers")
-            return col.astype(np.int64)
-        if kind not in "iub":
-            raise ValueError(f"output {spec.name!r}: expected integers, got dtype {col.dtype}")
-        return col
-    if spec.type == "boolean":
-        if kind != "b":
-            raise ValueError(f"output {spec.name!r}: expected booleans, got dtype {col.dtype}")
-        return col
-    if kind in "US":
-        return col.astype(object)
-    if kind != "O" or not all(isinstance(v, str) for v in col.tolist()):
-        raise ValueError(f"output {spec.name!r}: expected strings")
-    return col

@@ -1,0 +1,55 @@
+"""msgspec's validation messages, rewritten as `$.inputs[3].hp: expected number, got string`."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from gateway.errors import InputValidationError
+
+__all__ = ["validation_error"]
+
+_JSON_NAMES = {
+    "float": "number",
+    "int": "integer",
+    "str": "string",
+    "bool": "boolean",
+    "array": "array",
+    "object": "object",
+    "null": "null",
+}
+_EXPECTED = re.compile(r"^Expected `([^`]+)`, got `([^`]+)`(?: - at `([^`]+)`)?$")
+_MISSING = re.compile(r"^Object missing required field `([^`]+)`(?: - at `([^`]+)`)?$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]+)`(?: - at `([^`]+)`)?$")
+_AT = re.compile(r" - at `([^`]+)`$")
+
+
+def _json_type(name: str) -> str:
+    return " or ".join(_JSON_NAMES.get(part.strip(), part.strip()) for part in name.split("|"))
+
+
+def validation_error(exc: msgspec.ValidationError, prefix: str = "$") -> InputValidationError:
+    """Turn msgspec's message into `$.inputs[3].hp: expected number, got string`.
+
+    Only recognised shapes are passed on; anything else keeps the path and drops the rest, so
+    an error body never echoes a value the client sent.
+    """
+    text = str(exc)
+    if m := _EXPECTED.match(text):
+        path = prefix + (m[3] or "$")[1:]
+        kind = "missing" if m[2] == "null" else "type"
+        return InputValidationError(
+            path, f"expected {_json_type(m[1])}, got {_json_type(m[2])}", kind
+        )
+    if m := _MISSING.match(text):
+        path = prefix + (m[2] or "$")[1:] + "." + m[1]
+        return InputValidationError(path, "required field is missing", "missing")
+    if m := _UNKNOWN.match(text):
+        path = prefix + (m[2] or "$")[1:] + "." + m[1]
+        return InputValidationError(path, "unknown field", "unknown")
+    at = _AT.search(text)
+    path = prefix + (at[1] if at else "$")[1:]
+    if text.startswith("Number out of range"):
+        return InputValidationError(path, "number out of range (non-finite)", "non_finite")
+    return InputValidationError(path, "invalid value", "type")
