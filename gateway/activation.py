@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import msgspec
 
-__all__ = ["ActivationEvent", "ActivationListener", "utc_now_iso"]
+__all__ = ["ActivationEvent", "ActivationListener", "notify", "utc_now_iso"]
+
+log = logging.getLogger("stageserve.pool")
 
 ActivationKind = Literal["activated", "deactivated", "failed"]
 
@@ -31,3 +34,30 @@ class ActivationEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 # Called on the event loop right after the route table changes; must not block.
 ActivationListener = Callable[[ActivationEvent], None]
+
+
+def notify(
+    listeners: Sequence[ActivationListener],
+    model: str,
+    stage: str,
+    version: str,
+    digest: str,
+    *,
+    kind: str,
+    message: str = "",
+) -> None:
+    """Build the event and call every listener; one that raises is logged, not propagated."""
+    event = ActivationEvent(
+        at=utc_now_iso(),
+        model=model,
+        stage=stage,
+        version=version,
+        digest=digest,
+        kind=kind,  # type: ignore[arg-type]
+        message=message,
+    )
+    for listener in listeners:
+        try:
+            listener(event)
+        except Exception:
+            log.exception("activation listener failed on %s", event)

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway.activation import ActivationEvent, ActivationListener, utc_now_iso
+from gateway.activation import ActivationListener, notify, utc_now_iso
 from gateway.errors import ModelLoadError
 from gateway.loaded import LoadedVersion, Loader
 from gateway.metrics import GatewayMetrics
@@ -45,6 +45,8 @@ class ModelPool:
         # Bumped whenever routes change (the OpenAPI document is rebuilt from it).
         self.generation = 0
         self._loaded: dict[tuple[str, str], LoadedVersion] = {}
+        # Replaced by a reload of the same version (new digest) but maybe still routed to.
+        self._retired: list[LoadedVersion] = []
         self._failed: dict[tuple[str, str, str], tuple[float, str, str]] = {}
         self._listeners: list[ActivationListener] = []
         self._releases: set[asyncio.Task[None]] = set()
@@ -114,6 +116,9 @@ class ModelPool:
                 if key[0] == model:
                     loaded = await self._load(e)
                     if loaded is not None:
+                        replaced = self._loaded.get(key)
+                        if replaced is not None:  # same version, new digest: retire the old
+                            self._retired.append(replaced)
                         self._loaded[key] = loaded
             self._switch(model, {s: e for (m, s), e in wanted.items() if m == model})
 
@@ -149,9 +154,16 @@ class ModelPool:
         for key, lv in list(self._loaded.items()):
             if key[0] == model and id(lv) not in in_use:
                 del self._loaded[key]
-                task = asyncio.create_task(self._release(lv))
-                self._releases.add(task)
-                task.add_done_callback(self._releases.discard)
+                self._schedule_release(lv)
+        for lv in list(self._retired):
+            if lv.model == model and id(lv) not in in_use:
+                self._retired.remove(lv)
+                self._schedule_release(lv)
+
+    def _schedule_release(self, lv: LoadedVersion) -> None:
+        task = asyncio.create_task(self._release(lv))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     async def _load(self, e: DesiredEntry) -> LoadedVersion | None:
         started = time.perf_counter()
@@ -203,20 +215,7 @@ class ModelPool:
     def _emit(
         self, model: str, stage: str, version: str, digest: str, *, kind: str, message: str = ""
     ) -> None:
-        event = ActivationEvent(
-            at=utc_now_iso(),
-            model=model,
-            stage=stage,
-            version=version,
-            digest=digest,
-            kind=kind,  # type: ignore[arg-type]
-            message=message,
-        )
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("activation listener failed on %s", event)
+        notify(self._listeners, model, stage, version, digest, kind=kind, message=message)
 
     async def _release(self, loaded: LoadedVersion) -> None:
         # Requests increment `inflight` in the same event-loop step as their route lookup,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from gateway.activation import ActivationEvent
 from gateway.metrics import GatewayMetrics
 from gateway.pool import ModelPool
@@ -167,3 +169,21 @@ def test_a_failed_version_is_retried_once_the_retry_delay_has_passed() -> None:
     assert loader.log == ["load cost v2", "load cost v2"]
     assert _served(pool, "cost", "prod") == "v2"
     assert not pool.has_failures()
+
+
+def test_a_version_reloaded_with_a_new_digest_replaces_and_releases_the_old_instance() -> None:
+    loader = FakeLoader()
+    pool = _pool(loader)
+    first = entry("cost", "prod", "v1")
+    rebuilt = msgspec.structs.replace(first, digest="sha256:rebuilt")
+
+    async def run() -> None:
+        await pool.reconcile(state(first))
+        old = pool.routes["cost"]["prod"].loaded
+        await pool.reconcile(state(rebuilt))
+        await pool.drain()
+        assert old.predictor.closed
+
+    asyncio.run(run())
+    assert pool.routes["cost"]["prod"].loaded.digest == "sha256:rebuilt"
+    assert loader.log == ["load cost v1", "load cost v1"]
