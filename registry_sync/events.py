@@ -167,12 +167,16 @@ def fold(
     head: tuple[str, int, frozenset[str]] | None = None,
     at: int | None = None,
 ) -> dict[str, ArtifactState]:
-    """Fold tag events into per-model state, as of `at` (unix seconds, inclusive) if given.
+    """Fold tag events into per-model state, as of unix time `at` if given.
+
+    Tag and commit times have one-second resolution: an event stamped second S happened
+    somewhere in [S, S+1), so as of `at` only events with S < at (whole seconds; callers pass
+    floor(at)) certainly happened; an event in the very second of `at` is left out.
 
     `commit_times` maps each tagged commit to its committer time (gto's enrichment events);
     `head` is (HEAD commit, its time, the models its artifacts.yaml lists).
     """
-    kept = _order(e for e in events if at is None or e.time <= at)
+    kept = _order(e for e in events if at is None or e.time < at)
     state: dict[str, ArtifactState] = {}
 
     def artifact(name: str) -> ArtifactState:
@@ -205,7 +209,7 @@ def fold(
     for art in state.values():
         for version in art.versions:
             _enrich(version, art.name, commit_times.get(version.commit), at)
-    if head is not None and (at is None or head[1] <= at):
+    if head is not None and (at is None or head[1] < at):
         commit, time, listed = head
         for name in sorted(listed):
             art = artifact(name)
@@ -232,6 +236,6 @@ def _index_stage_event(art: ArtifactState, event: Event) -> None:
 
 
 def _enrich(version: VersionState, model: str, time: int | None, at: int | None) -> None:
-    if time is None or (at is not None and time > at):
+    if time is None or (at is not None and time >= at):
         return
     version.commits.append(Event(kind=COMMIT_EVENT, model=model, time=time, commit=version.commit))

@@ -119,10 +119,10 @@ class Git:
         return out or None
 
     def head_at(self, unix_s: int) -> str | None:
-        """The newest first-parent commit of HEAD committed no later than `unix_s`."""
+        """The newest first-parent commit of HEAD committed before the second `unix_s`."""
         if self.head() is None:
             return None
-        out = self.run("rev-list", "-1", "--first-parent", f"--until={unix_s}", "HEAD")
+        out = self.run("rev-list", "-1", "--first-parent", f"--until={unix_s - 1}", "HEAD")
         return out.strip() or None
 
     def head_branch(self) -> str | None:

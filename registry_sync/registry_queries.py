@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from registry_sync.errors import ManifestError, NoVersionInStageError
@@ -95,8 +96,10 @@ def show(reg: GitRegistry, name: str) -> ModelDetail:
     )
 
 
-def which(reg: GitRegistry, name: str, stage: str, *, at: int | None = None) -> StageResolution:
-    """The version serving `stage` now, or at unix time `at` (events after it ignored)."""
+def which(reg: GitRegistry, name: str, stage: str, *, at: float | None = None) -> StageResolution:
+    """The version serving `stage` now, or at unix time `at`: over the events stamped in
+    whole seconds before it (one in the very second of `at` may have come after it)."""
+    at = None if at is None else math.floor(at)
     view = reg.view(at=at)
     if name not in view.state:
         if at is not None and name in reg.view().state:

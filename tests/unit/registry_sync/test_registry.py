@@ -229,8 +229,9 @@ def test_which_at_answers_over_the_events_before_that_time(
         monkeypatch.setenv("GIT_COMMITTER_DATE", f"@{start + offset * day} +0000")
         action()
     assert reg.which("m", "prod", at=start + 3 * day).version == "v0.0.1"
-    assert reg.which("m", "prod", at=start + 5 * day).version == "v0.0.2"
-    assert reg.which("m", "prod", at=start + 2 * day).assigned_at == "2024-10-03T00:00:00Z"
+    assert reg.which("m", "prod", at=start + 5 * day).version == "v0.0.1"  # same second
+    assert reg.which("m", "prod", at=start + 5 * day + 1).version == "v0.0.2"
+    assert reg.which("m", "prod", at=start + 2 * day + 1).assigned_at == "2024-10-03T00:00:00Z"
     with pytest.raises(NoVersionInStageError, match="at 2024-10-02T00:00:00Z"):
         reg.which("m", "prod", at=start + day)
     history = reg.history("m")
