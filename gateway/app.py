@@ -112,7 +112,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        audit.start()
+        audit.open()
+        flusher = asyncio.create_task(audit.run(), name="audit-flush") if audit.enabled else None
         stop = asyncio.Event()
         task = None
         retry = asyncio.create_task(
@@ -135,7 +136,7 @@ def create_app(
             await pool.close()
             inference.close()
             # Last: every answered request has queued its record by now.
-            audit.close()
+            await audit.stop(flusher)
 
     app = Litestar(
         route_handlers=[
