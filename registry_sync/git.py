@@ -158,21 +158,32 @@ class Git:
             return None
 
     def export(self, commit: str, path: str, dest: Path) -> None:
-        """Write the files under `path` at `commit` into `dest` (the prefix `path/` removed)."""
-        data = self.run_bytes("archive", "--format=tar", commit, "--", path)
+        """Write the files under `path` at `commit` into `dest` (the prefix `path/` removed).
+
+        The archive is streamed from git into the folder: a large artifact never sits in memory.
+        """
         prefix = path.rstrip("/") + "/"
-        with tempfile.TemporaryFile() as buffer:
-            buffer.write(data)
-            buffer.seek(0)
-            with tarfile.open(fileobj=buffer, mode="r:") as archive:
-                members = []
-                for member in archive.getmembers():
-                    if not member.name.startswith(prefix) or member.isdir():
-                        continue
-                    member.name = member.name[len(prefix) :]
-                    members.append(member)
-                # The "data" filter refuses absolute paths, links out of dest and devices.
-                archive.extractall(dest, members=members, filter="data")
+        args = ["git", "-C", str(self.path), "archive", "--format=tar", commit, "--", path]
+        with tempfile.TemporaryFile() as stderr:
+            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr)
+            assert process.stdout is not None
+            try:
+                with tarfile.open(fileobj=process.stdout, mode="r|") as archive:
+                    for member in archive:
+                        if not member.name.startswith(prefix) or member.isdir():
+                            continue
+                        member.name = member.name[len(prefix) :]
+                        # "data" refuses absolute paths, links out of dest and device files.
+                        archive.extract(member, dest, filter="data")
+            except tarfile.ReadError:
+                pass  # git failed before writing a tar: reported below
+            finally:
+                process.stdout.close()
+                code = process.wait(timeout=_TIMEOUT_S)
+            if code != 0:
+                stderr.seek(0)
+                reason = stderr.read().decode("utf-8", "replace").strip()
+                raise GitCommandError(self.display, "archive", reason or f"exit {code}")
 
     # -- writing ---------------------------------------------------------------------------
 

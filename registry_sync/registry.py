@@ -13,6 +13,7 @@ from registry_sync import registry_queries, writer
 from registry_sync.errors import (
     ManifestError,
     ModelNotFoundError,
+    NotARegistryError,
     VersionNotFoundError,
 )
 from registry_sync.events import ArtifactState, Event, VersionState, fold
@@ -111,14 +112,18 @@ class GitRegistry:
         return {str(k): v if isinstance(v, dict) else {} for k, v in data.items()}
 
     def allowed_stages(self) -> list[str] | None:
-        """The stages `.gto` allows (None: any), read from the work tree as gto does."""
-        config = self.path / CONFIG_FILE
+        """The stages `.gto` allows (None: any): the work tree's file as gto reads it, else
+        HEAD's (a bare mirror has no work tree)."""
         raw: bytes | None = None
-        if config.is_file():
-            raw = config.read_bytes()
-        elif (head := self.git.head()) is not None:
+        if not self.git.is_bare():
+            config = Path(self.git.run("rev-parse", "--show-toplevel").strip()) / CONFIG_FILE
+            raw = config.read_bytes() if config.is_file() else None
+        if raw is None and (head := self.git.head()) is not None:
             raw = self.git.read_file(head, CONFIG_FILE)
-        data = yaml.safe_load(raw) if raw else None
+        try:
+            data = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as exc:
+            raise NotARegistryError(self.display_location, f"{CONFIG_FILE}: {exc}") from None
         stages = data.get("stages") if isinstance(data, dict) else None
         return [str(s) for s in stages] if isinstance(stages, list) else None
 
