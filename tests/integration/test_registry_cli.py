@@ -187,3 +187,23 @@ def test_load_returns_the_stage_model_ready_to_predict(repo: Path, tmp_path: Pat
     np.testing.assert_allclose(newer.predict(rows) - model.predict(rows), 10.0, rtol=1e-6)
     again = api.load("cost_predictor", stage="prod", registry=repo, cache_dir=tmp_path / "cache")
     assert again.path == model.path  # exported once into the cache, verified on every load
+
+
+def test_check_prints_each_problem_and_exits_1(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.registry_packages import git
+
+    api.register("m", write_package(tmp_path / "a", name="m"), registry=repo)
+    (repo / "models/m/model.onnx").write_bytes(b"edited by hand")
+    git(repo, "commit", "-qam", "edit")
+    git(repo, "tag", "-a", "m@v0.0.2", "-m", "Registering artifact m version v0.0.2")
+    git(repo, "tag", "-a", "m@2", "-m", "typo")
+    code, out, _ = _run(capsys, "check", "--registry", str(repo))
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0] == "m@2: looks like a GTO tag, does not parse"
+    assert lines[1].startswith("m@v0.0.2: models/m: ") and "'model.onnx'" in lines[1]
+    assert lines[-1].startswith("FAILED: 3 tags, 2 versions, 0 stages, 2 problems")
+    code, out, _ = _run(capsys, "check", "--registry", str(repo), "--json")
+    assert code == 1 and len(json.loads(out)["problems"]) == 2
