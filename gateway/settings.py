@@ -24,7 +24,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     port: int = 8000
     """TCP port uvicorn binds to."""
     cache_dir: str | None = None
-    """Sidecar mode: watch `<cache_dir>/snapshot.json` written by `stageserve sync`."""
+    """Sidecar: watch `<cache_dir>/snapshot.json` (from `stageserve sync`). Embedded: where
+    packages are materialized (default `$XDG_CACHE_HOME/stageserve`, else ~/.cache/stageserve)."""
     registry: str | None = None
     """Embedded mode: the registry (path or URL) the gateway syncs from itself."""
     poll_interval_s: float = 10.0
@@ -48,13 +49,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_rows: int = 10_000
     """Most rows accepted in one predict request (413 above it)."""
     allow_non_finite: bool = False
-    """Accept null for required numeric inputs (sent to the model as NaN); rejected by default."""
+    """Accept null for required double/float inputs (sent to the model as NaN); off: 422."""
     retry_after_s: int = 5
     """`Retry-After` seconds sent with 503 while a stage has no loaded version."""
     retry_failed_load_s: float = 60.0
-    """A version that failed to load is retried only after this many seconds."""
+    """While a version is failed, its load is retried every this many seconds (not sooner)."""
     inference_threads: int = 4
-    """Threads of the pool used by engines that run off the event loop."""
+    """Inference threads for what must not run on the event loop (slow versions, big batches)."""
     audit_path: str | None = None
     """JSON-lines audit file (rotated by size); none when unset."""
     audit_stdout: bool = False
