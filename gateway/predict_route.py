@@ -104,7 +104,7 @@ class PredictRoute:
                 )
             if method != "POST":
                 raise MethodNotAllowedError(method, ("POST",))
-            if content_type is None or not content_type.lower().startswith(_JSON):
+            if content_type is None or content_type.split(b";", 1)[0].strip().lower() != _JSON:
                 raise UnsupportedMediaTypeError(
                     "content-type must be application/json", {"expected": "application/json"}
                 )

@@ -199,14 +199,17 @@ def test_more_rows_than_the_limit_is_413(server: ServerProcess) -> None:
     _error(server.predict("cost", {"inputs": ROWS[:1] * 51}), 413, "payload_too_large")
 
 
-def test_wrong_content_type_is_415(server: ServerProcess) -> None:
-    answer = server.request(
-        "POST",
-        "/predict/cost",
-        json.dumps({"inputs": ROWS}).encode(),
-        {"content-type": "text/plain"},
-    )
+@pytest.mark.parametrize("content_type", ["text/plain", "application/jsonl", ""])
+def test_wrong_content_type_is_415(server: ServerProcess, content_type: str) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    answer = server.request("POST", "/predict/cost", json.dumps({"inputs": ROWS}).encode(), headers)
     _error(answer, 415, "unsupported_media_type")
+
+
+def test_json_with_a_charset_parameter_is_accepted(server: ServerProcess) -> None:
+    body = json.dumps({"inputs": ROWS}).encode()
+    headers = {"content-type": "Application/JSON; charset=utf-8"}
+    assert server.request("POST", "/predict/cost", body, headers).status == 200
 
 
 @pytest.mark.parametrize(
