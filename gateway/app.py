@@ -29,6 +29,7 @@ __all__ = ["Gateway", "create_app", "gateway_of"]
 
 log = logging.getLogger("stageserve.app")
 _STOP_TIMEOUT_S = 10.0
+_RESTART_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,19 @@ def gateway_of(app: Litestar) -> Gateway:
 
 
 async def _follow(source: DesiredStateSource, pool: ModelPool, stop: asyncio.Event) -> None:
-    async for state in source.updates(stop):
+    """Reconcile to every desired state; a source that fails is restarted, serving goes on."""
+    while not stop.is_set():
         try:
-            await pool.reconcile(state)
-        except Exception:  # keep following: the next snapshot may be fine
-            log.exception("reconcile failed")
+            async for state in source.updates(stop):
+                try:
+                    await pool.reconcile(state)
+                except Exception:  # keep following: the next snapshot may be fine
+                    log.exception("reconcile failed")
+            return
+        except Exception:
+            log.exception("desired-state source failed; restarting in %.0f s", _RESTART_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _RESTART_S)
 
 
 async def _retry_failed(pool: ModelPool, stop: asyncio.Event, interval_s: float) -> None:

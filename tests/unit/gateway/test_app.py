@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app, gateway_of
+from gateway.metrics import GatewayMetrics
+from gateway.pool import ModelPool
 from gateway.settings import Settings
+from registry_sync.snapshot import DesiredState
 from tests.unit.gateway.fakes import FakeLoader, entry, state
 
 
@@ -48,3 +52,39 @@ def test_both_predict_lanes_answer_the_same(fast_lane: bool) -> None:
     assert extra[0] == 404
     assert model[0] == 200
     assert model[1]["stages"]["prod"]["version"] == "v2"
+
+
+class _FlakySource:
+    """Fails once, then yields one state and waits for stop (a real source's shape)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def updates(self, stop: asyncio.Event) -> AsyncIterator[DesiredState]:
+        self.calls += 1
+        if self.calls == 1:
+            raise OSError("watch failed")
+        yield state(entry("cost", "prod", "v2"))
+        await stop.wait()
+
+
+def test_a_source_that_fails_is_restarted_and_serving_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gateway.app
+
+    monkeypatch.setattr(gateway.app, "_RESTART_S", 0.0)
+    source = _FlakySource()
+
+    async def run() -> list[str]:
+        stop = asyncio.Event()
+        pool = ModelPool(GatewayMetrics(), FakeLoader())
+        task = asyncio.create_task(gateway.app._follow(source, pool, stop))
+        while pool.desired is None:
+            await asyncio.sleep(0)
+        stop.set()
+        await task
+        return [r.loaded.version for r in pool.routes["cost"].values()]
+
+    assert asyncio.run(run()) == ["v2"]
+    assert source.calls == 2
