@@ -8,12 +8,14 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
 
 from gateway.activation import ActivationListener
 from gateway.audit import AuditWriter
+from gateway.drain import Drain
 from gateway.fast_lane import install_fast_lane
 from gateway.http_errors import exception_handlers
 from gateway.inference import Inference
@@ -24,6 +26,7 @@ from gateway.pool import ModelPool
 from gateway.predict_route import PredictRoute
 from gateway.settings import Settings
 from gateway.snapshot_source import DesiredStateSource, SnapshotFileSource
+from registry_sync.snapshot import STATUS_FILE
 
 __all__ = ["Gateway", "create_app", "gateway_of"]
 
@@ -41,6 +44,7 @@ class Gateway:
     metrics: GatewayMetrics
     audit: AuditWriter
     source: DesiredStateSource | None
+    drain: Drain
 
 
 def gateway_of(app: Litestar) -> Gateway:
@@ -86,10 +90,13 @@ def create_app(
     loader: Loader | None = None,
     activation_listeners: Sequence[ActivationListener] = (),
     fast_lane: bool = True,
+    sync_status_path: Path | None = None,
 ) -> Litestar:
     """Build the app. `state_source` defaults to the snapshot in `settings.cache_dir`;
     `metrics` lets a caller register more collectors (sync metrics) on the same registry;
-    `fast_lane=False` sends predict requests through Litestar's router too (see fast_lane.py)."""
+    `fast_lane=False` sends predict requests through Litestar's router too (see fast_lane.py);
+    `sync_status_path` is the sync loop's status file (default `<cache_dir>/sync-status.json`),
+    shown in /models so a registry outage is visible there."""
     metrics = metrics or GatewayMetrics()
     loader = loader or functools.partial(
         load_version, allow_non_finite=settings.allow_non_finite, max_rows=settings.max_rows
@@ -117,7 +124,10 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         retry_after_s=settings.retry_after_s,
     )
-    gateway = Gateway(settings, pool, metrics, audit, state_source)
+    drain = Drain()
+    gateway = Gateway(settings, pool, metrics, audit, state_source, drain)
+    if sync_status_path is None and settings.cache_dir is not None:
+        sync_status_path = Path(settings.cache_dir) / STATUS_FILE
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -150,7 +160,13 @@ def create_app(
     app = Litestar(
         route_handlers=[
             predict.handler(),
-            *models_routes(pool, metrics, default_stage=settings.default_stage),
+            *models_routes(
+                pool,
+                metrics,
+                default_stage=settings.default_stage,
+                drain=drain,
+                sync_status_path=sync_status_path,
+            ),
         ],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),

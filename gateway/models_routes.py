@@ -2,37 +2,49 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway.drain import Drain
 from gateway.errors import UnknownModelError
 from gateway.http_errors import error_payload
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import openapi_document
 from gateway.pool import ModelPool
-from gateway.status import model_status, models_status
+from gateway.status import model_status, models_status, sync_overview
 
 __all__ = ["models_routes"]
 
 
 def models_routes(
-    pool: ModelPool, metrics: GatewayMetrics, *, default_stage: str = "prod"
+    pool: ModelPool,
+    metrics: GatewayMetrics,
+    *,
+    default_stage: str = "prod",
+    drain: Drain | None = None,
+    sync_status_path: Path | None = None,
 ) -> list[HTTPRouteHandler]:
     schema_cache: dict[int, dict[str, Any]] = {}
 
+    def draining() -> bool:
+        return drain is not None and drain.draining
+
     @get("/models", sync_to_thread=False)
     def list_models() -> dict[str, Any]:
-        return {"models": models_status(pool)}
+        return {"models": models_status(pool), "sync": sync_overview(sync_status_path)}
 
     @get("/models/{model:str}", sync_to_thread=False)
     def show_model(model: FromPath[str]) -> dict[str, Any]:
         status = model_status(pool, model)
         if status is None:
             raise UnknownModelError(f"no model {model!r}", {"models": pool.wanted_models()})
+        status["sync"]["last_poll"] = sync_overview(sync_status_path)
         return status
 
     @get("/healthz", sync_to_thread=False)
@@ -41,11 +53,12 @@ def models_routes(
 
     @get("/readyz", sync_to_thread=False)
     def readyz() -> Response[bytes]:
-        ready, missing = pool.ready()
+        ready, missing = pool.ready() if not draining() else (False, ["shutting down"])
         if ready:
-            return Response(b'{"status":"ready"}', media_type="application/json")
+            body = msgspec.json.encode({"status": "ready", "pending": pool.pending()})
+            return Response(body, media_type="application/json")
         body = error_payload(
-            "not_ready", "not every assigned model is loaded", {"missing": missing}
+            "not_ready", "a stage has no loaded version to answer with", {"missing": missing}
         )
         return Response(body, status_code=503, media_type="application/json")
 

@@ -73,15 +73,30 @@ class ModelPool:
         return any(st.state == "failed" for st in self.statuses.values())
 
     def ready(self) -> tuple[bool, list[str]]:
-        """Every (model, stage) of the desired state serves its assigned version."""
+        """Every (model, stage) of the desired state has a version to answer with.
+
+        Readiness is about answering, not about being on the newest assignment: every
+        replica receives a new assignment at the same moment, so if a slow or failed load
+        made pods unready, one bad assignment would take the whole Service out. A stage
+        still on its previous version is reported by `pending()` and in /models instead.
+        """
         if self.desired is None:
             return False, ["no desired state received yet"]
         missing = [
             f"{m}#{s}: {st.state}" + (f" ({st.error})" if st.error else "")
             for (m, s), st in sorted(self.statuses.items())
-            if st.state != "loaded"
+            if self.routes.get(m, {}).get(s) is None
         ]
         return not missing, missing
+
+    def pending(self) -> list[str]:
+        """Stages that answer, but not (yet) with their assigned version."""
+        return [
+            f"{m}#{s}: {st.wanted.version} {st.state}" + (f" ({st.error})" if st.error else "")
+            for (m, s), st in sorted(self.statuses.items())
+            if (route := self.routes.get(m, {}).get(s)) is not None
+            and route.loaded.version != st.wanted.version
+        ]
 
     async def reconcile(self, state: DesiredState) -> None:
         async with self._lock:

@@ -39,6 +39,11 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--audit-path", metavar="FILE", help="JSON-lines audit file (rotated)")
     p.add_argument("--journal-path", metavar="FILE", help="activation journal (JSON lines)")
+    p.add_argument(
+        "--drain-s",
+        type=float,
+        help="on SIGTERM: fail readiness, keep serving this long, then stop (default 5)",
+    )
     p.add_argument("--poll-interval-s", type=float, help="embedded: seconds between polls")
     p.add_argument("--stages", help="embedded: comma-separated stages to follow (default all)")
     p.add_argument("--models", help="embedded: comma-separated models to follow (default all)")
@@ -65,6 +70,7 @@ def serve(args: argparse.Namespace) -> int:
             "default_stage",
             "log_level",
             "audit_path",
+            "drain_s",
             "journal_path",
             "poll_interval_s",
             "stages",
@@ -95,7 +101,7 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStat
     from registry_sync.sync_setup import build_sync, watch_path_for
 
     assert settings.registry is not None
-    cache = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
+    cache = _cache_dir(settings)
     cache.mkdir(parents=True, exist_ok=True)
     sync = build_sync(
         settings.registry,
@@ -111,6 +117,10 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStat
         watch_path=watch_path_for(settings.registry) if settings.watch_registry else None,
         metrics=SyncMetrics(metrics.registry),
     )
+
+
+def _cache_dir(settings: Settings) -> Path:
+    return Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -131,9 +141,11 @@ def _redact(location: str) -> str:
 def run(settings: Settings) -> int:
     import uvicorn
 
-    from gateway.app import create_app
+    from gateway.app import create_app, gateway_of
+    from gateway.drain import DrainingServer
     from gateway.journal import ActivationJournal
     from gateway.logs import configure_logging
+    from registry_sync.snapshot import STATUS_FILE
 
     configure_logging(settings.log_level)
     if settings.cache_dir is None and settings.registry is None:
@@ -146,6 +158,7 @@ def run(settings: Settings) -> int:
         state_source=source,
         metrics=metrics,
         activation_listeners=[journal] if journal is not None else [],
+        sync_status_path=_cache_dir(settings) / STATUS_FILE,
     )
     config = uvicorn.Config(
         app,
@@ -157,7 +170,7 @@ def run(settings: Settings) -> int:
         access_log=False,
         server_header=False,
         lifespan="on",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     log.info(
         "serving on http://%s:%d (%s)",
@@ -167,8 +180,9 @@ def run(settings: Settings) -> int:
         if settings.registry
         else f"cache {settings.cache_dir}",
     )
+    server = DrainingServer(config, gateway_of(app).drain, settings.drain_s)
     try:
-        uvicorn.Server(config).run()
+        server.run_until_stopped()
     finally:
         if journal is not None:
             journal.close()

@@ -56,6 +56,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """While a version is failed, its load is retried every this many seconds (not sooner)."""
     inference_threads: int = 4
     """Inference threads for what must not run on the event loop (slow versions, big batches)."""
+    drain_s: float = 5.0
+    """On SIGTERM: fail readiness at once, keep serving this long, then stop accepting."""
+    shutdown_timeout_s: int = 30
+    """After draining: how long in-flight requests may take before they are cut."""
     audit_path: str | None = None
     """JSON-lines audit file (rotated by size); none when unset."""
     audit_stdout: bool = False

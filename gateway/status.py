@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from gateway.pool import ModelPool
+from registry_sync.snapshot import read_status
 
-__all__ = ["model_status", "models_status"]
+__all__ = ["model_status", "models_status", "sync_overview"]
 
 
 def _stage_status(pool: ModelPool, model: str, stage: str) -> dict[str, Any]:
@@ -72,3 +74,16 @@ def models_status(pool: ModelPool) -> list[dict[str, Any]]:
     if pool.desired is not None:
         names |= {e.model for e in pool.desired.errors}
     return [s for name in sorted(names) if (s := model_status(pool, name)) is not None]
+
+
+def sync_overview(status_path: Path | None) -> dict[str, Any] | None:
+    """How the registry polls went (read from the sync loop's status file, embedded or
+    sidecar): a registry outage never changes the snapshot, so this is where it shows."""
+    if status_path is None:
+        return None
+    try:
+        return msgspec.to_builtins(read_status(status_path))  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return {"result": "unknown", "message": f"unreadable sync status: {exc}"}

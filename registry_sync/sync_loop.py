@@ -129,17 +129,29 @@ class SyncLoop:
                 task.cancel()
 
     async def _watch(self, path: Path, stop: asyncio.Event) -> None:
-        # Tags and commits land under refs/ and packed-refs; a short debounce groups the
-        # several files one `git tag` writes into one wake-up.
+        # Tags and commits land under refs/ and in packed-refs; a short debounce groups the
+        # several files one `git tag` writes into one wake-up. watchfiles' default filter
+        # drops everything under .git, so pass our own.
         try:
             async for _ in watchfiles.awatch(
-                path, stop_event=stop, debounce=150, step=25, recursive=True
+                path,
+                stop_event=stop,
+                watch_filter=_is_ref_change,
+                debounce=150,
+                step=25,
+                recursive=True,
             ):
                 self._changed.set()
         except (OSError, RuntimeError) as exc:
             log.warning(
                 "cannot watch %s (%s); polling every %.1fs only", path, exc, self.poll_interval_s
             )
+
+
+def _is_ref_change(change: watchfiles.Change, path: str) -> bool:
+    if path.endswith(".lock"):
+        return False
+    return "/refs/" in path or path.endswith("/packed-refs") or path.endswith("/HEAD")
 
 
 def _differs(state: DesiredState, previous: DesiredState | None) -> bool:

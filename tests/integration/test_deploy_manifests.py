@@ -200,7 +200,9 @@ def test_probes_scrape_annotations_and_service_point_at_the_gateway_port(
     all_ports = {n for c in pod_containers(docs) for n in c.ports}
     for port in service["spec"]["ports"]:
         assert port["targetPort"] in all_ports
-    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 30
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    settings = yaml.safe_load((DEPLOY / "k8s" / "base" / "settings.yaml").read_text())
+    assert grace > settings["drain_s"] + settings["shutdown_timeout_s"], "drain must fit"
 
 
 @pytest.mark.parametrize("target", TARGETS)

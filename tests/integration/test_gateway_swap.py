@@ -79,4 +79,6 @@ def test_a_version_that_fails_to_load_keeps_the_previous_one_serving(tmp_path: P
     assert status["version"] == "v1.0.0"
     assert status["assigned_version"] == "v2.0.0"
     assert "sha256" in str(status["last_error"])
-    assert ready.status == 503
+    # v1 still answers, so the replica stays in the Service; the failed swap is reported.
+    assert ready.status == 200
+    assert ready.body["pending"] == [f"lin#prod: v2.0.0 failed ({status['last_error']})"]

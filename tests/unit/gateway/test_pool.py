@@ -89,7 +89,9 @@ def test_failed_load_keeps_the_previous_version_serving_and_records_the_error() 
     assert status.error == "artifact is corrupt"
     assert [(e.kind, e.version) for e in events] == [("activated", "v1"), ("failed", "v2")]
     assert events[-1].message == "artifact is corrupt"
-    assert pool.ready() == (False, ["cost#prod: failed (artifact is corrupt)"])
+    # Still answering with v1, so still ready; the failed swap is reported as pending.
+    assert pool.ready() == (True, [])
+    assert pool.pending() == ["cost#prod: v2 failed (artifact is corrupt)"]
     failures = pool.metrics.registry.get_sample_value(
         "stageserve_model_load_failures_total", {"model": "cost", "version": "v2"}
     )
@@ -108,6 +110,8 @@ def test_a_failed_version_is_not_retried_until_the_retry_delay_passes() -> None:
     assert loader.log == ["load cost v2"]
     assert _served(pool, "cost", "prod") is None
     assert pool.statuses[("cost", "prod")].error == "artifact is corrupt"
+    # Nothing to answer with: not ready.
+    assert pool.ready() == (False, ["cost#prod: failed (artifact is corrupt)"])
 
 
 def test_two_stages_on_the_same_version_share_one_loaded_instance() -> None:

@@ -1,0 +1,79 @@
+"""Graceful shutdown: on SIGTERM fail readiness first, keep serving, then stop cleanly.
+
+Kubernetes sends SIGTERM and removes the pod from its Service at about the same time, but
+the endpoints update reaches every proxy only later; a pod that stopped accepting at once
+would refuse the requests still routed to it. So on the first SIGTERM /readyz turns 503,
+requests keep being served for `drain_s`, and only then does uvicorn stop accepting,
+finish the requests in flight and run the lifespan shutdown (audit flushed, journal closed).
+A second SIGTERM, or SIGINT (Ctrl-C on a laptop), stops without waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import uvicorn
+
+__all__ = ["Drain", "DrainingServer"]
+
+log = logging.getLogger("stageserve.shutdown")
+
+
+class Drain:
+    """Whether this process is shutting down; /readyz reads it on every probe."""
+
+    def __init__(self) -> None:
+        self._started = threading.Event()
+
+    @property
+    def draining(self) -> bool:
+        return self._started.is_set()
+
+    def begin(self) -> bool:
+        """Start draining; False if it had already started."""
+        if self._started.is_set():
+            return False
+        self._started.set()
+        return True
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain: Drain, drain_s: float) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self.drain_s = drain_s
+        self._timer: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGTERM or self.drain_s <= 0 or not self.drain.begin():
+            if self._timer is not None:
+                self._timer.cancel()
+            self.drain.begin()
+            super().handle_exit(sig, frame)
+            return
+        log.info(
+            "SIGTERM: readiness now fails; serving for %.1f s more, then shutting down",
+            self.drain_s,
+        )
+        self._timer = threading.Timer(self.drain_s, super().handle_exit, args=(sig, frame))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def run_until_stopped(self) -> None:
+        """Run; a SIGTERM that led to a clean shutdown is a normal exit (status 0).
+
+        uvicorn re-raises the signals it captured once it has shut down; with the default
+        SIGTERM disposition that would kill the process (status -15) after a clean drain.
+        """
+        previous = signal.signal(signal.SIGTERM, _ignore)
+        try:
+            self.run()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _ignore(sig: int, frame: FrameType | None) -> None:
+    del sig, frame
