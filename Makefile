@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test lint format demo clean
 
+DEMO := .demo
+DEMO_PORT ?= 8000
+
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -30,5 +33,14 @@ format: $(STAMP)
 	$(BIN)/ruff format gateway registry_sync tests
 	$(BIN)/ruff check --fix gateway registry_sync tests
 
+# Builds the demo registry from scratch (models trained here, nothing downloaded), then serves
+# it on 127.0.0.1:$(DEMO_PORT) following the registry in-process (Ctrl-C stops it).
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(BIN)/python demo/build_registry.py $(DEMO)/registry --port $(DEMO_PORT) --journal $(DEMO)/journal.jsonl
+	$(BIN)/stageserve serve --host 127.0.0.1 --port $(DEMO_PORT) \
+		--registry $(DEMO)/registry --cache $(DEMO)/cache --poll-interval-s 5 \
+		--audit-path $(DEMO)/audit.jsonl --journal-path $(DEMO)/journal.jsonl --drain-s 0
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

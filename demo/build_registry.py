@@ -23,9 +23,10 @@ from sklearn.ensemble import GradientBoostingRegressor
 
 from registry_sync import writer
 from registry_sync.data import mtcars
-from registry_sync.manifest import ModelCard
+from registry_sync.manifest import ModelCard, Signature
 from registry_sync.registry import GitRegistry
 from registry_sync.save import onnx_package_from_sklearn, save_sklearn, save_statsmodels
+from registry_sync.signature import infer_inputs, infer_outputs
 
 # The coefficients printed in the seed article (Turrell, "Why have a model registry?", 2023).
 ARTICLE_COEFFICIENTS = {
@@ -80,7 +81,19 @@ def build(target: Path) -> None:
         gbr = GradientBoostingRegressor(n_estimators=60, max_depth=2, random_state=0)
         gbr.fit(features, data["mpg"])
         r2 = round(float(gbr.score(features, data["mpg"])), 4)
-        common = {"example": features, "name": MODEL, "metrics": {"r2": r2}, "card": CARD}
+        # The same inputs as v1.0.0, cyl restricted to the cylinder counts it was trained on,
+        # so promoting it to prod (and rolling back) keeps prod's clients working.
+        signature = Signature(
+            inputs=infer_inputs(features.assign(cyl=data["cyl"])),
+            outputs=infer_outputs(gbr.predict(features)),
+        )
+        common = {
+            "example": features,
+            "name": MODEL,
+            "metrics": {"r2": r2},
+            "card": CARD,
+            "signature": signature,
+        }
         save_sklearn(gbr, work / "gbr", labels=["regression", "mtcars", "sklearn"], **common)
         _report(writer.register(registry, MODEL, work / "gbr", version="v1.1.0"))
         onnx_package_from_sklearn(gbr, work / "onnx", labels=["regression", "mtcars"], **common)
