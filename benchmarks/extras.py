@@ -1,0 +1,227 @@
+"""The measures beside throughput: in-process inference cost, memory per loaded version,
+assign-to-first-response and p99 during swaps (benchmarks/swap_latency.py), and a py-spy
+profile of stageserve's predict path under load."""
+
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.fixtures import feature_rows
+from benchmarks.procs import Launch, Server, rss_kib
+
+__all__ = ["inprocess_costs", "memory_per_version", "profile_top", "swap_latency"]
+
+HERE = Path(__file__).resolve().parent
+
+
+def _per_call_us(fn: Callable[[], object], budget_s: float) -> float:
+    """Median µs per call over 5 timed batches, after a warm-up."""
+    for _ in range(200):
+        fn()
+    batch, medians = 200, []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(batch):
+            fn()
+        medians.append((time.perf_counter() - t) / batch * 1e6)
+        spent = medians[-1] * batch / 1e6
+        batch = max(50, int(batch * (budget_s / 5) / max(spent, 1e-6)))
+    return round(statistics.median(medians), 2)
+
+
+def inprocess_costs(packages: dict[str, Path], budget_s: float) -> list[dict[str, Any]]:
+    """µs per `predict_matrix` call (stageserve's runtime) and per raw session.run."""
+    from registry_sync.package import read_package
+    from registry_sync.runtimes import load_predictor
+
+    out = []
+    for name, path in packages.items():
+        predictor = load_predictor(read_package(path))
+        for rows in (1, 32):
+            matrix = np.array(feature_rows(rows), dtype=np.float64)
+
+            def call(p: Any = predictor, m: np.ndarray = matrix) -> object:
+                return p.predict_matrix(m)
+
+            out.append(
+                {
+                    "model": name,
+                    "engine": predictor.engine,
+                    "rows": rows,
+                    "predict_matrix_us": _per_call_us(call, budget_s),
+                }
+            )
+    return out
+
+
+def memory_per_version(work: Path, counts: tuple[int, ...], export_onnx: bool) -> dict[str, Any]:
+    """VmRSS of a fresh `stageserve serve` with 0, 1, 2, 4 ... GBR versions loaded."""
+    from tests.integration.server import entry, write_state
+    from tests.models import save_sklearn_package
+
+    kind = "onnx" if export_onnx else "sklearn"
+    packages = [
+        save_sklearn_package(
+            work / f"mem-{kind}-pkg{i}",
+            name=f"m{i}",
+            gbr=True,
+            offset=float(i),
+            export_onnx=export_onnx,
+        )
+        for i in range(max(counts))
+    ]
+    rss: dict[int, int] = {}
+    for n in counts:
+        cache = work / f"mem-{kind}-{n}"
+        cache.mkdir()
+        write_state(cache, [entry(f"m{i}", "prod", "v1.0.0", packages[i]) for i in range(n)])
+        launch = stageserve_launch(cache, None, f"mem-{kind}-{n}", models=[])
+        server = Server(launch, work / f"mem-{kind}-{n}.log")
+        try:
+            server.start_unprobed()
+            _wait_ready(server, n)
+            time.sleep(0.5)
+            rss[n] = rss_kib(server.pid)
+        finally:
+            server.stop()
+    base = rss[counts[0]]
+    top = counts[-1]
+    return {
+        "engine": kind,
+        "rss_mib": {str(n): round(v / 1024, 1) for n, v in rss.items()},
+        "per_version_mib": round((rss[top] - base) / 1024 / max(1, top - counts[0]), 2),
+    }
+
+
+def _wait_ready(server: Server, n: int) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    url = f"http://127.0.0.1:{server.launch.port}/models"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                models = json.loads(response.read())
+            loaded = [s for m in models for s in m["stages"].values() if s.get("version")]
+            if len(loaded) == n:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"stageserve did not load {n} versions:\n{server.log_tail()}")
+
+
+def stageserve_launch(
+    cache: Path, audit: Path | None, name: str, *, models: list[str], h11: bool = False
+) -> Launch:
+    from benchmarks.procs import free_port
+
+    port = free_port()
+    entry_point = [str(HERE / "stageserve_h11.py")] if h11 else ["-m", "gateway.cli"]
+    argv = [
+        sys.executable,
+        *entry_point,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--cache",
+        str(cache),
+        "--log-level",
+        "warning",
+    ]
+    if audit is not None:
+        argv += ["--audit-path", str(audit)]
+    return Launch(name, "stageserve", argv, {m: f"/predict/{m}" for m in models}, port, HERE.parent)
+
+
+def swap_latency(swaps: int, timeout_s: float) -> dict[str, Any]:
+    """benchmarks/swap_latency.py (the lead's) run as a subprocess; its JSON, or the failure."""
+    cmd = [sys.executable, str(HERE / "swap_latency.py"), "--swaps", str(swaps)]
+    try:
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, check=False, cwd=HERE.parent
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s}s", "command": " ".join(cmd)}
+    if done.returncode != 0:
+        return {"error": done.stderr.strip()[-800:], "command": " ".join(cmd)}
+    result: dict[str, Any] = json.loads(done.stdout)
+    result["command"] = " ".join(cmd)
+    return result
+
+
+def profile_top(
+    py_spy: str | None, pid: int, seconds: int, work: Path, during: Callable[[], object]
+) -> dict[str, Any]:
+    """Sample `pid` with py-spy while `during()` loads it; the functions with most samples."""
+    if py_spy is None or shutil.which(py_spy) is None:
+        return {"error": "py-spy not available"}
+    raw = work / "profile.txt"
+    cmd = [
+        "taskset",
+        "-c",
+        "1",
+        py_spy,
+        "record",
+        "-p",
+        str(pid),
+        "-d",
+        str(seconds),
+        "-r",
+        "250",
+        "--format",
+        "raw",
+        "-o",
+        str(raw),
+        "--nonblocking",
+    ]
+    spy = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    during()
+    _, err = spy.communicate(timeout=seconds + 60)
+    if spy.returncode != 0 or not raw.exists():
+        return {"error": f"py-spy failed: {err.decode(errors='replace')[-400:]}"}
+    return summarize_collapsed(raw.read_text())
+
+
+def summarize_collapsed(text: str, top: int = 25) -> dict[str, Any]:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    own: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f.split(" (", 1)[0] + _where(f) for f in stack.split(";")]
+        own[frames[-1]] += n
+        for frame in set(frames):
+            incl[frame] += n
+
+    def share(counter: collections.Counter[str]) -> list[list[Any]]:
+        return [[name, round(100 * n / max(total, 1), 1)] for name, n in counter.most_common(top)]
+
+    return {"samples": total, "self_pct": share(own), "inclusive_pct": share(incl)}
+
+
+def _where(frame: str) -> str:
+    """' (file.py)' from py-spy's 'function (path/file.py:line)'."""
+    if " (" not in frame:
+        return ""
+    location = frame.split(" (", 1)[1].rstrip(")")
+    return f" ({Path(location.rsplit(':', 1)[0]).name})"

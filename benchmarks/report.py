@@ -1,0 +1,161 @@
+"""Ratios against the issue's targets, the JSON results file and the dated RESULTS.md table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TARGETS", "markdown", "ratios", "write_json"]
+
+# other server -> (minimum stageserve/other requests/s ratio, how the issue words it);
+# single worker pinned to one core, single-row requests, concurrency 16.
+TARGETS: dict[str, tuple[float, str]] = {
+    "minimal_litestar": (1.5, ">= 1.5x the minimal Litestar + onnxruntime route"),
+    "raw_asgi": (0.5, "within 2x of raw ASGI doing the same inference"),
+    "mlserver": (8.0, ">= 8x MLServer"),
+    "mlflow": (30.0, ">= 30x mlflow models serve"),
+}
+
+
+def _key(run: dict[str, Any]) -> tuple[str, str, int, int]:
+    return run["server"], run["model"], run["rows"], run["connections"]
+
+
+def ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """stageserve's requests/s over every other server's, scenario by scenario; the sklearn
+    engine (gbr_pickle) is also set against the peers' pickled GBR."""
+    by_key = {_key(r): r for r in runs}
+    out = []
+    for run in runs:
+        if run["server"] != "stageserve" or not run["rps"]:
+            continue
+        peer_model = "gbr" if run["model"] == "gbr_pickle" else run["model"]
+        for other in sorted({r["server"] for r in runs} - {"stageserve"}):
+            base = by_key.get((other, peer_model, run["rows"], run["connections"]))
+            if base is None or not base["rps"]:
+                continue
+            if run["model"] == "gbr_pickle" and other not in ("mlflow", "mlserver"):
+                continue
+            ratio = run["rps"] / base["rps"]
+            target = TARGETS.get(other)
+            row = {
+                "stageserve_model": run["model"],
+                "other": other,
+                "other_model": peer_model,
+                "rows": run["rows"],
+                "connections": run["connections"],
+                "ratio": round(ratio, 2),
+            }
+            if (
+                target
+                and run["rows"] == 1
+                and run["connections"] == 16
+                and run["model"] != "gbr_pickle"
+            ):
+                row["target"] = target[0]
+                row["met"] = ratio >= target[0]
+            out.append(row)
+    return out
+
+
+def write_json(results: dict[str, Any], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{results['started_at'].replace(':', '')}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"## {results['started_at']} ({'quick' if results['quick'] else 'full'} run)",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Machine: {m['nproc']} cores, {m['cpu_model']}; load average {m['loadavg_start']} at "
+        f"start, {m['loadavg_end']} at end  ",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()) + "  ",
+        f"Load: {results['load_generator']}; server pinned to core 0, load generator to core 1; "
+        f"{results['duration_s']} s measured after {results['warmup_s']} s warm-up; single-row "
+        f"c16 repeated {results['repeats']}x (median shown)  ",
+    ]
+    for name, note in results["peers"].items():
+        lines.append(f"Peer {name}: {note}  ")
+    lines += [
+        "",
+        "| server | model | rows | conc | req/s | p50 ms | p99 ms | CPU µs/req | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["runs"]:
+        lines.append(
+            f"| {r['server']} | {r['model']} | {r['rows']} | {r['connections']} | "
+            f"{_f(r['rps'], 0)} | {_f(r['p50_ms'])} | {_f(r['p99_ms'])} | "
+            f"{_f(r['cpu_us_per_request'], 0)} | {r['errors']} |"
+        )
+    targeted = [r for r in results["ratios"] if "target" in r]
+    if targeted:
+        lines += [
+            "",
+            "Targets (single-row, c16):",
+            "",
+            "| stageserve model | vs | ratio | target | met |",
+            "|---|---|---:|---:|---|",
+        ]
+        for r in targeted:
+            lines.append(
+                f"| {r['stageserve_model']} | {r['other']} | {r['ratio']:.2f} | "
+                f"{r['target']} | {'yes' if r['met'] else 'NO'} |"
+            )
+    lines += _extras(results)
+    return "\n".join(lines) + "\n"
+
+
+def _extras(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if results.get("inprocess"):
+        lines += [
+            "",
+            "In-process `predict_matrix` (µs per call): "
+            + ", ".join(
+                f"{r['model']} ({r['engine']}) {r['rows']} row(s) {r['predict_matrix_us']}"
+                for r in results["inprocess"]
+            ),
+        ]
+    for mem in results.get("memory", []):
+        if "error" in mem:
+            lines += ["", f"Memory: {mem['error']}"]
+            continue
+        lines += [
+            "",
+            f"Memory ({mem['engine']}-served GBR versions): VmRSS by versions loaded "
+            + ", ".join(f"{n}: {v} MiB" for n, v in mem["rss_mib"].items())
+            + f"; {mem['per_version_mib']} MiB per version",
+        ]
+    swap = results.get("swap")
+    if swap:
+        if "error" in swap:
+            lines += ["", f"Swap latency: failed ({swap['error'][-200:]})"]
+        else:
+            for s in swap["results"]:
+                a = s["assign_to_first_new_response_s"]
+                lines += [
+                    "",
+                    f"Swap ({s['mode']}, poll {swap['poll_interval_s']} s): assign to "
+                    f"first new response median {a['median']} s, max {a['max']} s over "
+                    f"{s['swaps']} swaps; p99 steady {s['p99_ms_steady']} ms, during swaps "
+                    f"{s['p99_ms_during_swaps']} ms; failed {s['failed']} of {s['requests']}",
+                ]
+    profile = results.get("profile")
+    if profile and "self_pct" in profile:
+        lines += [
+            "",
+            f"Profile of stageserve under c16 single-row load ({profile['samples']} "
+            "py-spy samples), inclusive % of samples:",
+            "",
+        ]
+        lines += [f"- {name}: {pct}%" for name, pct in profile["inclusive_pct"][:15]]
+    return lines
