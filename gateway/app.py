@@ -25,6 +25,8 @@ from gateway.models_routes import models_routes
 from gateway.pool import ModelPool
 from gateway.predict_route import PredictRoute
 from gateway.settings import Settings
+from gateway.shadow import Shadow
+from gateway.shadow_config import shadow_plans
 from gateway.snapshot_source import DesiredStateSource, SnapshotFileSource
 from registry_sync.snapshot import STATUS_FILE
 
@@ -45,6 +47,7 @@ class Gateway:
     audit: AuditWriter
     source: DesiredStateSource | None
     drain: Drain
+    shadow: Shadow | None = None
 
 
 def gateway_of(app: Litestar) -> Gateway:
@@ -82,6 +85,26 @@ async def _retry_failed(pool: ModelPool, stop: asyncio.Event, interval_s: float)
                 log.exception("retrying failed loads")
 
 
+def _shadow(
+    settings: Settings, pool: ModelPool, metrics: GatewayMetrics, audit: AuditWriter
+) -> Shadow | None:
+    plans = shadow_plans(
+        settings.shadow,
+        sample=settings.shadow_sample,
+        sample_by_model=settings.shadow_sample_by_model,
+    )
+    if not plans:
+        return None
+    return Shadow(
+        pool,
+        metrics.shadow,
+        audit,
+        plans,
+        queue_max=settings.shadow_queue_max,
+        timeout_s=settings.shadow_timeout_s,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -115,6 +138,7 @@ def create_app(
         queue_max=settings.audit_queue_max,
     )
     inference = Inference(settings.inference_threads)
+    shadow = _shadow(settings, pool, metrics, audit)
     predict = PredictRoute(
         pool,
         metrics,
@@ -123,9 +147,10 @@ def create_app(
         default_stage=settings.default_stage,
         max_body_bytes=settings.max_body_bytes,
         retry_after_s=settings.retry_after_s,
+        shadow=shadow,
     )
     drain = Drain()
-    gateway = Gateway(settings, pool, metrics, audit, state_source, drain)
+    gateway = Gateway(settings, pool, metrics, audit, state_source, drain, shadow)
     if sync_status_path is None and settings.cache_dir is not None:
         sync_status_path = Path(settings.cache_dir) / STATUS_FILE
 
@@ -133,6 +158,7 @@ def create_app(
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         audit.open()
         flusher = asyncio.create_task(audit.run(), name="audit-flush") if audit.enabled else None
+        shadowing = asyncio.create_task(shadow.run(), name="shadow") if shadow else None
         stop = asyncio.Event()
         task = None
         retry = asyncio.create_task(
@@ -152,6 +178,8 @@ def create_app(
                     log.warning("desired-state source did not stop in time; cancelled")
                 except Exception:
                     log.exception("desired-state source failed")
+            if shadow is not None:  # before the pool: a shadow call may hold a version
+                await shadow.stop(shadowing)
             await pool.close()
             inference.close()
             # Last: every answered request has queued its record by now.
@@ -166,6 +194,7 @@ def create_app(
                 default_stage=settings.default_stage,
                 drain=drain,
                 sync_status_path=sync_status_path,
+                shadow=shadow,
             ),
         ],
         lifespan=[lifespan],

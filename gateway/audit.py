@@ -48,6 +48,11 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     # request never decoded (4xx before validation).
     input_sha256: str | None
     inputs: dict[str, Any] | None = None
+    # Shadow predictions only (omitted from primary records): the primary request they copy,
+    # and what went wrong when the shadow failed (a kind of stageserve_shadow_errors_total).
+    shadow: bool = False
+    primary_request_id: str | None = None
+    shadow_error: str | None = None
 
 
 # (unix time, request id, model, stage, version, digest, status, latency s, rows, inputs)
@@ -91,6 +96,12 @@ class AuditWriter:
 
     def submit(self, entry: Entry) -> None:
         self._pending.append(self._line(entry))
+
+    def submit_shadow(self, entry: Entry, primary_request_id: str, error: str | None) -> None:
+        """A shadow prediction's record: `entry` names the shadow version and its stage."""
+        self._pending.append(
+            self._line(entry, shadow=True, primary_request_id=primary_request_id, error=error)
+        )
 
     def backlog(self) -> int:
         return len(self._pending)
@@ -139,7 +150,14 @@ class AuditWriter:
         lines, self._pending = self._pending, []
         return b"".join(lines), len(lines)
 
-    def _line(self, entry: Entry) -> bytes:
+    def _line(
+        self,
+        entry: Entry,
+        *,
+        shadow: bool = False,
+        primary_request_id: str | None = None,
+        error: str | None = None,
+    ) -> bytes:
         t, rid, model, stage, version, digest, status, latency_s, rows, batch = entry
         sha = inputs = None
         if batch is not None:
@@ -159,6 +177,9 @@ class AuditWriter:
             rows=rows,
             input_sha256=sha,
             inputs=inputs,
+            shadow=shadow,
+            primary_request_id=primary_request_id,
+            shadow_error=error,
         )
         return self._encoder.encode(record) + b"\n"
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gateway.fast_metrics import CounterChild, FastCounter, FastHistogram
+from gateway.shadow_metrics import ShadowMetrics
 
 __all__ = [
     "LATENCY_BUCKETS_S",
@@ -94,6 +95,8 @@ class GatewayMetrics:
             "Predict requests being answered right now.",
             registry=r,
         )
+        # Always registered (shadow on or off), so dashboards and alerts find the series.
+        self.shadow = ShadowMetrics(r)
 
     def track_inflight(self, read: Callable[[], float]) -> None:
         """Read the in-flight count at scrape time (no per-request gauge update)."""

@@ -17,6 +17,7 @@ from gateway.http_errors import error_payload
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import openapi_document
 from gateway.pool import ModelPool
+from gateway.shadow import Shadow
 from gateway.status import model_status, models_status, sync_overview
 
 __all__ = ["models_routes"]
@@ -29,6 +30,7 @@ def models_routes(
     default_stage: str = "prod",
     drain: Drain | None = None,
     sync_status_path: Path | None = None,
+    shadow: Shadow | None = None,
 ) -> list[HTTPRouteHandler]:
     schema_cache: dict[int, dict[str, Any]] = {}
 
@@ -37,15 +39,24 @@ def models_routes(
 
     @get("/models", sync_to_thread=False)
     def list_models() -> dict[str, Any]:
-        return {"models": models_status(pool), "sync": sync_overview(sync_status_path)}
+        return {"models": models_status(pool, shadow), "sync": sync_overview(sync_status_path)}
 
     @get("/models/{model:str}", sync_to_thread=False)
     def show_model(model: FromPath[str]) -> dict[str, Any]:
-        status = model_status(pool, model)
+        status = model_status(pool, model, shadow)
         if status is None:
             raise UnknownModelError(f"no model {model!r}", {"models": pool.wanted_models()})
         status["sync"]["last_poll"] = sync_overview(sync_status_path)
         return status
+
+    @get("/models/{model:str}/shadow", sync_to_thread=False)
+    def shadow_report(model: FromPath[str]) -> dict[str, Any]:
+        configured = shadow is not None and model in shadow.plans
+        if not configured and model_status(pool, model) is None:
+            raise UnknownModelError(f"no model {model!r}", {"models": pool.wanted_models()})
+        if shadow is None:
+            return {"model": model, "config": [], "pairs": []}
+        return shadow.report(model)
 
     @get("/healthz", sync_to_thread=False)
     def healthz() -> dict[str, str]:
@@ -75,4 +86,4 @@ def models_routes(
             doc = schema_cache[pool.generation] = openapi_document(pool, default_stage)
         return doc
 
-    return [list_models, show_model, healthz, readyz, prometheus, schema]
+    return [list_models, show_model, shadow_report, healthz, readyz, prometheus, schema]

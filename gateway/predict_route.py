@@ -32,6 +32,7 @@ from gateway.request_ids import RequestIds
 from gateway.request_io import read_body, stage_of
 from gateway.request_schema import InputBatch
 from gateway.route_table import Route
+from gateway.shadow import Shadow
 
 __all__ = ["PredictResponse", "PredictRoute"]
 
@@ -60,6 +61,7 @@ class PredictRoute:
         default_stage: str = "prod",
         max_body_bytes: int = 1_048_576,
         retry_after_s: int = 5,
+        shadow: Shadow | None = None,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
@@ -68,6 +70,8 @@ class PredictRoute:
         self.default_stage = default_stage
         self.max_body_bytes = max_body_bytes
         self.retry_after_s = retry_after_s
+        # None unless some stage is shadowed: then the only cost here is one `is None` test.
+        self.shadow = shadow
         self.ids = RequestIds()
         self.inflight = 0
         self._encode = msgspec.json.Encoder().encode
@@ -192,6 +196,8 @@ class PredictRoute:
         m.ok.inc()
         m.inference.observe(inference_s)
         m.rows.observe(batch.rows)
+        if self.shadow is not None:  # after the response: an O(1) enqueue (see shadow.py)
+            self.shadow.offer(route, batch, predictions, inference_s, rid)
 
     async def _audit(
         self,

@@ -72,14 +72,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Put the decoded inputs themselves in each audit record (off: only their sha256)."""
     audit_queue_max: int = 100_000
     """Audit records waiting for the writer before requests wait for it (never dropped)."""
+    shadow: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
+    """Shadow traffic, `{model: {stage: shadow_stage}}`: requests to `stage` are also predicted
+    by the version in `shadow_stage`, after the answer is sent, and the two compared. In the
+    environment as JSON: `STAGESERVE_SHADOW='{"cost_predictor": {"prod": "dev"}}'`."""
+    shadow_sample: float = 1.0
+    """Fraction (0-1) of a shadowed stage's requests that are shadowed, chosen by a hash of
+    the request id (the same id is always in or out, on every replica)."""
+    shadow_sample_by_model: dict[str, float] = msgspec.field(default_factory=dict)
+    """Per-model override of `shadow_sample`, `{model: fraction}` (JSON in the environment)."""
+    shadow_queue_max: int = 1000
+    """Shadow predictions waiting for the shadow worker; past it they are skipped (counted)."""
+    shadow_timeout_s: float = 1.0
+    """A shadow prediction taking longer than this counts as a timeout and is not compared."""
 
 
 _FIELDS: dict[str, Any] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
+# Mappings: an environment variable (or flag) gives them as one JSON object.
+_JSON_FIELDS = frozenset({"shadow", "shadow_sample_by_model"})
 
 
 def _cast(key: str, value: Any, source: str) -> Any:
     try:
+        if key in _JSON_FIELDS and isinstance(value, str | bytes):
+            value = msgspec.json.decode(value)
         return msgspec.convert(value, type=_FIELDS[key], strict=False)
+    except msgspec.DecodeError as exc:
+        raise SettingsError(key, source, f"not a JSON object: {exc}") from None
     except msgspec.ValidationError as exc:
         raise SettingsError(key, source, str(exc)) from None
 
@@ -137,3 +156,30 @@ def _check(settings: Settings) -> None:
     for key in ("max_body_bytes", "max_rows", "audit_max_bytes", "inference_threads"):
         if getattr(settings, key) < 1:
             raise SettingsError(key, "settings", "must be at least 1")
+    _check_shadow(settings)
+
+
+def _check_shadow(settings: Settings) -> None:
+    if settings.shadow_queue_max < 1:
+        raise SettingsError("shadow_queue_max", "settings", "must be at least 1")
+    if not settings.shadow_timeout_s > 0:
+        raise SettingsError("shadow_timeout_s", "settings", "must be more than 0")
+    samples = {"shadow_sample": settings.shadow_sample} | {
+        f"shadow_sample_by_model.{m}": f for m, f in settings.shadow_sample_by_model.items()
+    }
+    for key, fraction in samples.items():
+        if not 0.0 <= fraction <= 1.0:
+            raise SettingsError(key, "settings", f"{fraction} is not a fraction from 0 to 1")
+    for model in settings.shadow_sample_by_model:
+        if model not in settings.shadow:
+            raise SettingsError(
+                f"shadow_sample_by_model.{model}", "settings", "the model has no shadow stage"
+            )
+    for model, stages in settings.shadow.items():
+        for stage, shadow_stage in stages.items():
+            if not stage or not shadow_stage:
+                raise SettingsError(f"shadow.{model}", "settings", "stage names must be non-empty")
+            if stage == shadow_stage:
+                raise SettingsError(
+                    f"shadow.{model}.{stage}", "settings", "a stage cannot shadow itself"
+                )

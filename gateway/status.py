@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from gateway.pool import ModelPool
+from gateway.shadow import Shadow
 from registry_sync.snapshot import read_status
 
 __all__ = ["model_status", "models_status", "sync_overview"]
@@ -56,24 +57,29 @@ def _sync(pool: ModelPool, model: str) -> dict[str, Any]:
     }
 
 
-def model_status(pool: ModelPool, model: str) -> dict[str, Any] | None:
+def model_status(
+    pool: ModelPool, model: str, shadow: Shadow | None = None
+) -> dict[str, Any] | None:
     """One model's stages, or None when the desired state does not name it."""
     stages = pool.wanted_stages(model)
     has_errors = pool.desired is not None and any(e.model == model for e in pool.desired.errors)
     if not stages and not has_errors:
         return None
+    plans = shadow.plans.get(model, {}) if shadow is not None else {}
     return {
         "name": model,
         "stages": {s: _stage_status(pool, model, s) for s in stages},
         "sync": _sync(pool, model),
+        # Which stages are shadowed by which (details: GET /models/{model}/shadow).
+        "shadow": [plan.describe() for plan in plans.values()],
     }
 
 
-def models_status(pool: ModelPool) -> list[dict[str, Any]]:
+def models_status(pool: ModelPool, shadow: Shadow | None = None) -> list[dict[str, Any]]:
     names = set(pool.wanted_models())
     if pool.desired is not None:
         names |= {e.model for e in pool.desired.errors}
-    return [s for name in sorted(names) if (s := model_status(pool, name)) is not None]
+    return [s for name in sorted(names) if (s := model_status(pool, name, shadow)) is not None]
 
 
 def sync_overview(status_path: Path | None) -> dict[str, Any] | None:
