@@ -91,7 +91,9 @@ class ServerProcess:
         self.stop()
 
     def start(self) -> None:
-        env = {**os.environ, **self.env}
+        # No drain period unless a test asks for one (test_gateway_shutdown does): every
+        # teardown is a SIGTERM, and a drain would only make it slower.
+        env = {**os.environ, "STAGESERVE_DRAIN_S": "0", **self.env}
         self.log_path = self.cache.parent / f"server-{self.port}.log"
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
