@@ -7,12 +7,13 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings, load_settings
 from gateway.snapshot_source import DesiredStateSource
+from registry_sync.git import redact_url
+from registry_sync.sync_setup import split_list
 
 __all__ = ["add_commands", "serve"]
 
@@ -106,8 +107,8 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStat
     sync = build_sync(
         settings.registry,
         cache,
-        stages=_split(settings.stages),
-        models=_split(settings.models),
+        stages=split_list(settings.stages),
+        models=split_list(settings.models),
         gc_grace_s=settings.gc_grace_s,
     )
     return SyncLoop(
@@ -121,21 +122,6 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStat
 
 def _cache_dir(settings: Settings) -> Path:
     return Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
-
-
-def _split(value: str | None) -> list[str] | None:
-    items = [v.strip() for v in (value or "").split(",") if v.strip()]
-    return items or None
-
-
-def _redact(location: str) -> str:
-    """A registry URL without its userinfo (tokens are often passed as https://x:TOKEN@...)."""
-    parts = urlsplit(location)
-    if parts.username is None and parts.password is None:
-        return location
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run(settings: Settings) -> int:
@@ -176,7 +162,7 @@ def run(settings: Settings) -> int:
         "serving on http://%s:%d (%s)",
         settings.host,
         settings.port,
-        f"registry {_redact(settings.registry)}"
+        f"registry {redact_url(settings.registry)}"
         if settings.registry
         else f"cache {settings.cache_dir}",
     )

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from registry_sync.snapshot import SNAPSHOT_FILE, STATUS_FILE, write_snapshot
 from registry_sync.sync_loop import SyncLoop
 from registry_sync.sync_metrics import SyncMetrics
-from registry_sync.sync_setup import build_sync, watch_path_for
+from registry_sync.sync_setup import build_sync, split_list, watch_path_for
 
 __all__ = ["add_commands"]
 
@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     sync = build_sync(
         args.registry,
         cache,
-        stages=_split(args.stages),
-        models=_split(args.models),
+        stages=split_list(args.stages),
+        models=split_list(args.models),
         gc_grace_s=args.gc_grace_s,
     )
     if args.once:
@@ -149,12 +149,6 @@ async def _run_forever(loop: SyncLoop) -> int:
             ", ".join(f"{e.model}#{e.stage}={e.version}" for e in state.entries) or "nothing",
         )
     return 0
-
-
-def _split(value: str | None) -> list[str] | None:
-    if not value:
-        return None
-    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def _env_float(key: str, default: float) -> float:

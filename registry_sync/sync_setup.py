@@ -8,7 +8,7 @@ from pathlib import Path
 
 from registry_sync.sync import RegistrySync
 
-__all__ = ["MIRROR_DIRNAME", "build_sync", "watch_path_for"]
+__all__ = ["MIRROR_DIRNAME", "build_sync", "split_list", "watch_path_for"]
 
 # Inside the cache: the local mirror of a remote registry (one, updated by fetch).
 MIRROR_DIRNAME = ".registry-mirror"
@@ -46,3 +46,9 @@ def watch_path_for(location: str) -> Path | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return Path(out.stdout.strip())
+
+
+def split_list(value: str | None) -> list[str] | None:
+    """ "dev, prod" -> ["dev", "prod"]; empty or None -> None (meaning: all)."""
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
+    return items or None

@@ -26,9 +26,10 @@ def test_a_bad_setting_names_its_key(
 
 
 def test_registry_urls_are_logged_without_credentials() -> None:
-    from gateway.serve_cli import _redact
+    # serve logs the registry through the same redaction the registry's own errors use.
+    from gateway.serve_cli import redact_url
 
-    assert _redact("https://bot:s3cret@git.example.com/models.git") == (
-        "https://***@git.example.com/models.git"
+    assert redact_url("https://bot:s3cret@git.example.com/models.git") == (
+        "https://bot:***@git.example.com/models.git"
     )
-    assert _redact("/srv/registry") == "/srv/registry"
+    assert redact_url("/srv/registry") == "/srv/registry"
