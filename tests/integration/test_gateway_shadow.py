@@ -60,6 +60,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         "STAGESERVE_SHADOW": json.dumps(SHADOW),
         "STAGESERVE_SHADOW_SAMPLE_BY_MODEL": json.dumps({"sampled": 0.3}),
         "STAGESERVE_AUDIT_PATH": str(audit),
+        "STAGESERVE_DRAIN_S": "0.1",
     }
     with ServerProcess(cache, env=env) as on:
         wait_until(lambda: on.get("/readyz").status == 200, 60, "ready")
