@@ -97,6 +97,7 @@ class RequestSchema:
                 col_fields.append((col.name, list[base]))
         self.row_type = msgspec.defstruct("Row", row_fields, forbid_unknown_fields=True)
         columns_type = msgspec.defstruct("Columns", col_fields, forbid_unknown_fields=True)
+        self._columns_type = columns_type
         split_type = msgspec.defstruct(
             "DataframeSplit",
             [("columns", list[str]), ("data", list[list[Any]]), ("index", Any, None)],
@@ -137,7 +138,7 @@ class RequestSchema:
         ):
             if type(inputs) is list:
                 return self._from_rows(inputs, "$.inputs")
-            return self._from_columns(inputs)
+            return self._from_columns(inputs, "$.inputs")
         present = [f for f in _FORMATS if getattr(req, f) is not None]
         if len(present) != 1:
             raise InputValidationError(
@@ -148,6 +149,14 @@ class RequestSchema:
         if req.dataframe_records is not None:
             return self._from_rows(req.dataframe_records, "$.dataframe_records")
         return self._from_rows(req.instances, "$.instances")
+
+    def decode_columns(self, columns: dict[str, list[Any]]) -> InputBatch:
+        """Validate already-parsed columns (another protocol's body); paths are `$.<name>[i]`."""
+        try:
+            cols = msgspec.convert(columns, type=self._columns_type)
+        except msgspec.ValidationError as exc:
+            raise validation_error(exc) from None
+        return self._from_columns(cols, "$")
 
     def _check_count(self, n: int, path: str) -> None:
         if n == 0:
@@ -174,7 +183,7 @@ class RequestSchema:
         values = list(zip(*(astuple(r) for r in rows), strict=True))
         return self._batch(n, {name: list(values[j]) for j, name in enumerate(self.names)})
 
-    def _from_columns(self, cols: Any) -> InputBatch:
+    def _from_columns(self, cols: Any, path: str) -> InputBatch:
         lists: dict[str, list[Any]] = {}
         n = -1
         for name in self.names:
@@ -185,14 +194,14 @@ class RequestSchema:
                 n = len(values)
             elif len(values) != n:
                 raise InputValidationError(
-                    f"$.inputs.{name}", "columns have different lengths", "shape"
+                    f"{path}.{name}", "columns have different lengths", "shape"
                 )
             lists[name] = values
-        self._check_count(max(n, 0), "$.inputs")
+        self._check_count(max(n, 0), path)
         for name, allowed in self._categories.items():
             for i, value in enumerate(lists.get(name, ())):
                 if value is not None and value not in allowed:
-                    raise _category_error(f"$.inputs.{name}[{i}]")
+                    raise _category_error(f"{path}.{name}[{i}]")
         for name in self.names:
             lists.setdefault(name, [None] * n)
         return self._batch(n, lists)
