@@ -82,6 +82,7 @@ class Shadow:
         self._skips = {m: {r: metrics.skipped.labels(m, r) for r in SKIP_REASONS} for m in plans}
         self._pairs: dict[tuple[str, ...], PairStats] = {}
         self._logged: dict[tuple[str, str], float] = {}
+        self._last: tuple[ShadowPlan, LoadedVersion, LoadedVersion, PairStats] | None = None
         metrics.track_queue(lambda: len(self._queue))
 
     # -- the request path -----------------------------------------------------------------
@@ -160,7 +161,12 @@ class Shadow:
         if lv is route.loaded:
             skips["same_version"].inc()
             return
-        pair = self.pair(plan, route.loaded, lv)
+        last = self._last
+        if last is not None and last[0] is plan and last[1] is route.loaded and last[2] is lv:
+            pair = last[3]  # the common case: the same pair as the previous item
+        else:
+            pair = self.pair(plan, route.loaded, lv)
+            self._last = (plan, route.loaded, lv, pair)
         started_at = time.time()
         # Pinned in the same loop step as the lookup: ModelPool._release waits for inflight 0.
         # `_predict` unpins it when its call is over (a timed-out thread call: when it ends).

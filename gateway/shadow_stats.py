@@ -1,7 +1,7 @@
 """Running comparison statistics per (model, stage, primary version, shadow version) pair.
 
 Counts, sums (so means) and maxima are exact over the pair's whole life; p50/p99 are exact
-over the last `WINDOW` values, kept in fixed-size numpy rings (absolute differences, and the
+over the last `WINDOW` values, kept in fixed-size rings (absolute differences, and the
 primary's and the shadow's inference latencies), so a summary costs one sort of at most
 `WINDOW` floats and memory stays bounded however long a pair runs.
 """
@@ -22,12 +22,12 @@ WINDOW = 10_000
 
 
 class Ring:
-    """The last `size` values added (a fixed numpy array written round-robin)."""
+    """The last `size` values added (a list written round-robin: cheap for a few at a time)."""
 
     __slots__ = ("_pos", "count", "values")
 
     def __init__(self, size: int = WINDOW) -> None:
-        self.values = np.zeros(size)
+        self.values = [0.0] * size
         self.count = 0  # values ever added
         self._pos = 0
 
@@ -36,21 +36,16 @@ class Ring:
         self._pos = (self._pos + 1) % len(self.values)
         self.count += 1
 
-    def extend(self, values: np.ndarray) -> None:
+    def extend(self, values: list[float]) -> None:
         size = len(self.values)
-        n = len(values)
-        self.count += n
-        if n >= size:
-            self.values[:] = values[-size:]
-            self._pos = 0
-            return
-        first = min(n, size - self._pos)
-        self.values[self._pos : self._pos + first] = values[:first]
-        self.values[: n - first] = values[first:]
-        self._pos = (self._pos + n) % size
+        if len(values) > size:
+            self.count += len(values) - size
+            values = values[-size:]
+        for value in values:
+            self.add(value)
 
     def window(self) -> np.ndarray:
-        return self.values[: min(self.count, len(self.values))]
+        return np.asarray(self.values[: min(self.count, len(self.values))], dtype=np.float64)
 
 
 def _quantiles(ring: Ring, scale: float = 1.0) -> dict[str, float] | None:
@@ -112,13 +107,13 @@ class PairStats:
         n = len(diffs.abs_diff)
         if n:
             self.values += n
-            self.abs_sum += float(diffs.abs_diff.sum())
-            self.rel_sum += float(diffs.rel_diff.sum())
-            self.abs_max = max(self.abs_max, float(diffs.abs_diff.max()))
+            self.abs_sum += sum(diffs.abs_diff)
+            self.rel_sum += sum(diffs.rel_diff)
+            self.abs_max = max(self.abs_max, *diffs.abs_diff)
             self.abs_diffs.extend(diffs.abs_diff)
-            for value in diffs.abs_diff.tolist():
+            for value in diffs.abs_diff:
                 m.abs_diff.observe(value)
-            for value in diffs.rel_diff.tolist():
+            for value in diffs.rel_diff:
                 m.rel_diff.observe(value)
         if diffs.labels_compared:
             self.labels_compared += diffs.labels_compared

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import msgspec
-import numpy as np
 import pytest
 
 from gateway.errors import InputValidationError
@@ -48,8 +47,8 @@ def test_a_shadow_with_other_inputs_gets_them_by_name_and_validated() -> None:
 def test_numbers_are_compared_by_absolute_and_relative_difference() -> None:
     comparator = Comparator(_schema(NUMBERS, ONE), _schema(NUMBERS, [("prediction", "float")]))
     diffs = comparator.compare([10.0, 0.0, -2.0], [11.0, 0.0, 2.0])
-    assert diffs.abs_diff.tolist() == [1.0, 0.0, 4.0]
-    assert diffs.rel_diff.tolist() == pytest.approx([1 / 11, 0.0, 2.0])
+    assert diffs.abs_diff == [1.0, 0.0, 4.0]
+    assert diffs.rel_diff == pytest.approx([1 / 11, 0.0, 2.0])
     assert (diffs.labels_compared, diffs.labels_agreed) == (0, 0)
 
 
@@ -60,7 +59,7 @@ def test_labels_are_compared_by_agreement_and_outputs_by_name() -> None:
     shadow = [{"score": 0.75, "label": "a"}, {"score": 0.25, "label": "c"}]
     diffs = comparator.compare(primary, shadow)
     assert (diffs.labels_compared, diffs.labels_agreed) == (2, 1)
-    assert diffs.abs_diff.tolist() == [0.25, 0.0]
+    assert diffs.abs_diff == [0.25, 0.0]
 
 
 def test_versions_without_a_comparable_output_are_a_mismatch() -> None:
@@ -73,6 +72,5 @@ def test_versions_without_a_comparable_output_are_a_mismatch() -> None:
         comparator.compare([{"a": 1.0, "b": 2.0}], [{"c": 1.0, "d": 2.0}])
     strings = Comparator(_schema(NUMBERS, ONE), _schema(NUMBERS, [("mpg", "string")]))
     assert not strings.comparable
-    assert np.asarray(
-        Comparator(_schema(NUMBERS, ONE), _schema(NUMBERS, ONE)).compare([1.0], [1.0]).abs_diff
-    ).tolist() == [0.0]
+    same = Comparator(_schema(NUMBERS, ONE), _schema(NUMBERS, ONE))
+    assert same.compare([1.0], [1.0]).abs_diff == [0.0]

@@ -17,7 +17,7 @@ def test_a_ring_keeps_the_last_values_whatever_the_chunk_sizes() -> None:
     ring = Ring(5)
     seen: list[float] = []
     for chunk in ([1.0], [2.0, 3.0, 4.0], [5.0, 6.0], list(range(7, 20)), [20.0]):
-        ring.extend(np.asarray(chunk, dtype=np.float64))
+        ring.extend([float(v) for v in chunk])
         seen += chunk
         assert sorted(ring.window().tolist()) == sorted(seen[-5:])
     ring.add(21.0)
@@ -41,7 +41,11 @@ def test_the_summary_has_exact_means_and_window_quantiles() -> None:
     rng = np.random.default_rng(1)
     chunks = [rng.exponential(size=int(n)) for n in rng.integers(1, 9, size=40)]
     for i, chunk in enumerate(chunks):
-        pair.record(Differences(chunk, chunk / 10, 0, 0), 0.001 * (i + 1), 0.002 * (i + 1))
+        pair.record(
+            Differences(chunk.tolist(), (chunk / 10).tolist(), 0, 0),
+            0.001 * (i + 1),
+            0.002 * (i + 1),
+        )
     everything = np.concatenate(chunks)
     summary = pair.summary(current=True)
     assert summary["requests"] == 40
@@ -61,7 +65,7 @@ def test_the_summary_has_exact_means_and_window_quantiles() -> None:
 
 def test_label_agreement_is_summarised_and_counted() -> None:
     pair, registry = _pair()
-    empty = np.zeros(0)
+    empty: list[float] = []
     pair.record(Differences(empty, empty, 4, 3), 0.001, 0.001)
     pair.record(Differences(empty, empty, 4, 4), 0.001, 0.001)
     summary = pair.summary(current=False)

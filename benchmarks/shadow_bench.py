@@ -1,0 +1,273 @@
+"""Shadow traffic's cost to the primary: latency and throughput with shadow on vs off.
+
+The same gateway serves the same cache twice (a fresh process per run, rounds alternating
+off/on so drift hits both alike), pinned to CPU 0 with the load generator (benchmarks/
+loadgen.py: wrk when installed, else the Python keep-alive loop) on CPU 1; 127.0.0.1 only.
+Three load shapes per scenario (wrk's latency excludes its think time):
+- back-to-back: one connection, no think time: the worst case for latency, since the next
+  request always arrives while the previous request's shadow is being predicted;
+- paced: one connection, 1 ms think time between requests: traffic with idle gaps, where
+  the shadow runs in the gaps;
+- saturated: 16 connections: the throughput ratio (the queue sheds shadow work).
+After each "on" run the shadow report tells how much shadow work was done and how much was
+shed (queue_full).
+
+    .venv/bin/python -m benchmarks.shadow_bench [--seconds 8] [--rounds 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.loadgen import LoadResult, ensure_wrk, parse_wrk, run_load
+from benchmarks.procs import free_port, pin_prefix
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "cost_predictor"
+# (name, connections, think time ms)
+LOADS = (("back-to-back", 1, 0), ("paced 1 ms", 1, 1), ("saturated", 16, 0))
+
+
+def _scenarios(folder: Path) -> dict[str, tuple[Path, Path]]:
+    """name -> (primary package, shadow package), saved with the test suite's trainers."""
+    sys.path.insert(0, str(ROOT))
+    from tests.models import save_onnx_package, save_sklearn_package
+
+    return {
+        "onnx linear, shadow onnx linear (+1)": (
+            save_onnx_package(folder / "onnx-v1"),
+            save_onnx_package(folder / "onnx-v2", offset=1.0),
+        ),
+        "sklearn linear, shadow sklearn GBR": (
+            save_sklearn_package(folder / "skl-v1"),
+            save_sklearn_package(folder / "gbr-v2", gbr=True),
+        ),
+    }
+
+
+def _write_cache(cache: Path, primary: Path, shadow: Path) -> None:
+    from registry_sync.package import read_package
+    from registry_sync.snapshot import DesiredEntry, DesiredState, write_snapshot
+
+    entries = [
+        DesiredEntry(
+            model=MODEL,
+            stage=stage,
+            version=version,
+            package_path=str(package),
+            digest=read_package(package, verify_digests=False).digest,
+        )
+        for stage, version, package in (("prod", "v1.0.0", primary), ("dev", "v2.0.0", shadow))
+    ]
+    cache.mkdir(parents=True, exist_ok=True)
+    state = DesiredState(generated_at="2026-01-01T00:00:00Z", registry="bench", entries=entries)
+    write_snapshot(state, cache / "snapshot.json")
+
+
+def _get(port: int, path: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except OSError:
+        return 0, None
+
+
+def _serve(cache: Path, shadow_on: bool) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {**os.environ, "STAGESERVE_LOG_LEVEL": "warning", "STAGESERVE_DRAIN_S": "0"}
+    if shadow_on:
+        env["STAGESERVE_SHADOW"] = json.dumps({MODEL: {"prod": "dev"}})
+    cmd = [*pin_prefix(0), sys.executable, "-m", "gateway.cli", "serve", "--cache", str(cache)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while _get(port, "/readyz")[0] != 200:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the gateway did not become ready")
+        time.sleep(0.1)
+    return proc, port
+
+
+def _shadow_counts(port: int) -> tuple[int, int]:
+    """(requests compared, requests shed because the queue was full) so far."""
+    _, report = _get(port, f"/models/{MODEL}/shadow")
+    compared = sum(p["requests"] for p in report["pairs"])
+    return compared, int(report["skipped"]["queue_full"])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _measure(
+    cache: Path, shadow_on: bool, seconds: float, work: Path, wrk: str | None
+) -> dict[str, dict[str, Any]]:
+    body = json.dumps({"inputs": [{"hp": 110.0, "wt": 2.62, "disp": 160.0, "qsec": 16.46}]})
+    out: dict[str, dict[str, Any]] = {}
+    for name, connections, think_ms in LOADS:
+        if think_ms and wrk is None:
+            continue  # the Python generator has no think time
+        proc, port = _serve(cache, shadow_on)  # a fresh process per measurement
+        try:
+            url = f"http://127.0.0.1:{port}/predict/{MODEL}"
+            _load(
+                wrk,
+                url,
+                body.encode(),
+                connections=connections,
+                think_ms=think_ms,
+                seconds=1,
+                work=work,
+            )
+            before = _shadow_counts(port) if shadow_on else (0, 0)
+            result = _load(
+                wrk,
+                url,
+                body.encode(),
+                connections=connections,
+                think_ms=think_ms,
+                seconds=seconds,
+                work=work,
+            )
+            row: dict[str, Any] = {
+                "rps": result.rps,
+                "p50_ms": result.p50_ms,
+                "p99_ms": result.p99_ms,
+                "errors": result.errors,
+            }
+            if shadow_on:
+                after = _shadow_counts(port)
+                row["shadow_compared"] = after[0] - before[0]
+                row["shadow_queue_full"] = after[1] - before[1]
+            out[name] = row
+        finally:
+            _stop(proc)
+    return out
+
+
+def _load(
+    wrk: str | None,
+    url: str,
+    body: bytes,
+    *,
+    connections: int,
+    think_ms: int,
+    seconds: float,
+    work: Path,
+) -> LoadResult:
+    if wrk is None or not think_ms:
+        return run_load(wrk, url, body, connections=connections, duration_s=seconds, work=work)
+    script = work / f"post-think-{think_ms}.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [==[{body.decode()}]==]\n"
+        f"function delay() return {think_ms} end\n"
+    )
+    cmd = [*pin_prefix(1), wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+    cmd += ["--timeout", "10s", "--latency", "-s", str(script), url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    return parse_wrk(done.stdout)
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float:
+    return statistics.fmean(r[key] for r in rows)
+
+
+def run(seconds: float, rounds: int, log: Callable[[str], None]) -> dict[str, Any]:
+    wrk, note = ensure_wrk(install=False)
+    log(f"load generator: {'wrk' if wrk else 'python'} ({note})")
+    results: dict[str, Any] = {"load_generator": "wrk" if wrk else "python", "scenarios": {}}
+    with tempfile.TemporaryDirectory(prefix="shadow-bench-") as tmp:
+        folder = Path(tmp)
+        for name, (primary, shadow) in _scenarios(folder / "packages").items():
+            cache = folder / f"cache-{abs(hash(name))}"
+            _write_cache(cache, primary, shadow)
+            runs: dict[str, list[dict[str, dict[str, Any]]]] = {"off": [], "on": []}
+            for r in range(rounds):
+                for mode in ("off", "on"):
+                    runs[mode].append(_measure(cache, mode == "on", seconds, folder, wrk))
+                    log(f"{name} round {r + 1} shadow {mode}: {runs[mode][-1]}")
+            summary: dict[str, Any] = {}
+            for load in runs["off"][0]:
+                off = [x[load] for x in runs["off"]]
+                on = [x[load] for x in runs["on"]]
+                summary[load] = {
+                    "off": {k: _mean(off, k) for k in ("rps", "p50_ms", "p99_ms")},
+                    "on": {k: _mean(on, k) for k in ("rps", "p50_ms", "p99_ms")},
+                    "ratio_on_off": {
+                        k: _mean(on, k) / _mean(off, k) for k in ("rps", "p50_ms", "p99_ms")
+                    },
+                    "shadow_compared_share": statistics.fmean(
+                        x["shadow_compared"] / max(1.0, x["rps"] * seconds) for x in on
+                    ),
+                    "runs": {"off": off, "on": on},
+                }
+            results["scenarios"][name] = summary
+    return results
+
+
+def markdown(results: dict[str, Any], seconds: float, rounds: int) -> str:
+    lines = [
+        f"Shadow on vs off: same gateway, fresh process per run, {rounds} alternating rounds of "
+        f"{seconds:g} s, server on CPU 0, {results['load_generator']} on CPU 1; one row in, "
+        "shadow sample 1.0. Loads: back-to-back = 1 connection, no think time; paced = 1 "
+        "connection, 1 ms think time; saturated = 16 connections. Ratio = on / off "
+        "(throughput: higher is better; latency: lower is better).",
+        "",
+        "| scenario | load | rps off | rps on | ratio | p50 ms off | p50 on | ratio "
+        "| p99 ms off | p99 on | ratio | shadowed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, per_load in results["scenarios"].items():
+        for load, s in per_load.items():
+            off, on, ratio = s["off"], s["on"], s["ratio_on_off"]
+            lines.append(
+                f"| {name} | {load} | {off['rps']:,.0f} | {on['rps']:,.0f} | {ratio['rps']:.3f} "
+                f"| {off['p50_ms']:.3f} | {on['p50_ms']:.3f} | {ratio['p50_ms']:.3f} "
+                f"| {off['p99_ms']:.3f} | {on['p99_ms']:.3f} | {ratio['p99_ms']:.3f} "
+                f"| {s['shadow_compared_share']:.0%} |"
+            )
+    lines.append("")
+    lines.append(
+        "`shadowed`: share of the primary's requests the shadow version also predicted and "
+        "compared during the run; the rest were shed (`stageserve_shadow_skipped_total"
+        '{reason="queue_full"}`) or still queued when the run ended.'
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    results = run(args.seconds, args.rounds, lambda text: print(text, file=sys.stderr))
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+    print(markdown(results, args.seconds, args.rounds))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
