@@ -157,6 +157,11 @@ class Server:
             return
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+            # stageserve drains for a few seconds on the first SIGTERM; a second one means now.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(0.5)
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:

@@ -32,6 +32,8 @@ def ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         peer_model = "gbr" if run["model"] == "gbr_pickle" else run["model"]
         for other in sorted({r["server"] for r in runs} - {"stageserve"}):
+            if other.startswith("stageserve_"):  # variants are read from the table itself
+                continue
             base = by_key.get((other, peer_model, run["rows"], run["connections"]))
             if base is None or not base["rps"]:
                 continue
@@ -133,7 +135,8 @@ def _extras(results: dict[str, Any]) -> list[str]:
             "",
             f"Memory ({mem['engine']}-served GBR versions): VmRSS by versions loaded "
             + ", ".join(f"{n}: {v} MiB" for n, v in mem["rss_mib"].items())
-            + f"; {mem['per_version_mib']} MiB per version",
+            + f"; the first version (with its runtime's libraries) {mem['first_version_mib']} "
+            f"MiB, each further version {mem['per_additional_version_kib']} KiB",
         ]
     swap = results.get("swap")
     if swap:
@@ -150,12 +153,21 @@ def _extras(results: dict[str, Any]) -> list[str]:
                     f"{s['p99_ms_during_swaps']} ms; failed {s['failed']} of {s['requests']}",
                 ]
     profile = results.get("profile")
-    if profile and "self_pct" in profile:
+    if profile and "categories_pct" in profile:
         lines += [
             "",
-            f"Profile of stageserve under c16 single-row load ({profile['samples']} "
-            "py-spy samples), inclusive % of samples:",
+            f"Profile of stageserve's event-loop thread under c16 single-row load on `linear` "
+            f"({profile['samples']} py-spy samples; % of samples):",
             "",
+            "| where | % |",
+            "|---|---:|",
         ]
-        lines += [f"- {name}: {pct}%" for name, pct in profile["inclusive_pct"][:15]]
+        lines += [f"| {name} | {pct} |" for name, pct in profile["categories_pct"]]
+        lines += [
+            "",
+            "Functions with the most own samples: "
+            + "; ".join(f"{name} {pct}%" for name, pct in profile["self_pct"][:12]),
+        ]
+    elif profile:
+        lines += ["", f"Profile: {profile.get('error')}"]
     return lines

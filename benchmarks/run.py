@@ -35,7 +35,15 @@ from benchmarks.loadgen import LoadResult, ensure_wrk, run_load  # noqa: E402
 from benchmarks.peers import peer_versions, prepare_peer  # noqa: E402
 from benchmarks.procs import Launch, Server, cpu_seconds, free_port  # noqa: E402
 
-ALL_SERVERS = ("stageserve", "stageserve_h11", "minimal_litestar", "raw_asgi", "mlflow", "mlserver")
+ALL_SERVERS = (
+    "stageserve",
+    "stageserve_h11",
+    "stageserve_noaudit",
+    "minimal_litestar",
+    "raw_asgi",
+    "mlflow",
+    "mlserver",
+)
 ONNX_MODELS = ["linear", "gbr"]
 
 
@@ -112,13 +120,16 @@ def measure(
 def launches(
     name: str, fx: Any, work: Path, args: argparse.Namespace, peers: dict[str, str]
 ) -> list[Launch]:
-    if name in ("stageserve", "stageserve_h11"):
-        h11 = name == "stageserve_h11"
-        models = ["linear", "gbr"] if h11 else ["linear", "gbr", "gbr_pickle"]
-        launch = extras.stageserve_launch(
-            fx.cache, work / f"{name}-audit.jsonl", name, models=models, h11=h11
-        )
-        return [launch]
+    if name.startswith("stageserve"):
+        # The variants (h11 + asyncio; no audit file) only show what one piece costs.
+        variant = name != "stageserve"
+        audit = None if name == "stageserve_noaudit" else work / f"{name}-audit.jsonl"
+        models = ["linear", "gbr"] if variant else ["linear", "gbr", "gbr_pickle"]
+        return [
+            extras.stageserve_launch(
+                fx.cache, audit, name, models=models, h11=name == "stageserve_h11"
+            )
+        ]
     if name in ("minimal_litestar", "raw_asgi"):
         port = free_port()
         argv = [
@@ -164,12 +175,12 @@ def serve_and_measure(
         server.stop()
         return
     try:
-        h11 = launch.name == "stageserve_h11"
+        variant = launch.name.startswith("stageserve_")
         for model in launch.paths:
             for rows in args.rows:
                 for conns in args.connections:
-                    if h11 and (rows, conns) != (1, 16) and not args.quick:
-                        continue  # what httptools + uvloop buy: one scenario is enough
+                    if variant and (rows, conns) != (1, 16):
+                        continue  # what one piece costs: the headline scenario is enough
                     run = measure(
                         server, model, rows=rows, conns=conns, args=args, wrk=wrk, work=work
                     )
