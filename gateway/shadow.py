@@ -123,7 +123,8 @@ class Shadow:
             except Exception:  # a bug here must not stop shadowing (nor reach a client)
                 log.exception("shadow of %s failed", item[0].model)
                 self.metrics.errors.labels(item[0].model, "error").inc()
-            await asyncio.sleep(0)  # let waiting primary requests run between shadow items
+            if queue:  # let waiting primary requests run between shadow items
+                await asyncio.sleep(0)
         for item in queue:
             self._skips[item[0].model]["shutdown"].inc()
         queue.clear()
