@@ -129,14 +129,20 @@ class Shadow:
             self._skips[item[0].model]["shutdown"].inc()
         queue.clear()
 
-    async def stop(self, task: asyncio.Task[None] | None) -> None:
-        """Stop after the item in progress (a slow one included), then free the thread."""
+    async def stop(self, task: asyncio.Task[None] | None, timeout_s: float = 10.0) -> None:
+        """Stop after the item in progress, then free the thread; a shadow call still running
+        after `timeout_s` is abandoned (the process is exiting; it must not hold it up)."""
         self._stopping = True
         self._wake.set()
+        finished = True
         if task is not None:
-            await task
+            try:
+                await asyncio.wait_for(task, timeout_s)
+            except TimeoutError:
+                finished = False
+                log.warning("a shadow prediction was still running at shutdown; abandoned")
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            self._executor.shutdown(wait=finished, cancel_futures=True)
             self._executor = None
 
     def backlog(self) -> int:
