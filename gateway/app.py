@@ -28,6 +28,7 @@ from gateway.settings import Settings
 from gateway.shadow import Shadow
 from gateway.shadow_config import shadow_plans
 from gateway.snapshot_source import DesiredStateSource, SnapshotFileSource
+from gateway.v2_route import v2_routes
 from registry_sync.snapshot import STATUS_FILE
 
 __all__ = ["Gateway", "create_app", "gateway_of"]
@@ -188,6 +189,7 @@ def create_app(
     app = Litestar(
         route_handlers=[
             predict.handler(),
+            *v2_routes(pool, predict),
             *models_routes(
                 pool,
                 metrics,

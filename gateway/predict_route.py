@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from litestar.handlers import ASGIRouteHandler, asgi
@@ -34,7 +34,7 @@ from gateway.request_schema import InputBatch
 from gateway.route_table import Route
 from gateway.shadow import Shadow
 
-__all__ = ["PredictResponse", "PredictRoute"]
+__all__ = ["BodyFormat", "PredictBody", "PredictResponse", "PredictRoute"]
 
 log = logging.getLogger("stageserve.predict")
 _JSON = b"application/json"
@@ -46,6 +46,35 @@ class PredictResponse(msgspec.Struct, frozen=True):
     version: str
     request_id: str
     predictions: list[Any]
+
+
+class BodyFormat(Protocol):
+    """How a protocol's request body becomes a batch, and predictions its response body."""
+
+    usage: str
+
+    def decode(self, route: Route, body: bytes) -> tuple[InputBatch, Any]:
+        """The validated batch, and whatever `encode` needs from the request."""
+        ...
+
+    def encode(self, route: Route, rid: str, predictions: list[Any], context: Any) -> bytes: ...
+
+
+class PredictBody:
+    """stageserve's own format: `{"inputs": ...}` (and MLflow's) in, `PredictResponse` out."""
+
+    usage = "POST /predict/{model}"
+
+    def __init__(self) -> None:
+        self._encode = msgspec.json.Encoder().encode
+
+    def decode(self, route: Route, body: bytes) -> tuple[InputBatch, Any]:
+        return route.loaded.schema.decode(body), None
+
+    def encode(self, route: Route, rid: str, predictions: list[Any], context: Any) -> bytes:
+        del context
+        version = route.loaded.version
+        return self._encode(PredictResponse(route.model, route.stage, version, rid, predictions))
 
 
 class PredictRoute:
@@ -74,7 +103,7 @@ class PredictRoute:
         self.shadow = shadow
         self.ids = RequestIds()
         self.inflight = 0
-        self._encode = msgspec.json.Encoder().encode
+        self.body_format: BodyFormat = PredictBody()
         metrics.track_inflight(lambda: self.inflight)
 
     def handler(self) -> ASGIRouteHandler:
@@ -85,7 +114,27 @@ class PredictRoute:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        model = scope["path"].strip("/")
+        query = scope["query_string"]
+        stage = (stage_of(query) if query else "") or self.default_stage
+        await self.serve(
+            scope, receive, send, model=scope["path"].strip("/"), stage=stage, started=started
+        )
+
+    async def serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        model: str,
+        stage: str,
+        started: float,
+        body_format: BodyFormat | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Answer one predict request for (model, stage), in `body_format` (default: ours);
+        `version` refuses the request unless that exact version serves the stage."""
+        fmt = body_format or self.body_format
         content_type = declared = incoming = None
         for name, value in scope["headers"]:
             if name == b"content-type":
@@ -95,16 +144,13 @@ class PredictRoute:
             elif name == b"x-request-id":
                 incoming = value
         rid = self.ids.keep_or_new(incoming)
-        query = scope["query_string"]
-        stage = (stage_of(query) if query else "") or self.default_stage
         method: str = scope["method"]  # type: ignore[typeddict-item]
         route: Route | None = None
         batch: InputBatch | None = None
         try:
             if not model or "/" in model:
                 raise UnknownModelError(
-                    "no such route; use POST /predict/{model}",
-                    {"models": self.pool.wanted_models()},
+                    f"no such route; use {fmt.usage}", {"models": self.pool.wanted_models()}
                 )
             if method != "POST":
                 raise MethodNotAllowedError(method, ("POST",))
@@ -121,8 +167,13 @@ class PredictRoute:
             route = self.pool.routes.get(model, {}).get(stage)
             if route is None:
                 raise self._missing(model, stage)
-            batch = route.loaded.schema.decode(body)
-            await self._answer(send, route, batch, rid)
+            if version is not None and route.loaded.version != version:
+                raise UnknownModelError(
+                    f"{model} {version} is no longer served",
+                    {"model": model, "served": route.loaded.version},
+                )
+            batch, context = fmt.decode(route, body)
+            await self._answer(send, route, batch, rid=rid, fmt=fmt, context=context)
             status = 200
         except (RequestError, ServerFailureError) as exc:
             status = await send_error(send, exc, rid, self.retry_after_s)
@@ -150,7 +201,16 @@ class PredictRoute:
                 batch=batch,
             )
 
-    async def _answer(self, send: Send, route: Route, batch: InputBatch, rid: str) -> None:
+    async def _answer(
+        self,
+        send: Send,
+        route: Route,
+        batch: InputBatch,
+        *,
+        rid: str,
+        fmt: BodyFormat,
+        context: Any,
+    ) -> None:
         lv = route.loaded
         lv.inflight += 1
         self.inflight += 1
@@ -177,9 +237,7 @@ class PredictRoute:
         finally:
             lv.inflight -= 1
             self.inflight -= 1
-        payload = self._encode(
-            PredictResponse(route.model, route.stage, lv.version, rid, predictions)
-        )
+        payload = fmt.encode(route, rid, predictions, context)
         await send(
             {
                 "type": "http.response.start",
