@@ -191,13 +191,24 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float:
     return statistics.fmean(r[key] for r in rows)
 
 
-def run(seconds: float, rounds: int, log: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    seconds: float, rounds: int, log: Callable[[str], None], path_iterations: int = 20_000
+) -> dict[str, Any]:
     wrk, note = ensure_wrk(install=False)
     log(f"load generator: {'wrk' if wrk else 'python'} ({note})")
     results: dict[str, Any] = {"load_generator": "wrk" if wrk else "python", "scenarios": {}}
     with tempfile.TemporaryDirectory(prefix="shadow-bench-") as tmp:
         folder = Path(tmp)
-        for name, (primary, shadow) in _scenarios(folder / "packages").items():
+        scenarios = _scenarios(folder / "packages")
+        first = next(iter(scenarios.values()))
+        results["path"] = {
+            "iterations": path_iterations,
+            "modes": path_cost(*first, path_iterations),
+        }
+        log(f"path: {results['path']}")
+        for name, (primary, shadow) in scenarios.items():
+            if seconds <= 0:
+                break
             cache = folder / f"cache-{abs(hash(name))}"
             _write_cache(cache, primary, shadow)
             runs: dict[str, list[dict[str, dict[str, Any]]]] = {"off": [], "on": []}
@@ -224,6 +235,72 @@ def run(seconds: float, rounds: int, log: Callable[[str], None]) -> dict[str, An
     return results
 
 
+def path_cost(primary: Path, shadow_package: Path, iterations: int) -> dict[str, Any]:
+    """The predict handler's own time per request, in process (no sockets, no load noise):
+    shadow off, on (the enqueue) and on at sample 0.25 (the hash), interleaved request by
+    request. The queue is made big enough never to fill, and no worker drains it: this is
+    the cost on the primary's path, not the shadow's work."""
+    import asyncio
+
+    from gateway.audit import AuditWriter
+    from gateway.inference import Inference
+    from gateway.loaded import load_version
+    from gateway.metrics import GatewayMetrics
+    from gateway.pool import ModelPool
+    from gateway.predict_route import PredictRoute
+    from gateway.shadow import Shadow
+    from gateway.shadow_config import shadow_plans
+
+    folder = primary.parent.parent / "path-cache"
+    _write_cache(folder, primary, shadow_package)
+    from registry_sync.snapshot import read_snapshot
+
+    async def measure() -> dict[str, Any]:
+        metrics = GatewayMetrics()
+        pool = ModelPool(metrics, load_version)
+        await pool.reconcile(read_snapshot(folder / "snapshot.json"))
+        audit, inference = AuditWriter(), Inference(1)
+        routes = {"off": PredictRoute(pool, metrics, audit, inference)}
+        for mode, sample in (("on", 1.0), ("on, sample 0.25", 0.25)):
+            plans = shadow_plans({MODEL: {"prod": "dev"}}, sample=sample)
+            shadow = Shadow(pool, metrics.shadow, audit, plans, queue_max=2 * iterations)
+            routes[mode] = PredictRoute(pool, metrics, audit, inference, shadow=shadow)
+        body = json.dumps({"inputs": [{"hp": 110.0, "wt": 2.62, "disp": 160.0, "qsec": 16.46}]})
+        message = {"type": "http.request", "body": body.encode(), "more_body": False}
+        headers = [(b"content-type", b"application/json")]
+
+        async def receive() -> Any:
+            return message
+
+        async def send(_: Any) -> None:
+            return None
+
+        times: dict[str, list[float]] = {mode: [] for mode in routes}
+        for i in range(iterations):
+            for mode, route in routes.items():
+                scope: Any = {
+                    "type": "http",
+                    "method": "POST",
+                    "path": f"/{MODEL}",
+                    "query_string": b"",
+                    "headers": [*headers, (b"x-request-id", f"r{i}".encode())],
+                }
+                t = time.perf_counter()
+                await route.handle(scope, receive, send)
+                times[mode].append(time.perf_counter() - t)
+        inference.close()
+        out: dict[str, Any] = {}
+        for mode, values in times.items():
+            values.sort()
+            out[mode] = {
+                "p50_us": values[len(values) // 2] * 1e6,
+                "p99_us": values[int(len(values) * 0.99)] * 1e6,
+            }
+        return out
+
+    return asyncio.run(measure())
+
+
 def markdown(results: dict[str, Any], seconds: float, rounds: int) -> str:
     lines = [
         f"Shadow on vs off: same gateway, fresh process per run, {rounds} alternating rounds of "
@@ -245,6 +322,20 @@ def markdown(results: dict[str, Any], seconds: float, rounds: int) -> str:
                 f"| {off['p99_ms']:.3f} | {on['p99_ms']:.3f} | {ratio['p99_ms']:.3f} "
                 f"| {s['shadow_compared_share']:.0%} |"
             )
+    path = results.get("path")
+    if path:
+        lines += [
+            "",
+            f"The predict handler's own time (in process, onnx, {path['iterations']:,} "
+            "requests per mode, interleaved):",
+            "",
+            "| shadow | p50 µs | p99 µs |",
+            "|---|---:|---:|",
+            *(
+                f"| {mode} | {row['p50_us']:.1f} | {row['p99_us']:.1f} |"
+                for mode, row in path["modes"].items()
+            ),
+        ]
     lines.append("")
     lines.append(
         "`shadowed`: share of the primary's requests the shadow version also predicted and "
@@ -259,8 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--path-iterations", type=int, default=20_000)
     args = parser.parse_args(argv)
-    results = run(args.seconds, args.rounds, lambda text: print(text, file=sys.stderr))
+    results = run(
+        args.seconds,
+        args.rounds,
+        lambda text: print(text, file=sys.stderr),
+        path_iterations=args.path_iterations,
+    )
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:
