@@ -82,8 +82,13 @@ def markdown(results: dict[str, Any]) -> str:
         f"start, {m['loadavg_end']} at end  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()) + "  ",
         f"Load: {results['load_generator']}; server pinned to core 0, load generator to core 1; "
-        f"{results['duration_s']} s measured after {results['warmup_s']} s warm-up; single-row "
-        f"c16 repeated {results['repeats']}x (median shown)  ",
+        f"{results['duration_s']} s measured after {results['warmup_s']} s warm-up; "
+        + (
+            f"single-row c16 only, all servers up at once, {results['interleave_rounds']} "
+            "round-robin rounds (median shown)  "
+            if results.get("interleave_rounds")
+            else f"single-row c16 repeated {results['repeats']}x (median shown)  "
+        ),
     ]
     for name, note in results["peers"].items():
         lines.append(f"Peer {name}: {note}  ")

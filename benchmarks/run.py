@@ -29,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import extras, report  # noqa: E402
+from benchmarks import extras, interleave, report  # noqa: E402
 from benchmarks.fixtures import body_for, build_fixtures  # noqa: E402
 from benchmarks.loadgen import LoadResult, ensure_wrk, run_load  # noqa: E402
 from benchmarks.peers import peer_versions, prepare_peer  # noqa: E402
@@ -58,6 +58,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--extras",
         default=None,
         help="comma list of inprocess,memory,swap,profile (quick: inprocess)",
+    )
+    p.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only single-row c16: all servers up at once, N round-robin rounds, median",
     )
     p.add_argument("--load", choices=["auto", "wrk", "python"], default="auto")
     p.add_argument("--no-install", action="store_true", help="never apt-get or pip install")
@@ -271,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration_s,
         "warmup_s": args.warmup_s,
         "repeats": args.repeats,
+        "interleave_rounds": args.interleave,
         "peers": {},
         "runs": [],
     }
@@ -281,9 +289,17 @@ def main(argv: list[str] | None = None) -> int:
         fx = build_fixtures(work)
         if "inprocess" in args.extras:
             results["inprocess"] = extras.inprocess_costs(fx.packages, 0.2 if args.quick else 1.0)
-        for name in args.servers.split(","):
-            for launch in launches(name, fx, work, args, results["peers"]):
-                serve_and_measure(launch, args, wrk=wrk, work=work, results=results, py_spy=py_spy)
+        everything = [
+            launch
+            for name in args.servers.split(",")
+            for launch in launches(name, fx, work, args, results["peers"])
+        ]
+        if args.interleave:
+            interleave.run_rounds(
+                everything, args, wrk=wrk, work=work, results=results, py_spy=py_spy
+            )
+        for launch in [] if args.interleave else everything:
+            serve_and_measure(launch, args, wrk=wrk, work=work, results=results, py_spy=py_spy)
         if "memory" in args.extras:
             results["memory"] = [
                 extras.memory_per_version(work, (0, 1, 2, 4), onnx) for onnx in (True, False)
