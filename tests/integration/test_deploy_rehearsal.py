@@ -40,8 +40,6 @@ pytestmark = pytest.mark.slow
 
 MODEL = "cost_predictor"
 POD_TARGET = "overlays/prod"
-# Alert metrics whose feature has not landed yet: their absence is reported as a skip.
-PENDING_METRICS = {"stageserve_shadow_abs_diff": "shadow traffic is not in the gateway yet"}
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_sum", "_count", "_created"),
@@ -228,28 +226,12 @@ def _alert_metrics(pod: Pod) -> tuple[dict[str, set[str]], set[str]]:
     return wanted, exported
 
 
-def _pending(metric: str) -> str | None:
-    return next((p for p in PENDING_METRICS if metric == p or metric.startswith(p + "_")), None)
-
-
 def test_every_metric_the_alert_rules_read_is_exported_by_the_gateway_or_the_sync_sidecar(
     pod: Pod,
 ) -> None:
     wanted, exported = _alert_metrics(pod)
-    missing = {
-        alert: sorted(m for m in metrics - exported if _pending(m) is None)
-        for alert, metrics in wanted.items()
-    }
+    missing = {alert: sorted(metrics - exported) for alert, metrics in wanted.items()}
     assert not any(missing.values()), {a: m for a, m in missing.items() if m}
-
-
-@pytest.mark.parametrize("metric", sorted(PENDING_METRICS))
-def test_alert_metrics_of_features_not_landed_yet_are_exported_once_they_land(
-    pod: Pod, metric: str
-) -> None:
-    _, exported = _alert_metrics(pod)
-    if not any(_pending(m) == metric for m in exported):
-        pytest.skip(f"{metric} is not exported: {PENDING_METRICS[metric]}")
 
 
 def test_reassigning_the_stage_swaps_the_gateway_through_the_sidecar(pod: Pod) -> None:
