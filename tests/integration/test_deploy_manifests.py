@@ -271,8 +271,31 @@ def test_each_overlay_serves_its_stage_in_its_own_namespace(
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert all(d["metadata"].get("namespace") == namespace for d in docs if d is not ns)
     maps = {m["metadata"]["name"].rsplit("-", 1)[0]: m["data"] for m in by_kind(docs, "ConfigMap")}
-    assert yaml.safe_load(maps["stageserve-settings"]["settings.yaml"])["default_stage"] == stage
-    assert maps["stageserve-registry"]["stages"] == stage
+    settings = yaml.safe_load(maps["stageserve-settings"]["settings.yaml"])
+    assert settings["default_stage"] == stage
+    served = maps["stageserve-registry"]["stages"].split(",")
+    assert served[0] == stage
+    # Every stage a shadow reads from is materialized too.
+    for stages in settings.get("shadow", {}).values():
+        assert set(stages) | set(stages.values()) <= set(served)
+
+
+def test_the_dev_overlay_shadows_dev_traffic_with_the_staging_candidate(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # (test_deploy_cli loads every settings file with the real loader, shadow keys included.)
+    maps = {
+        m["metadata"]["name"].rsplit("-", 1)[0]: m["data"]
+        for m in by_kind(rendered["overlays/dev"], "ConfigMap")
+    }
+    settings_file = yaml.safe_load(maps["stageserve-settings"]["settings.yaml"])
+    assert settings_file["shadow"] == {"cost_predictor": {"dev": "staging"}}
+    assert "shadow" not in yaml.safe_load(
+        {
+            m["metadata"]["name"].rsplit("-", 1)[0]: m["data"]
+            for m in by_kind(rendered["overlays/prod"], "ConfigMap")
+        }["stageserve-settings"]["settings.yaml"]
+    )
 
 
 def test_every_kustomization_file_is_rendered_by_some_target() -> None:
