@@ -40,6 +40,12 @@ def ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if run["model"] == "gbr_pickle" and other not in ("mlflow", "mlserver"):
                 continue
             ratio = run["rps"] / base["rps"]
+            # CPU per request barely moves when other processes take the core; req/s does.
+            cpu_ratio = (
+                base["cpu_us_per_request"] / run["cpu_us_per_request"]
+                if base.get("cpu_us_per_request") and run.get("cpu_us_per_request")
+                else None
+            )
             target = TARGETS.get(other)
             row = {
                 "stageserve_model": run["model"],
@@ -48,6 +54,7 @@ def ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "rows": run["rows"],
                 "connections": run["connections"],
                 "ratio": round(ratio, 2),
+                "cpu_ratio": round(cpu_ratio, 2) if cpu_ratio else None,
             }
             if (
                 target
@@ -109,13 +116,13 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "Targets (single-row, c16):",
             "",
-            "| stageserve model | vs | ratio | target | met |",
-            "|---|---|---:|---:|---|",
+            "| stageserve model | vs | req/s ratio | CPU/req ratio | target | met (req/s) |",
+            "|---|---|---:|---:|---:|---|",
         ]
         for r in targeted:
             lines.append(
                 f"| {r['stageserve_model']} | {r['other']} | {r['ratio']:.2f} | "
-                f"{r['target']} | {'yes' if r['met'] else 'NO'} |"
+                f"{_f(r.get('cpu_ratio'))} | {r['target']} | {'yes' if r['met'] else 'NO'} |"
             )
     lines += _extras(results)
     return "\n".join(lines) + "\n"
