@@ -144,7 +144,8 @@ def prepare_peer(name: str, work: Path, models: list[str], *, install: bool) -> 
         "metrics_port": free_port(),
         "metrics_dir": str(out / ".metrics"),
         "debug": False,
-        # Inference in the server process: on one core the default worker pool only adds IPC.
+        # Inference in the server process. The default (one worker process) does not start
+        # here: mlserver 1.7.1's worker calls asyncio.get_event_loop(), which uvloop 0.23 refuses.
         "parallel_workers": 0,
     }
     (out / "settings.json").write_text(json.dumps(settings))
