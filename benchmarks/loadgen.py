@@ -7,6 +7,7 @@ non-2xx responses plus socket errors (connect, read, write, timeout).
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import shutil
 import subprocess
@@ -101,6 +102,8 @@ def run_load(
 ) -> LoadResult:
     """One measured run: wrk (pinned to `cpu`) when given, else the Python generator."""
     if wrk is None:
+        if pin_prefix(cpu):  # the client threads inherit this thread's core
+            os.sched_setaffinity(0, {cpu})
         return _python_load(url, body, connections, duration_s)
     cmd = [
         *pin_prefix(cpu),
