@@ -102,9 +102,13 @@ def run_load(
 ) -> LoadResult:
     """One measured run: wrk (pinned to `cpu`) when given, else the Python generator."""
     if wrk is None:
+        allowed = os.sched_getaffinity(0)
         if pin_prefix(cpu):  # the client threads inherit this thread's core
             os.sched_setaffinity(0, {cpu})
-        return _python_load(url, body, connections, duration_s)
+        try:
+            return _python_load(url, body, connections, duration_s)
+        finally:
+            os.sched_setaffinity(0, allowed)
     cmd = [
         *pin_prefix(cpu),
         wrk,
