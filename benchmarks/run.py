@@ -75,9 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.duration_s = args.duration_s or (5.0 if full else 1.0)
     args.warmup_s = args.warmup_s if args.warmup_s is not None else (2.0 if full else 0.0)
     args.repeats = args.repeats or (3 if full else 1)
-    args.extras = set(
-        (args.extras or ("inprocess,memory,swap,profile" if full else "inprocess")).split(",")
-    ) - {""}
+    if args.extras is None:  # an empty --extras "" means none
+        args.extras = "inprocess,memory,swap,profile" if full else "inprocess"
+    args.extras = set(args.extras.split(",")) - {""}
     args.install = full and not args.no_install
     args.rows = (1, 32) if full else (1,)
     args.connections = (1, 16, 64) if full else (16,)
