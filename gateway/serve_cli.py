@@ -155,6 +155,9 @@ def run(settings: Settings) -> int:
         # Per-request access lines would cost more than the prediction; the audit log has them.
         access_log=False,
         server_header=False,
+        # Client addresses are not used (audit records carry request ids, never addresses),
+        # so uvicorn's X-Forwarded-For middleware would be work on every request for nothing.
+        proxy_headers=False,
         lifespan="on",
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
