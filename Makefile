@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format demo clean
+.PHONY: install test lint format demo bench clean
 
 DEMO := .demo
 DEMO_PORT ?= 8000
@@ -25,13 +25,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway registry_sync tests
-	$(BIN)/ruff format --check gateway registry_sync tests
+	$(BIN)/ruff check gateway registry_sync tests benchmarks
+	$(BIN)/ruff format --check gateway registry_sync tests benchmarks
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format gateway registry_sync tests
-	$(BIN)/ruff check --fix gateway registry_sync tests
+	$(BIN)/ruff format gateway registry_sync tests benchmarks
+	$(BIN)/ruff check --fix gateway registry_sync tests benchmarks
 
 # Builds the demo registry from scratch (models trained here, nothing downloaded), then serves
 # it on 127.0.0.1:$(DEMO_PORT) following the registry in-process (Ctrl-C stops it).
@@ -41,6 +41,13 @@ demo: $(STAMP)
 	$(BIN)/stageserve serve --host 127.0.0.1 --port $(DEMO_PORT) \
 		--registry $(DEMO)/registry --cache $(DEMO)/cache --poll-interval-s 5 \
 		--audit-path $(DEMO)/audit.jsonl --journal-path $(DEMO)/journal.jsonl --drain-s 0
+
+# `make bench` (~13 min on 2 cores, plus the peers' venv installs the first time): every server
+# and scenario, JSON in benchmarks/results/, a dated table appended to benchmarks/RESULTS.md.
+# BENCH_ARGS="--interleave 5": only the single-row c16 targets, servers measured round-robin.
+# BENCH_ARGS="--quick --servers stageserve,minimal_litestar,raw_asgi": a seconds-long smoke run.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -43,8 +43,15 @@ def build_registry(base: Path) -> GitRegistry:
     return registry
 
 
-def measure(label: str, registry: GitRegistry, location: str, args: argparse.Namespace,
-            push_to: Path | None, work: Path) -> dict[str, object]:  # fmt: skip
+def measure(
+    label: str,
+    registry: GitRegistry,
+    location: str,
+    args: argparse.Namespace,
+    *,
+    push_to: Path | None,
+    work: Path,
+) -> dict[str, object]:
     cache = work / f"cache-{label}"
     cache.mkdir()
     serve_args = ["--registry", location, "--poll-interval-s", str(args.poll_interval_s)]
@@ -106,10 +113,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         local = build_registry(work / "local")
-        results.append(measure("local-watched", local, str(local.path), args, None, work))
+        results.append(
+            measure("local-watched", local, str(local.path), args, push_to=None, work=work)
+        )
         remote = work / "remote.git"
         subprocess.run(["git", "clone", "-q", "--bare", str(local.path), str(remote)], check=True)
-        results.append(measure("remote-polled", local, f"file://{remote}", args, remote, work))
+        results.append(
+            measure("remote-polled", local, f"file://{remote}", args, push_to=remote, work=work)
+        )
     print(json.dumps({"poll_interval_s": args.poll_interval_s, "results": results}, indent=2))
 
 
