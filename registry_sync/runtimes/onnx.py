@@ -9,7 +9,7 @@ import numpy as np
 
 from registry_sync.errors import InvalidInputError, PackageError
 from registry_sync.manifest import Signature
-from registry_sync.runtimes.columns import is_numeric
+from registry_sync.runtimes.columns import NUMERIC_TYPES, is_numeric, typed_columns
 
 __all__ = ["OnnxPredictor", "session_options"]
 
@@ -48,7 +48,12 @@ class OnnxPredictor:
             model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
         )
         self.input_names = tuple(spec.name for spec in signature.inputs)
-        self._numeric = is_numeric(signature.inputs)
+        # Categories of a numeric input are still numbers to ONNX (unlike to statsmodels or a
+        # pandas pipeline), so they ride in the float matrix; membership is checked by the
+        # gateway's decoder and, for direct callers, by predict_columns.
+        self._numeric = all(spec.type in NUMERIC_TYPES for spec in signature.inputs)
+        self._inputs = tuple(signature.inputs)
+        self._categorical = not is_numeric(signature.inputs)
         feeds = self.session.get_inputs()
         self._output = self.session.get_outputs()[0].name
         # A float32 export of a double-typed model answers in float64 like the original does.
@@ -72,6 +77,8 @@ class OnnxPredictor:
             ]
 
     def predict_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        if self._categorical:
+            typed_columns(columns, self._inputs)  # raises InvalidInputError naming the input
         if self._matrix_input is not None:
             matrix = np.column_stack([_column(columns, name) for name in self.input_names])
             return self.predict_matrix(matrix)

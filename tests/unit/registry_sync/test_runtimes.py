@@ -284,3 +284,38 @@ def test_statsmodels_model_without_a_formula_serves_named_columns(tmp_path: Path
     model = LoadedModel.from_path(saved.path)
     got = model.predict(exog.head(3))
     np.testing.assert_allclose(got, results.predict(exog.head(3)).to_numpy(), rtol=1e-12)
+
+
+def test_onnx_model_with_a_numeric_categorical_input_serves_through_the_matrix(
+    tmp_path: Path,
+) -> None:
+    """The demo's v1.2.0: cyl is a long restricted to {4, 6, 8}; ONNX still takes one matrix."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from registry_sync.data import mtcars
+    from registry_sync.errors import InvalidInputError
+    from registry_sync.manifest import Signature
+    from registry_sync.save import onnx_package_from_sklearn
+    from registry_sync.signature import infer_inputs, infer_outputs
+
+    data = mtcars()
+    features = pd.DataFrame(
+        {"hp": data["hp"], "wt": data["wt"], "cyl": data["cyl"].astype("int64")}
+    )
+    model = GradientBoostingRegressor(n_estimators=10, random_state=0).fit(features, data["mpg"])
+    signature = Signature(
+        inputs=infer_inputs(features.assign(cyl=data["cyl"])),
+        outputs=infer_outputs(model.predict(features)),
+    )
+    assert signature.inputs[2].categories == [4, 6, 8]
+    package = onnx_package_from_sklearn(
+        model, tmp_path / "pkg", example=features, name="cost", signature=signature
+    )
+    predictor = load_predictor(read_package(package.path))
+    expected = model.predict(features.head(2))
+    matrix = features.head(2).to_numpy(dtype=np.float64)
+    assert predictor.predict_matrix(matrix) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(InvalidInputError, match="cyl"):
+        predictor.predict_columns(
+            {"hp": np.array([110.0]), "wt": np.array([2.6]), "cyl": np.array([5.0])}
+        )
