@@ -13,7 +13,6 @@ from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings, load_settings
 from gateway.snapshot_source import DesiredStateSource
 from registry_sync.git import redact_url
-from registry_sync.sync_setup import split_list
 
 __all__ = ["add_commands", "serve"]
 
@@ -97,25 +96,18 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStat
     registry so /metrics shows the sync metrics too); the loop also writes
     `<cache>/snapshot.json`, so a restart in sidecar mode sees the same state.
     """
-    from registry_sync.sync_loop import SyncLoop
     from registry_sync.sync_metrics import SyncMetrics
-    from registry_sync.sync_setup import build_sync, watch_path_for
+    from registry_sync.sync_setup import build_loop
 
     assert settings.registry is not None
-    cache = _cache_dir(settings)
-    cache.mkdir(parents=True, exist_ok=True)
-    sync = build_sync(
+    return build_loop(
         settings.registry,
-        cache,
-        stages=split_list(settings.stages),
-        models=split_list(settings.models),
+        _cache_dir(settings),
+        stages=settings.stages,
+        models=settings.models,
         gc_grace_s=settings.gc_grace_s,
-    )
-    return SyncLoop(
-        sync,
-        cache,
         poll_interval_s=settings.poll_interval_s,
-        watch_path=watch_path_for(settings.registry) if settings.watch_registry else None,
+        watch=settings.watch_registry,
         metrics=SyncMetrics(metrics.registry),
     )
 

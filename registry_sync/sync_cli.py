@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from registry_sync.snapshot import SNAPSHOT_FILE, STATUS_FILE, write_snapshot
 from registry_sync.sync_loop import SyncLoop
 from registry_sync.sync_metrics import SyncMetrics
-from registry_sync.sync_setup import build_sync, split_list, watch_path_for
+from registry_sync.sync_setup import build_loop
 
 __all__ = ["add_commands"]
 
@@ -100,32 +100,25 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cache: Path = args.cache
-    cache.mkdir(parents=True, exist_ok=True)
-    sync = build_sync(
+    registry = CollectorRegistry()
+    loop = build_loop(
         args.registry,
         cache,
-        stages=split_list(args.stages),
-        models=split_list(args.models),
+        stages=args.stages,
+        models=args.models,
         gc_grace_s=args.gc_grace_s,
+        poll_interval_s=args.poll_interval_s,
+        watch=not args.no_watch,
+        metrics=SyncMetrics(registry),
     )
     if args.once:
-        return _run_once(sync, cache)
-    registry = CollectorRegistry()
-    metrics = SyncMetrics(registry)
+        return _run_once(loop, cache)
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, addr=args.metrics_host, registry=registry)
-    loop = SyncLoop(
-        sync,
-        cache,
-        poll_interval_s=args.poll_interval_s,
-        watch_path=None if args.no_watch else watch_path_for(args.registry),
-        metrics=metrics,
-    )
     return asyncio.run(_run_forever(loop))
 
 
-def _run_once(sync: Any, cache: Path) -> int:
-    loop = SyncLoop(sync, cache)
+def _run_once(loop: SyncLoop, cache: Path) -> int:
     state = asyncio.run(loop.poll())
     if state is None:
         print(f"sync failed: see {cache / STATUS_FILE}", file=sys.stderr)

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from registry_sync.sync import RegistrySync
+from registry_sync.sync_loop import SyncLoop
+from registry_sync.sync_metrics import SyncMetrics
 
-__all__ = ["MIRROR_DIRNAME", "build_sync", "split_list", "watch_path_for"]
+__all__ = ["MIRROR_DIRNAME", "build_loop", "build_sync", "split_list", "watch_path_for"]
 
 # Inside the cache: the local mirror of a remote registry (one, updated by fetch).
 MIRROR_DIRNAME = ".registry-mirror"
@@ -27,6 +29,36 @@ def build_sync(
     reader = open_reader(location, mirror_dir=cache_dir / MIRROR_DIRNAME)
     return RegistrySync.create(
         reader, cache_dir, stages=stages, models=models, gc_grace_s=gc_grace_s
+    )
+
+
+def build_loop(
+    location: str,
+    cache_dir: Path,
+    *,
+    stages: str | None,
+    models: str | None,
+    gc_grace_s: float,
+    poll_interval_s: float,
+    watch: bool,
+    metrics: SyncMetrics | None,
+) -> SyncLoop:
+    """The sync loop both modes run (sidecar `stageserve sync`, embedded `serve --registry`);
+    `stages` and `models` are comma-separated lists as flags and env give them."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    sync = build_sync(
+        location,
+        cache_dir,
+        stages=split_list(stages),
+        models=split_list(models),
+        gc_grace_s=gc_grace_s,
+    )
+    return SyncLoop(
+        sync,
+        cache_dir,
+        poll_interval_s=poll_interval_s,
+        watch_path=watch_path_for(location) if watch else None,
+        metrics=metrics,
     )
 
 

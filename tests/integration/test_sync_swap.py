@@ -156,13 +156,13 @@ def test_registry_outage_changes_nothing_and_changes_are_picked_up_when_it_retur
         with LoadStream(server.port, f"/predict/{MODEL}?stage=prod", BODY, clients=2) as load:
             shutil.move(registry.path, moved)
             wait_until(
-                lambda: (
-                    server.get("/models").body.get("sync", {}).get("result") == "error"
-                    or "error" in json.dumps(server.get("/models").body)
-                ),
+                lambda: (server.get("/models").body["sync"] or {}).get("result") == "error",
                 30,
                 "the outage to show in /models",
             )
+            outage = server.get("/models").body["sync"]
+            assert "no longer exists" in outage["message"]
+            assert outage["consecutive_failures"] >= 1
             time.sleep(3 * POLL_S)
             shutil.move(moved, registry.path)
             back = time.monotonic()
