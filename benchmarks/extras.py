@@ -42,7 +42,7 @@ def _per_call_us(fn: Callable[[], object], budget_s: float) -> float:
 
 def inprocess_costs(packages: dict[str, Path], budget_s: float) -> list[dict[str, Any]]:
     """µs per `predict_matrix` call (stageserve's runtime) and per raw session.run."""
-    from registry_sync.package import read_package
+    from registry_sync.package.read import read_package
     from registry_sync.runtimes import load_predictor
 
     out = []

@@ -5,8 +5,8 @@ Two models on 4 numeric mtcars features (hp, wt, disp, qsec): `linear` (LinearRe
 with their verified ONNX export, so stageserve serves them through onnxruntime. `gbr_pickle`
 is the same GBR without an export (stageserve's sklearn engine), the like-for-like engine
 comparison with the peers that serve the pickle. The registry is a real git repository
-written with `registry_sync.writer`; `stageserve sync --once` materializes it into the cache
-that `stageserve serve --cache` follows, as in a sidecar deployment.
+written with `registry_sync.registry.writer`; `stageserve sync --once` materializes it into
+the cache that `stageserve serve --cache` follows, as in a sidecar deployment.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from registry_sync import writer
-from registry_sync.data import mtcars
-from registry_sync.registry import GitRegistry
+from registry_sync.package.data import mtcars
+from registry_sync.registry import writer
+from registry_sync.registry.git_registry import GitRegistry
 from tests.models import NUMERIC_FEATURES, save_sklearn_package
 from tests.registry_packages import init_registry
 

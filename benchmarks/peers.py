@@ -18,7 +18,7 @@ __all__ = ["PEERS", "PeerSetup", "peer_versions", "prepare_peer"]
 
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / "venvs"
-MTCARS = HERE.parent / "registry_sync" / "data" / "mtcars.csv"
+MTCARS = HERE.parent / "registry_sync" / "package" / "data" / "mtcars.csv"
 # peer -> (pip requirements, a module whose import proves the install)
 PEERS: dict[str, tuple[list[str], str]] = {
     "mlflow": (["mlflow", "scikit-learn", "pandas"], "mlflow.sklearn"),

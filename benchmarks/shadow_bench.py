@@ -57,8 +57,8 @@ def _scenarios(folder: Path) -> dict[str, tuple[Path, Path]]:
 
 
 def _write_cache(cache: Path, primary: Path, shadow: Path) -> None:
-    from registry_sync.package import read_package
-    from registry_sync.snapshot import DesiredEntry, DesiredState, write_snapshot
+    from registry_sync.package.read import read_package
+    from registry_sync.sync.snapshot import DesiredEntry, DesiredState, write_snapshot
 
     entries = [
         DesiredEntry(
@@ -242,18 +242,19 @@ def path_cost(primary: Path, shadow_package: Path, iterations: int) -> dict[str,
     cost on the primary's path, not the shadow's work."""
     import asyncio
 
-    from gateway.audit import AuditWriter
-    from gateway.inference import Inference
-    from gateway.loaded import load_version
-    from gateway.metrics import GatewayMetrics
-    from gateway.pool import ModelPool
-    from gateway.predict_route import PredictRoute
-    from gateway.shadow import Shadow
-    from gateway.shadow_config import shadow_plans
+    from gateway.http.predict_route import PredictRoute
+    from gateway.pool.inference import Inference
+    from gateway.pool.loaded import load_version
+    from gateway.pool.model_pool import ModelPool
+    from gateway.shadow.config import shadow_plans
+    from gateway.shadow.metrics import ShadowMetrics
+    from gateway.shadow.worker import Shadow
+    from gateway.telemetry.audit import AuditWriter
+    from gateway.telemetry.metrics import GatewayMetrics
 
     folder = primary.parent.parent / "path-cache"
     _write_cache(folder, primary, shadow_package)
-    from registry_sync.snapshot import read_snapshot
+    from registry_sync.sync.snapshot import read_snapshot
 
     async def measure() -> dict[str, Any]:
         metrics = GatewayMetrics()
@@ -261,10 +262,11 @@ def path_cost(primary: Path, shadow_package: Path, iterations: int) -> dict[str,
         await pool.reconcile(read_snapshot(folder / "snapshot.json"))
         audit, inference = AuditWriter(), Inference(1)
         routes = {"off": PredictRoute(pool, metrics, audit, inference)}
+        shadow_metrics = ShadowMetrics(metrics.registry)
         workers = []
         for mode, sample in (("on", 1.0), ("on, sample 0.25", 0.25)):
             plans = shadow_plans({MODEL: {"prod": "dev"}}, sample=sample)
-            shadow = Shadow(pool, metrics.shadow, audit, plans)
+            shadow = Shadow(pool, shadow_metrics, audit, plans)
             workers.append((shadow, asyncio.create_task(shadow.run())))
             routes[mode] = PredictRoute(pool, metrics, audit, inference, shadow=shadow)
         body = json.dumps({"inputs": [{"hp": 110.0, "wt": 2.62, "disp": 160.0, "qsec": 16.46}]})

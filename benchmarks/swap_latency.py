@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from registry_sync import writer  # noqa: E402
-from registry_sync.registry import GitRegistry  # noqa: E402
+from registry_sync.registry import writer  # noqa: E402
+from registry_sync.registry.git_registry import GitRegistry  # noqa: E402
 from tests.integration.load import LoadStream  # noqa: E402
 from tests.integration.server import ServerProcess, wait_until  # noqa: E402
 from tests.models import example_rows, save_onnx_package  # noqa: E402

@@ -21,12 +21,12 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from sklearn.ensemble import GradientBoostingRegressor
 
-from registry_sync import writer
-from registry_sync.data import mtcars
-from registry_sync.manifest import ModelCard, Signature
-from registry_sync.registry import GitRegistry
-from registry_sync.save import onnx_package_from_sklearn, save_sklearn, save_statsmodels
-from registry_sync.signature import infer_inputs, infer_outputs
+from registry_sync.registry import writer
+from registry_sync.package.data import mtcars
+from registry_sync.package.manifest import ModelCard, Signature
+from registry_sync.registry.git_registry import GitRegistry
+from registry_sync.package.save import onnx_package_from_sklearn, save_sklearn, save_statsmodels
+from registry_sync.package.signature import infer_inputs, infer_outputs
 
 # The coefficients printed in the seed article (Turrell, "Why have a model registry?", 2023).
 ARTICLE_COEFFICIENTS = {
@@ -43,7 +43,7 @@ CARD = ModelCard(
     intended_use="Demo of stageserve: cost estimates for fleet planning.",
     limitations="Fit on 32 cars from 1973-74 (mtcars); do not extrapolate to modern cars.",
     owner="demo@stageserve",
-    training_data="R datasets::mtcars, 32 rows, shipped in registry_sync/data/mtcars.csv",
+    training_data="R datasets::mtcars, 32 rows, shipped in registry_sync/package/data/mtcars.csv",
 )
 
 

@@ -13,23 +13,24 @@ from pathlib import Path
 from litestar import Litestar
 from litestar.datastructures import State
 
-from gateway.activation import ActivationListener
-from gateway.audit import AuditWriter
 from gateway.drain import Drain
-from gateway.fast_lane import install_fast_lane
-from gateway.http_errors import exception_handlers
-from gateway.inference import Inference
-from gateway.loaded import Loader, load_version
-from gateway.metrics import GatewayMetrics
-from gateway.models_routes import models_routes
-from gateway.pool import ModelPool
-from gateway.predict_route import PredictRoute
+from gateway.http.errors import exception_handlers
+from gateway.http.fast_lane import install_fast_lane
+from gateway.http.models_routes import models_routes
+from gateway.http.predict_route import PredictRoute
+from gateway.http.v2_route import v2_routes
+from gateway.pool.inference import Inference
+from gateway.pool.loaded import Loader, load_version
+from gateway.pool.model_pool import ModelPool
+from gateway.pool.snapshot_source import DesiredStateSource, SnapshotFileSource
 from gateway.settings import Settings
-from gateway.shadow import Shadow
-from gateway.shadow_config import shadow_plans
-from gateway.snapshot_source import DesiredStateSource, SnapshotFileSource
-from gateway.v2_route import v2_routes
-from registry_sync.snapshot import STATUS_FILE
+from gateway.shadow.config import shadow_plans
+from gateway.shadow.metrics import ShadowMetrics
+from gateway.shadow.worker import Shadow
+from gateway.telemetry.activation import ActivationListener
+from gateway.telemetry.audit import AuditWriter
+from gateway.telemetry.metrics import GatewayMetrics
+from registry_sync.sync.snapshot import STATUS_FILE
 
 __all__ = ["Gateway", "create_app", "gateway_of"]
 
@@ -87,7 +88,7 @@ async def _retry_failed(pool: ModelPool, stop: asyncio.Event, interval_s: float)
 
 
 def _shadow(
-    settings: Settings, pool: ModelPool, metrics: GatewayMetrics, audit: AuditWriter
+    settings: Settings, pool: ModelPool, metrics: ShadowMetrics, audit: AuditWriter
 ) -> Shadow | None:
     plans = shadow_plans(
         settings.shadow,
@@ -98,7 +99,7 @@ def _shadow(
         return None
     return Shadow(
         pool,
-        metrics.shadow,
+        metrics,
         audit,
         plans,
         queue_max=settings.shadow_queue_max,
@@ -139,7 +140,8 @@ def create_app(
         queue_max=settings.audit_queue_max,
     )
     inference = Inference(settings.inference_threads)
-    shadow = _shadow(settings, pool, metrics, audit)
+    # Always registered (shadow on or off), so dashboards and alerts find the series.
+    shadow = _shadow(settings, pool, ShadowMetrics(metrics.registry), audit)
     predict = PredictRoute(
         pool,
         metrics,

@@ -18,9 +18,10 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gateway import journal_cli, serve_cli
+    from gateway import serve_cli
+    from gateway.telemetry import journal_cli
     from registry_sync import cli as registry_cli
-    from registry_sync import sync_cli
+    from registry_sync.sync import cli as sync_cli
 
     parser = argparse.ArgumentParser(
         prog="stageserve",

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import GatewayError
-from gateway.metrics import GatewayMetrics
+from gateway.pool.snapshot_source import DesiredStateSource
 from gateway.settings import Settings, load_settings
-from gateway.snapshot_source import DesiredStateSource
-from registry_sync.git import redact_url
+from gateway.telemetry.metrics import GatewayMetrics
+from registry_sync.registry.git import redact_url
 
 __all__ = ["add_commands", "serve"]
 
@@ -96,8 +96,8 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStat
     registry so /metrics shows the sync metrics too); the loop also writes
     `<cache>/snapshot.json`, so a restart in sidecar mode sees the same state.
     """
-    from registry_sync.sync_metrics import SyncMetrics
-    from registry_sync.sync_setup import build_loop
+    from registry_sync.sync.metrics import SyncMetrics
+    from registry_sync.sync.setup import build_loop
 
     assert settings.registry is not None
     return build_loop(
@@ -121,9 +121,9 @@ def run(settings: Settings) -> int:
 
     from gateway.app import create_app, gateway_of
     from gateway.drain import DrainingServer
-    from gateway.journal import ActivationJournal
     from gateway.logs import configure_logging
-    from registry_sync.snapshot import STATUS_FILE
+    from gateway.telemetry.journal import ActivationJournal
+    from registry_sync.sync.snapshot import STATUS_FILE
 
     configure_logging(settings.log_level)
     if settings.cache_dir is None and settings.registry is None:

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from registry_sync.registry import GitRegistry
-from registry_sync.registry_views import (
+from registry_sync.registry.git_registry import GitRegistry
+from registry_sync.registry.views import (
     HistoryEvent,
     ModelDetail,
     ModelSummary,
@@ -27,7 +27,7 @@ from registry_sync.registry_views import (
     TagWritten,
     parse_time,
 )
-from registry_sync.writer import Bump
+from registry_sync.registry.writer import Bump
 
 if TYPE_CHECKING:
     from registry_sync.runtimes import LoadedModel
@@ -132,7 +132,7 @@ def load(
     The package is exported from the version's commit into `cache_dir` (a fresh temporary
     folder by default) and every artifact's sha256 is checked before it is loaded.
     """
-    from registry_sync.package import read_package
+    from registry_sync.package.read import read_package
     from registry_sync.runtimes import LoadedModel, load_predictor
 
     reg = open_registry(registry)

@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 
 from registry_sync import cli_format
-from registry_sync.registry import GitRegistry
-from registry_sync.registry_views import parse_time
+from registry_sync.registry.git_registry import GitRegistry
+from registry_sync.registry.views import parse_time
 
 __all__ = ["add_commands"]
 
@@ -170,7 +170,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from registry_sync.check import check_registry
+    from registry_sync.registry.check import check_registry
 
     report = check_registry(_open(args))
     _emit(args, report, cli_format.format_check(report))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from registry_sync.check import CheckReport
-from registry_sync.registry_views import (
+from registry_sync.registry.check import CheckReport
+from registry_sync.registry.views import (
     HistoryEvent,
     ModelDetail,
     ModelSummary,

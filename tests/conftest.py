@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from registry_sync.data import mtcars
+from registry_sync.package.data import mtcars
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from registry_sync.data import mtcars
-from registry_sync.manifest import ModelCard
-from registry_sync.save import (
+from registry_sync.package.data import mtcars
+from registry_sync.package.manifest import ModelCard
+from registry_sync.package.save import (
     onnx_package_from_sklearn,
     save_sklearn,
     save_statsmodels,

@@ -6,8 +6,8 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from registry_sync.manifest import ColumnSpec, FileEntry, Manifest, ModelCard, Signature
-from registry_sync.package import write_manifest
+from registry_sync.package.manifest import ColumnSpec, FileEntry, Manifest, ModelCard, Signature
+from registry_sync.package.read import write_manifest
 
 __all__ = ["git", "init_registry", "write_package"]
 

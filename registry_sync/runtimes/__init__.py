@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from registry_sync.errors import UnsupportedFormatError
-from registry_sync.package import ModelPackage
+from registry_sync.package.read import ModelPackage
 from registry_sync.runtimes.loaded import LoadedModel
 
 __all__ = ["LoadedModel", "Predictor", "load_predictor"]

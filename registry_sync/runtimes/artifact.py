@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from registry_sync.errors import DigestMismatchError, MissingFileError, PackageError
-from registry_sync.package import ModelPackage, sha256_bytes
+from registry_sync.package.read import ModelPackage, sha256_bytes
 
 __all__ = ["read_verified", "unpickle_verified"]
 

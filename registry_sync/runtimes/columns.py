@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from registry_sync.errors import InvalidInputError
-from registry_sync.manifest import ColumnSpec
-from registry_sync.signature import to_python
+from registry_sync.package.manifest import ColumnSpec
+from registry_sync.package.signature import to_python
 
 __all__ = ["NUMERIC_TYPES", "is_numeric", "to_columns", "typed_columns", "typed_frame"]
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from registry_sync.manifest import Manifest, Signature
-from registry_sync.package import ModelPackage, read_package
+from registry_sync.package.manifest import Manifest, Signature
+from registry_sync.package.read import ModelPackage, read_package
 from registry_sync.runtimes.columns import to_columns
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from registry_sync.errors import InvalidInputError, PackageError
-from registry_sync.manifest import Signature
+from registry_sync.package.manifest import Signature
 from registry_sync.runtimes.columns import NUMERIC_TYPES, is_numeric, typed_columns
 
 __all__ = ["OnnxPredictor", "session_options"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from registry_sync.errors import InvalidInputError
-from registry_sync.manifest import Signature
+from registry_sync.package.manifest import Signature
 from registry_sync.runtimes.columns import is_numeric, typed_frame
 
 __all__ = ["SklearnPredictor"]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from registry_sync.errors import InvalidInputError
-from registry_sync.manifest import Signature
+from registry_sync.package.manifest import Signature
 from registry_sync.runtimes.columns import to_columns, typed_columns, typed_frame
 
 __all__ = ["StatsmodelsPredictor"]

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from registry_sync.package import read_package
-from registry_sync.snapshot import DesiredEntry, DesiredState, ModelSyncError, write_snapshot
+from registry_sync.package.read import read_package
+from registry_sync.sync.snapshot import DesiredEntry, DesiredState, ModelSyncError, write_snapshot
 
 __all__ = ["Served", "ServerProcess", "entry", "free_port", "wait_until", "write_state"]
 

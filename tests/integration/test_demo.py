@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from registry_sync import writer
-from registry_sync.registry import GitRegistry
+from registry_sync.registry import writer
+from registry_sync.registry.git_registry import GitRegistry
 from tests.integration.server import ROOT, ServerProcess, wait_until
 
 pytestmark = pytest.mark.slow

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from registry_sync import writer
-from registry_sync.registry import GitRegistry
-from registry_sync.snapshot import SNAPSHOT_FILE, read_snapshot
+from registry_sync.registry import writer
+from registry_sync.registry.git_registry import GitRegistry
+from registry_sync.sync.snapshot import SNAPSHOT_FILE, read_snapshot
 from tests.deploy_render import (
     Container,
     LocalPod,

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from registry_sync.package import read_package
+from registry_sync.package.read import read_package
 from registry_sync.runtimes import load_predictor
-from registry_sync.snapshot import ModelSyncError
+from registry_sync.sync.snapshot import ModelSyncError
 from tests.integration.server import ServerProcess, entry, write_state
 from tests.models import (
     example_rows,

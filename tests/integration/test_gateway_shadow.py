@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.shadow_config import sample_point
-from registry_sync.package import read_package
+from gateway.shadow.config import sample_point
+from registry_sync.package.read import read_package
 from registry_sync.runtimes import load_predictor
 from tests.integration.server import ServerProcess, entry, wait_until, write_state
 from tests.models import NUMERIC_FEATURES, example_rows, save_sklearn_package

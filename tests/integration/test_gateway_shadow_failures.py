@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from registry_sync.data import mtcars
-from registry_sync.package import read_package
+from registry_sync.package.data import mtcars
+from registry_sync.package.read import read_package
+from registry_sync.package.save import save_sklearn
 from registry_sync.runtimes import load_predictor
-from registry_sync.save import save_sklearn
 from tests.integration.server import ServerProcess, entry, wait_until, write_state
 from tests.integration.test_gateway_shadow import settle
 from tests.models import NUMERIC_FEATURES, example_rows, save_sklearn_package

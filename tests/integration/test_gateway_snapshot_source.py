@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.snapshot_source import SnapshotFileSource
-from registry_sync.snapshot import DesiredEntry, DesiredState, write_snapshot
+from gateway.pool.snapshot_source import SnapshotFileSource
+from registry_sync.sync.snapshot import DesiredEntry, DesiredState, write_snapshot
 
 
 def _state(version: str) -> DesiredState:

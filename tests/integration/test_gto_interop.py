@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from registry_sync.registry import GitRegistry
+from registry_sync.registry.git_registry import GitRegistry
 from tests.gto_driver import (
     GTO_EXE,
     commit_package,

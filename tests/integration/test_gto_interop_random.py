@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry_sync.registry import GitRegistry
+from registry_sync.registry.git_registry import GitRegistry
 from tests.gto_driver import commit_package, gto_clock, gto_registry, gto_stage
 from tests.registry_packages import init_registry
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from registry_sync import writer
-from registry_sync.package import read_package
-from registry_sync.registry import GitRegistry
+from registry_sync.package.read import read_package
+from registry_sync.registry import writer
+from registry_sync.registry.git_registry import GitRegistry
 from registry_sync.runtimes import load_predictor
 from tests.integration.load import Answer, LoadStream
 from tests.integration.server import ROOT, ServerProcess, wait_until

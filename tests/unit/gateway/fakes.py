@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from gateway.errors import ModelLoadError
-from gateway.loaded import LoadedVersion, warm_up
-from gateway.request_schema import RequestSchema
-from registry_sync.manifest import ColumnSpec, FileEntry, Manifest, Signature
-from registry_sync.snapshot import DesiredEntry, DesiredState
+from gateway.pool.loaded import LoadedVersion, warm_up
+from gateway.schema.request_schema import RequestSchema
+from registry_sync.package.manifest import ColumnSpec, FileEntry, Manifest, Signature
+from registry_sync.sync.snapshot import DesiredEntry, DesiredState
 
 SIGNATURE = Signature(
     inputs=[ColumnSpec(name="hp", type="double"), ColumnSpec(name="wt", type="double")],

@@ -10,10 +10,10 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app, gateway_of
-from gateway.metrics import GatewayMetrics
-from gateway.pool import ModelPool
+from gateway.pool.model_pool import ModelPool
 from gateway.settings import Settings
-from registry_sync.snapshot import DesiredState
+from gateway.telemetry.metrics import GatewayMetrics
+from registry_sync.sync.snapshot import DesiredState
 from tests.unit.gateway.fakes import FakeLoader, entry, state
 
 

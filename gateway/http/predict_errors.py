@@ -1,0 +1,73 @@
+"""Refused and failed predict requests: the JSON error response and the metrics it counts."""
+
+from __future__ import annotations
+
+from litestar.types import Send
+
+from gateway.errors import RequestError
+from gateway.http.errors import error_headers, error_payload, status_of
+from gateway.pool.model_pool import ModelPool
+from gateway.pool.route_table import Route
+from gateway.telemetry.metrics import UNKNOWN, GatewayMetrics
+
+__all__ = ["ServerFailureError", "count_error", "send_error"]
+
+_JSON = b"application/json"
+# validation_errors_total{kind} for refusals that are not InputValidationErrors (which carry
+# their own kind: type, missing, unknown, category, non_finite, shape).
+_ERROR_KIND = {400: "malformed", 413: "too_large", 415: "content_type"}
+
+
+class ServerFailureError(Exception):
+    """A 500 with a stable code: output_invalid, inference_failed, internal_error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+async def send_error(
+    send: Send, exc: RequestError | ServerFailureError, rid: str, retry_after_s: int
+) -> int:
+    """Send the JSON error response; returns its status."""
+    if isinstance(exc, ServerFailureError):
+        status, payload, extra = 500, error_payload(exc.code, exc.message), []
+    else:
+        status = status_of(exc)
+        payload = error_payload(exc.code, exc.message, exc.details)
+        extra = error_headers(exc, retry_after_s)
+    headers = [
+        (b"content-type", _JSON),
+        (b"content-length", str(len(payload)).encode()),
+        (b"x-request-id", rid.encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
+    return status
+
+
+def count_error(
+    metrics: GatewayMetrics,
+    pool: ModelPool,
+    route: Route | None,
+    *,
+    model: str,
+    stage: str,
+    exc: Exception,
+    status: int,
+) -> None:
+    """requests_total and validation_errors_total for a refused or failed request."""
+    if route is not None:
+        route.metrics.status(status).inc()
+    else:
+        # Label values only from names the desired state knows: clients cannot grow
+        # the label set by inventing model or stage names.
+        stages = pool.wanted_stages(model)
+        model = model if stages else UNKNOWN
+        stage = stage if stage in stages else UNKNOWN
+        metrics.requests_total.labels(model, stage, "", str(status)).inc()
+    kind = getattr(exc, "kind", None) or _ERROR_KIND.get(status)
+    if kind is not None:
+        metrics.validation_errors_total.labels(model, kind).inc()

@@ -1,0 +1,281 @@
+"""`POST /predict/{model}`: the hot path, as a raw ASGI handler inside the Litestar app.
+
+Everything a request needs is prebuilt when a version is routed to (decoder, metric children,
+header pairs), so a request does: read body → decode into Structs → predict → validate output
+→ encode → send, then three metric updates and one queue put for the audit record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol
+
+import msgspec
+from litestar.handlers import ASGIRouteHandler, asgi
+from litestar.types import Receive, Scope, Send
+
+from gateway.errors import (
+    MethodNotAllowedError,
+    ModelNotReadyError,
+    RequestError,
+    UnknownModelError,
+    UnsupportedMediaTypeError,
+)
+from gateway.http.predict_errors import ServerFailureError, count_error, send_error
+from gateway.http.request_ids import RequestIds
+from gateway.http.request_io import read_body, stage_of
+from gateway.pool.inference import Inference
+from gateway.pool.model_pool import ModelPool
+from gateway.pool.route_table import Route
+from gateway.schema.request_schema import InputBatch
+from gateway.shadow.worker import Shadow
+from gateway.telemetry.audit import AuditWriter
+from gateway.telemetry.metrics import GatewayMetrics
+
+__all__ = ["BodyFormat", "PredictBody", "PredictResponse", "PredictRoute"]
+
+log = logging.getLogger("stageserve.predict")
+_JSON = b"application/json"
+
+
+class PredictResponse(msgspec.Struct, frozen=True):
+    model: str
+    stage: str
+    version: str
+    request_id: str
+    predictions: list[Any]
+
+
+class BodyFormat(Protocol):
+    """How a protocol's request body becomes a batch, and predictions its response body."""
+
+    usage: str
+
+    def decode(self, route: Route, body: bytes) -> tuple[InputBatch, Any]:
+        """The validated batch, and whatever `encode` needs from the request."""
+        ...
+
+    def encode(self, route: Route, rid: str, predictions: list[Any], context: Any) -> bytes: ...
+
+
+class PredictBody:
+    """stageserve's own format: `{"inputs": ...}` (and MLflow's) in, `PredictResponse` out."""
+
+    usage = "POST /predict/{model}"
+
+    def __init__(self) -> None:
+        self._encode = msgspec.json.Encoder().encode
+
+    def decode(self, route: Route, body: bytes) -> tuple[InputBatch, Any]:
+        return route.loaded.schema.decode(body), None
+
+    def encode(self, route: Route, rid: str, predictions: list[Any], context: Any) -> bytes:
+        del context
+        version = route.loaded.version
+        return self._encode(PredictResponse(route.model, route.stage, version, rid, predictions))
+
+
+class PredictRoute:
+    """The predict handler's state; `handler()` wraps it as a Litestar ASGI route handler."""
+
+    def __init__(
+        self,
+        pool: ModelPool,
+        metrics: GatewayMetrics,
+        audit: AuditWriter,
+        inference: Inference,
+        *,
+        default_stage: str = "prod",
+        max_body_bytes: int = 1_048_576,
+        retry_after_s: int = 5,
+        shadow: Shadow | None = None,
+    ) -> None:
+        self.pool = pool
+        self.metrics = metrics
+        self.audit = audit
+        self.inference = inference
+        self.default_stage = default_stage
+        self.max_body_bytes = max_body_bytes
+        self.retry_after_s = retry_after_s
+        # None unless some stage is shadowed: then the only cost here is one `is None` test.
+        self.shadow = shadow
+        self.ids = RequestIds()
+        self.inflight = 0
+        self.body_format: BodyFormat = PredictBody()
+        metrics.track_inflight(lambda: self.inflight)
+
+    def handler(self) -> ASGIRouteHandler:
+        # A mount, not "/predict/{model:str}": litestar 2.25 looks up an ASGI route's path
+        # parameters under the HTTP method and fails (KeyError 'POST'); a mount hands us the
+        # rest of the path in scope["path"] instead ("/cost_predictor/").
+        return asgi("/predict", is_mount=True, copy_scope=False, name="predict")(self.handle)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        query = scope["query_string"]
+        stage = (stage_of(query) if query else "") or self.default_stage
+        await self.serve(
+            scope, receive, send, model=scope["path"].strip("/"), stage=stage, started=started
+        )
+
+    async def serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        model: str,
+        stage: str,
+        started: float,
+        body_format: BodyFormat | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Answer one predict request for (model, stage), in `body_format` (default: ours);
+        `version` refuses the request unless that exact version serves the stage."""
+        fmt = body_format or self.body_format
+        content_type = declared = incoming = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                declared = value
+            elif name == b"x-request-id":
+                incoming = value
+        rid = self.ids.keep_or_new(incoming)
+        method: str = scope["method"]  # type: ignore[typeddict-item]
+        route: Route | None = None
+        batch: InputBatch | None = None
+        try:
+            if not model or "/" in model:
+                raise UnknownModelError(
+                    f"no such route; use {fmt.usage}", {"models": self.pool.wanted_models()}
+                )
+            if method != "POST":
+                raise MethodNotAllowedError(method, ("POST",))
+            if content_type is None or content_type.split(b";", 1)[0].strip().lower() != _JSON:
+                raise UnsupportedMediaTypeError(
+                    "content-type must be application/json", {"expected": "application/json"}
+                )
+            stages = self.pool.routes.get(model)
+            if stages is None or stage not in stages:
+                raise self._missing(model, stage)
+            body = await read_body(receive, declared, self.max_body_bytes)
+            # Look up again after the await: a swap may have happened while the body arrived.
+            # No await between this lookup and `inflight += 1` (see ModelPool._release).
+            route = self.pool.routes.get(model, {}).get(stage)
+            if route is None:
+                raise self._missing(model, stage)
+            if version is not None and route.loaded.version != version:
+                raise UnknownModelError(
+                    f"{model} {version} is no longer served",
+                    {"model": model, "served": route.loaded.version},
+                )
+            batch, context = fmt.decode(route, body)
+            await self._answer(send, route, batch, rid=rid, fmt=fmt, context=context)
+            status = 200
+        except (RequestError, ServerFailureError) as exc:
+            status = await send_error(send, exc, rid, self.retry_after_s)
+            count_error(
+                self.metrics, self.pool, route, model=model, stage=stage, exc=exc, status=status
+            )
+        except Exception as exc:  # a bug: still one JSON 500, one metric, one audit record
+            log.exception("predict %s failed", model)
+            failure = ServerFailureError("internal_error", "internal server error")
+            status = await send_error(send, failure, rid, self.retry_after_s)
+            count_error(
+                self.metrics, self.pool, route, model=model, stage=stage, exc=exc, status=status
+            )
+        latency = time.perf_counter() - started
+        if route is not None:
+            route.metrics.duration.observe(latency)
+        if self.audit.enabled:
+            lv = route.loaded if route is not None else None
+            self.audit.submit(
+                (
+                    time.time(),
+                    rid,
+                    model,
+                    stage,
+                    lv.version if lv else None,
+                    lv.digest if lv else None,
+                    status,
+                    latency,
+                    batch.rows if batch else 0,
+                    batch,
+                )
+            )
+            # Never drop a record: past the limit, wait for the writer. A plain call and a
+            # rare await, not a coroutine per request (~10 µs under load).
+            while self.audit.is_full():
+                await asyncio.sleep(0.001)
+
+    async def _answer(
+        self,
+        send: Send,
+        route: Route,
+        batch: InputBatch,
+        *,
+        rid: str,
+        fmt: BodyFormat,
+        context: Any,
+    ) -> None:
+        lv = route.loaded
+        lv.inflight += 1
+        self.inflight += 1
+        try:
+            t = time.perf_counter()
+            try:
+                if batch.rows <= lv.inline_max_rows:
+                    out = lv.predict(batch)
+                else:
+                    out = await self.inference.in_pool(lv.predict, batch)
+            except Exception as exc:
+                log.error("%s %s inference failed: %s", lv.model, lv.version, type(exc).__name__)
+                raise ServerFailureError(
+                    "inference_failed", "the model failed on this input"
+                ) from exc
+            inference_s = time.perf_counter() - t
+            try:
+                predictions = lv.schema.predictions(out, batch.rows)
+            except ValueError as exc:
+                log.error("%s %s output invalid: %s", lv.model, lv.version, exc)
+                raise ServerFailureError(
+                    "output_invalid", "the model's output failed validation"
+                ) from None
+        finally:
+            lv.inflight -= 1
+            self.inflight -= 1
+        payload = fmt.encode(route, rid, predictions, context)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    *route.headers,
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"x-request-id", rid.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+        m = route.metrics
+        m.ok.inc()
+        m.inference.observe(inference_s)
+        m.rows.observe(batch.rows)
+        if self.shadow is not None:  # after the response: an O(1) enqueue (see shadow.py)
+            self.shadow.offer(route, batch, predictions, inference_s, rid)
+
+    def _missing(self, model: str, stage: str) -> RequestError:
+        stages = self.pool.wanted_stages(model)
+        if stage in stages:
+            return ModelNotReadyError(
+                f"{model} has no loaded version for stage {stage!r} yet",
+                {"model": model, "stage": stage},
+            )
+        if stages:
+            return UnknownModelError(
+                f"model {model!r} has no stage {stage!r}", {"model": model, "stages": stages}
+            )
+        return UnknownModelError(f"no model {model!r}", {"models": self.pool.wanted_models()})

@@ -1,0 +1,95 @@
+"""What `/models` and `/models/{model}` report: per stage, what serves and how it got there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gateway.pool.model_pool import ModelPool
+from gateway.shadow.worker import Shadow
+from registry_sync.sync.snapshot import read_status
+
+__all__ = ["model_status", "models_status", "sync_overview"]
+
+
+def _stage_status(pool: ModelPool, model: str, stage: str) -> dict[str, Any]:
+    st = pool.statuses[(model, stage)]
+    route = pool.routes.get(model, {}).get(stage)
+    out: dict[str, Any] = {
+        "stage": stage,
+        "assigned_version": st.wanted.version,
+        "assigned_digest": st.wanted.digest,
+        "state": st.state,
+        "version": None,
+        "digest": None,
+        "last_error": st.error,
+        "last_error_at": st.error_at,
+    }
+    if route is not None:
+        lv = route.loaded
+        manifest = lv.manifest
+        out.update(
+            version=lv.version,
+            digest=lv.digest,
+            engine=lv.engine,
+            # Requests up to this many rows run on the event loop, larger on the pool.
+            inline_max_rows=min(lv.inline_max_rows, 10**9),
+            load_seconds=round(lv.load_s, 4),
+            format=manifest.format,
+            signature=msgspec.to_builtins(manifest.signature),
+            card=msgspec.to_builtins(manifest.card),
+            metrics=manifest.metrics,
+            labels=manifest.labels,
+        )
+    return out
+
+
+def _sync(pool: ModelPool, model: str) -> dict[str, Any]:
+    state = pool.desired
+    if state is None:
+        return {"generated_at": None, "registry": None, "errors": []}
+    return {
+        "generated_at": state.generated_at,
+        "registry": state.registry,
+        "errors": [msgspec.to_builtins(e) for e in state.errors if e.model == model],
+    }
+
+
+def model_status(
+    pool: ModelPool, model: str, shadow: Shadow | None = None
+) -> dict[str, Any] | None:
+    """One model's stages, or None when the desired state does not name it."""
+    stages = pool.wanted_stages(model)
+    has_errors = pool.desired is not None and any(e.model == model for e in pool.desired.errors)
+    if not stages and not has_errors:
+        return None
+    plans = shadow.plans.get(model, {}) if shadow is not None else {}
+    return {
+        "name": model,
+        "stages": {s: _stage_status(pool, model, s) for s in stages},
+        "sync": _sync(pool, model),
+        # Which stages are shadowed by which (details: GET /models/{model}/shadow).
+        "shadow": [plan.describe() for plan in plans.values()],
+    }
+
+
+def models_status(pool: ModelPool, shadow: Shadow | None = None) -> list[dict[str, Any]]:
+    names = set(pool.wanted_models())
+    if pool.desired is not None:
+        names |= {e.model for e in pool.desired.errors}
+    return [s for name in sorted(names) if (s := model_status(pool, name, shadow)) is not None]
+
+
+def sync_overview(status_path: Path | None) -> dict[str, Any] | None:
+    """How the registry polls went (read from the sync loop's status file, embedded or
+    sidecar): a registry outage never changes the snapshot, so this is where it shows."""
+    if status_path is None:
+        return None
+    try:
+        return msgspec.to_builtins(read_status(status_path))  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return {"result": "unknown", "message": f"unreadable sync status: {exc}"}

@@ -1,0 +1,105 @@
+"""`registry check`: the pull-request check of a registry (tags, packages, stages)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+
+from registry_sync.errors import RegistryError
+from registry_sync.registry.gto_tags import looks_like_ours, parse_tag
+from registry_sync.registry.repository import RegistryRepo
+
+__all__ = ["CheckReport", "Problem", "check_registry"]
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    subject: str  # the tag, "model@version" or "model#stage" the problem is about
+    message: str
+
+
+class CheckReport(msgspec.Struct, frozen=True, kw_only=True):
+    registry: str
+    tags: int
+    versions: int
+    stages: int
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_registry(reg: RegistryRepo) -> CheckReport:
+    """Every GTO-looking tag parses, every registered version's package at its commit is valid
+    with matching digests, and every stage resolves to a registered version."""
+    from registry_sync.package.read import read_package
+
+    problems: list[Problem] = []
+    annotated = {t.name for t in reg.git.tags()}
+    names = reg.git.tag_names()
+    for name in names:
+        if not looks_like_ours(name):
+            continue
+        if parse_tag(name) is None:
+            problems.append(Problem(subject=name, message="looks like a GTO tag, does not parse"))
+        elif name not in annotated:
+            problems.append(
+                Problem(subject=name, message="lightweight tag: gto ignores it, so do we")
+            )
+    view = reg.view()
+    allowed = reg.allowed_stages()
+    versions = stages = 0
+    for model, art in sorted(view.state.items()):
+        per_commit = Counter(v.commit for v in art.versions if not v.discovered)
+        for commit, count in per_commit.items():
+            if count > 1:
+                problems.append(
+                    Problem(subject=model, message=f"{count} versions registered at {commit[:12]}")
+                )
+        for version in art.registered_versions():
+            if not version.is_active:
+                continue
+            versions += 1
+            subject = f"{model}@{version.version}"
+            with tempfile.TemporaryDirectory(prefix="stageserve-check-") as tmp:
+                dest = Path(tmp) / model
+                try:
+                    dest.mkdir()
+                    reg.git.export(version.commit, reg.package_path(model, version.commit), dest)
+                    package = read_package(dest)
+                except RegistryError as exc:
+                    message = str(exc).replace(str(dest), reg.package_path(model, version.commit))
+                    problems.append(Problem(subject=subject, message=message))
+                    continue
+            if package.manifest.name != model:
+                problems.append(
+                    Problem(
+                        subject=subject,
+                        message=f"model.yaml names the model {package.manifest.name!r}",
+                    )
+                )
+        for stage in art.stages():
+            found = art.resolve(stage)
+            if found is None:
+                continue
+            stages += 1
+            subject = f"{model}#{stage}"
+            if allowed is not None and stage not in allowed:
+                problems.append(Problem(subject=subject, message="stage is not listed in .gto"))
+            if found.discovered:
+                problems.append(
+                    Problem(
+                        subject=subject,
+                        message=f"resolves to commit {found.commit[:12]}, not a registered version",
+                    )
+                )
+    return CheckReport(
+        registry=reg.display_location,
+        tags=len(names),
+        versions=versions,
+        stages=stages,
+        problems=problems,
+    )

@@ -1,0 +1,185 @@
+"""Registry queries: list, show, which (now or at a time), history, and stage resolution."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from registry_sync.errors import ManifestError, NoVersionInStageError
+from registry_sync.registry.events import PRIORITY, ArtifactState
+from registry_sync.registry.repository import RegistryRepo, RegistryView
+from registry_sync.registry.views import (
+    HistoryEvent,
+    ModelDetail,
+    ModelSummary,
+    ResolvedStage,
+    StageResolution,
+    VersionInfo,
+    iso_time,
+)
+
+__all__ = ["history", "list_models", "resolve_stages", "show", "which"]
+
+
+def list_models(
+    reg: RegistryRepo,
+    *,
+    label: str | None = None,
+    search: str | None = None,
+    deprecated: bool = False,
+) -> list[ModelSummary]:
+    view = reg.view()
+    found = []
+    for name in sorted(view.state):
+        art = view.state[name]
+        if art.deprecated and not deprecated:
+            continue
+        description, labels = _about(reg, view, art)
+        if label is not None and label not in labels:
+            continue
+        needle = (search or "").lower()
+        if needle and needle not in name.lower() and needle not in description.lower():
+            continue
+        latest = art.latest()
+        found.append(
+            ModelSummary(
+                name=name,
+                latest=latest.version if latest else None,
+                stages=_stages(art),
+                description=description,
+                labels=labels,
+                deprecated=art.deprecated,
+            )
+        )
+    return found
+
+
+def show(reg: RegistryRepo, name: str) -> ModelDetail:
+    view = reg.view()
+    art = view.artifact(name)
+    stages = _stages(art)
+    versions = [
+        VersionInfo(
+            version=v.version,
+            commit=v.commit,
+            registered_at=iso_time(max(e.time for e in v.registrations)),
+            active=v.is_active,
+            stages=sorted(s for s, ver in stages.items() if ver == v.version),
+            author=v.registrations[-1].author,
+        )
+        for v in art.registered_versions()
+    ]
+    latest = art.latest()
+    description, labels = _about(reg, view, art)
+    manifest = None
+    if latest is not None:
+        try:
+            manifest = reg.manifest_at(name, latest.commit)
+        except ManifestError:
+            manifest = None
+    return ModelDetail(
+        name=name,
+        path=reg.package_path(name, latest.commit) if latest else f"{reg.models_dir}/{name}",
+        deprecated=art.deprecated,
+        latest=latest.version if latest else None,
+        stages=stages,
+        versions=versions,
+        description=description,
+        labels=labels,
+        format=manifest.format if manifest else None,
+        card=manifest.card if manifest else None,
+        signature=manifest.signature if manifest else None,
+    )
+
+
+def which(reg: RegistryRepo, name: str, stage: str, *, at: float | None = None) -> StageResolution:
+    """The version serving `stage` now, or at unix time `at`: over the events stamped in
+    whole seconds before it (one in the very second of `at` may have come after it)."""
+    at = None if at is None else math.floor(at)
+    view = reg.view(at=at)
+    if name not in view.state:
+        if at is not None and name in reg.view().state:
+            raise NoVersionInStageError(name, stage, iso_time(at))
+        view.artifact(name)
+    found = view.state[name].resolve(stage)
+    if found is None:
+        raise NoVersionInStageError(name, stage, iso_time(at) if at is not None else None)
+    return StageResolution(
+        model=name,
+        stage=stage,
+        version=found.version,
+        commit=found.commit,
+        assigned_at=iso_time(found.assigned_at(stage)),
+        at=iso_time(at) if at is not None else None,
+    )
+
+
+def history(reg: RegistryRepo, name: str | None = None) -> list[HistoryEvent]:
+    """Every tag event, oldest first (gto history's order: time, then event priority)."""
+    view = reg.view()
+    if name is not None:
+        view.artifact(name)
+    state = view.state
+    events = []
+    for art in state.values():
+        if name is not None and art.name != name:
+            continue
+        for version in art.versions:
+            for event in version.all_events():
+                if event.tag is not None:
+                    events.append(event)
+        events.extend(art.deprecations)
+    events.sort(key=lambda e: (e.time, PRIORITY[e.kind], e.counter or 0, e.tag or ""))
+    return [
+        HistoryEvent(
+            time=iso_time(e.time),
+            event=e.kind,
+            model=e.model,
+            commit=e.commit,
+            tag=e.tag or "",
+            version=e.version,
+            stage=e.stage,
+            author=e.author,
+            author_email=e.author_email,
+            message=e.message,
+        )
+        for e in events
+    ]
+
+
+def resolve_stages(
+    reg: RegistryRepo, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None
+) -> list[ResolvedStage]:
+    """Every (model, stage) that resolves to a version, for the sync loop."""
+    view = reg.view()
+    found = []
+    for name in sorted(view.state):
+        if models is not None and name not in models:
+            continue
+        art = view.state[name]
+        for stage in art.stages():
+            if stages is not None and stage not in stages:
+                continue
+            version = art.resolve(stage)
+            if version is not None:
+                found.append(ResolvedStage(name, stage, version.version, version.commit))
+    return found
+
+
+def _about(reg: RegistryRepo, view: RegistryView, art: ArtifactState) -> tuple[str, list[str]]:
+    """Description and labels: artifacts.yaml at HEAD, else the latest version's commit."""
+    entry = view.artifacts.get(art.name)
+    if entry is None and (latest := art.latest()) is not None:
+        entry = reg.artifacts_at(latest.commit).get(art.name)
+    entry = entry or {}
+    labels = entry.get("labels") or []
+    return str(entry.get("description") or ""), [str(x) for x in labels]
+
+
+def _stages(art: ArtifactState) -> dict[str, str]:
+    found = {}
+    for stage in art.stages():
+        version = art.resolve(stage)
+        if version is not None:
+            found[stage] = version.version
+    return found

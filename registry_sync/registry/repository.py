@@ -1,0 +1,184 @@
+"""The repository handle: a git repository in GTO's tag format, read into a `RegistryView`.
+
+Queries (queries.py) and writes (writer.py) take this handle; `GitRegistry`
+(git_registry.py) combines the three into one object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import msgspec
+import yaml
+
+from registry_sync.errors import (
+    ManifestError,
+    ModelNotFoundError,
+    NotARegistryError,
+    VersionNotFoundError,
+)
+from registry_sync.package.manifest import Manifest
+from registry_sync.registry.events import ArtifactState, Event, VersionState, fold
+from registry_sync.registry.git import Git, TagRecord, ensure_repo
+from registry_sync.registry.gto_tags import parse_tag
+from registry_sync.registry.remote import Mirror, default_mirror_dir, is_url
+
+__all__ = ["ARTIFACTS_FILE", "CONFIG_FILE", "RegistryRepo", "RegistryView"]
+
+ARTIFACTS_FILE = "artifacts.yaml"
+CONFIG_FILE = ".gto"
+
+
+@dataclass(frozen=True)
+class RegistryView:
+    """Everything one query needs, read from git once."""
+
+    tags: list[TagRecord]
+    events: list[Event]
+    head: str | None
+    artifacts: dict[str, dict[str, Any]]  # artifacts.yaml at HEAD
+    state: dict[str, ArtifactState]
+
+    def artifact(self, name: str) -> ArtifactState:
+        found = self.state.get(name)
+        if found is None:
+            raise ModelNotFoundError(name, sorted(self.state))
+        return found
+
+
+class RegistryRepo:
+    """A model registry in a git repository (a local path, or the mirror of a remote URL)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        models_dir: str = "models",
+        mirror: Mirror | None = None,
+        display: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.models_dir = models_dir.strip("/")
+        self.mirror = mirror
+        self.git = Git(self.path, display=display or str(path))
+        ensure_repo(self.git)
+
+    @classmethod
+    def open(
+        cls, location: str | Path, *, mirror_dir: Path | None = None, models_dir: str = "models"
+    ) -> Self:
+        """A local registry, or a remote one through its (created or fetched) local mirror."""
+        text = str(location)
+        if not is_url(text):
+            return cls(Path(text), models_dir=models_dir)
+        mirror = Mirror(text, mirror_dir or default_mirror_dir(text))
+        mirror.update()
+        return cls(mirror.folder, models_dir=models_dir, mirror=mirror, display=mirror.display)
+
+    @property
+    def display_location(self) -> str:
+        return self.git.display
+
+    def refresh(self) -> None:
+        """Fetch a remote registry's new tags into the mirror (a local one is always current)."""
+        if self.mirror is not None:
+            self.mirror.update()
+
+    # -- reading the repository -------------------------------------------------------------
+
+    def view(self, *, at: int | None = None) -> RegistryView:
+        tags = self.git.tags()
+        events = [event for tag in tags if (event := _event(tag)) is not None]
+        commit_times = {tag.commit: tag.commit_time for tag in tags}
+        # As of `at`, HEAD was the newest commit no later than `at` (gto reads HEAD's
+        # artifacts.yaml); after that, `at` only filters events by time.
+        head = self.git.head() if at is None else self.git.head_at(at)
+        artifacts = self.artifacts_at(head) if head else {}
+        head_info = None
+        if head is not None:
+            head_info = (head, self.git.commit_time(head), frozenset(artifacts))
+        state = fold(events, commit_times, head=head_info, at=at)
+        return RegistryView(tags, events, head, artifacts, state)
+
+    def artifacts_at(self, commit: str) -> dict[str, dict[str, Any]]:
+        raw = self.git.read_file(commit, ARTIFACTS_FILE)
+        if raw is None:
+            return {}
+        try:
+            data = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ManifestError(f"{self.display_location}:{ARTIFACTS_FILE}", str(exc)) from None
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): v if isinstance(v, dict) else {} for k, v in data.items()}
+
+    def allowed_stages(self) -> list[str] | None:
+        """The stages `.gto` allows (None: any): the work tree's file as gto reads it, else
+        HEAD's (a bare mirror has no work tree)."""
+        raw: bytes | None = None
+        if not self.git.is_bare():
+            config = Path(self.git.run("rev-parse", "--show-toplevel").strip()) / CONFIG_FILE
+            raw = config.read_bytes() if config.is_file() else None
+        if raw is None and (head := self.git.head()) is not None:
+            raw = self.git.read_file(head, CONFIG_FILE)
+        try:
+            data = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as exc:
+            raise NotARegistryError(self.display_location, f"{CONFIG_FILE}: {exc}") from None
+        stages = data.get("stages") if isinstance(data, dict) else None
+        return [str(s) for s in stages] if isinstance(stages, list) else None
+
+    def package_path(self, name: str, commit: str) -> str:
+        """Where the model's package lives at `commit`: artifacts.yaml's path, else models/NAME."""
+        entry = self.artifacts_at(commit).get(name, {})
+        path = entry.get("path") if isinstance(entry, dict) else None
+        return str(path).strip("/") if path else f"{self.models_dir}/{name}"
+
+    def manifest_at(self, name: str, commit: str) -> Manifest:
+        where = f"{name}@{commit[:12]}:{self.package_path(name, commit)}"
+        raw = self.git.read_file(commit, f"{self.package_path(name, commit)}/model.yaml")
+        if raw is None:
+            raise ManifestError(where, "no model.yaml at this version's commit")
+        try:
+            return msgspec.convert(yaml.safe_load(raw), type=Manifest)
+        except (yaml.YAMLError, msgspec.ValidationError) as exc:
+            raise ManifestError(where, f"model.yaml: {exc}") from None
+
+    def version_state(
+        self, name: str, version: str, view: RegistryView | None = None
+    ) -> VersionState:
+        art = (view or self.view()).artifact(name)
+        found = art.find(version)
+        if found is None:
+            raise VersionNotFoundError(
+                name, version, [v.version for v in art.registered_versions()]
+            )
+        return found
+
+    def export_package(self, name: str, version: str, dest: Path) -> Path:
+        """Write the package files of a registered version into `dest` (created if needed)."""
+        found = self.version_state(name, version)
+        dest.mkdir(parents=True, exist_ok=True)
+        self.git.export(found.commit, self.package_path(name, found.commit), dest)
+        return dest
+
+
+def _event(tag: TagRecord) -> Event | None:
+    parsed = parse_tag(tag.name)
+    if parsed is None:
+        return None
+    return Event(
+        kind=parsed.kind.value,
+        model=parsed.name,
+        time=tag.time,
+        commit=tag.commit,
+        tag=tag.name,
+        version=parsed.version,
+        stage=parsed.stage,
+        counter=parsed.counter,
+        author=tag.tagger,
+        author_email=tag.tagger_email,
+        message=tag.message.strip(),
+    )

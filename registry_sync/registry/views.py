@@ -1,0 +1,119 @@
+"""What registry queries return: msgspec Structs, so `--json` is `msgspec.json.encode(result)`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from registry_sync.package.manifest import ModelCard, Signature
+
+__all__ = [
+    "HistoryEvent",
+    "ModelDetail",
+    "ModelSummary",
+    "ResolvedStage",
+    "StageResolution",
+    "TagWritten",
+    "VersionInfo",
+    "iso_time",
+    "parse_time",
+]
+
+
+class ModelSummary(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    latest: str | None
+    # stage -> the version serving it, for every stage the model has ever used.
+    stages: dict[str, str]
+    description: str = ""
+    labels: list[str] = []
+    deprecated: bool = False
+
+
+class ResolvedStage(msgspec.Struct, frozen=True):
+    """What a stage resolves to, as the sync loop reads it: the version and its commit."""
+
+    model: str
+    stage: str
+    version: str
+    commit: str
+
+
+class VersionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    version: str
+    commit: str
+    registered_at: str | None
+    # False once deregistered (gto's is_active).
+    active: bool
+    # The stages this version serves now.
+    stages: list[str] = []
+    author: str = ""
+
+
+class ModelDetail(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    path: str
+    deprecated: bool
+    latest: str | None
+    stages: dict[str, str]
+    versions: list[VersionInfo]
+    description: str = ""
+    labels: list[str] = []
+    # From the latest version's model.yaml (None when it has none, e.g. a gto-only artifact).
+    format: str | None = None
+    card: ModelCard | None = None
+    signature: Signature | None = None
+
+
+class StageResolution(msgspec.Struct, frozen=True, kw_only=True):
+    model: str
+    stage: str
+    version: str
+    commit: str
+    # When this version was (last) assigned to the stage.
+    assigned_at: str
+    # The time the question was asked about (None: now).
+    at: str | None = None
+
+
+class HistoryEvent(msgspec.Struct, frozen=True, kw_only=True):
+    time: str
+    event: str  # registration, deregistration, assignment, unassignment, deprecation
+    model: str
+    commit: str
+    tag: str
+    version: str | None = None
+    stage: str | None = None
+    author: str = ""
+    author_email: str = ""
+    message: str = ""
+
+
+def iso_time(unix_s: int) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> int:
+    """ISO 8601 (date, or date and time, with or without a zone; naive means UTC) -> unix s."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"time {text!r} is not ISO 8601 (e.g. 2024-10-01 or 2024-10-01T12:00:00+02:00)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+class TagWritten(msgspec.Struct, frozen=True, kw_only=True):
+    """A tag a registry write created (and pushed, for a remote registry)."""
+
+    model: str
+    tag: str
+    event: str
+    commit: str
+    time: str
+    version: str | None = None
+    stage: str | None = None

@@ -1,0 +1,167 @@
+"""When to sync: poll with jitter, wake early on a local registry change, back off on failure.
+
+The same loop drives the embedded mode (the gateway consumes `updates()`, a
+DesiredStateSource) and the sidecar (`stageserve sync`, which only writes the cache). Each
+changed desired state is written atomically to `<cache>/snapshot.json`;
+`<cache>/sync-status.json` records every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import watchfiles
+
+from registry_sync.errors import RegistryError
+from registry_sync.sync.metrics import SyncMetrics
+from registry_sync.sync.registry_sync import RegistrySync, utc_now_iso
+from registry_sync.sync.snapshot import (
+    SNAPSHOT_FILE,
+    STATUS_FILE,
+    DesiredState,
+    SyncStatus,
+    write_snapshot,
+    write_status,
+)
+
+__all__ = ["SyncLoop"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncLoop:
+    sync: RegistrySync
+    cache_dir: Path
+    poll_interval_s: float = 10.0
+    # Each wait is poll_interval_s * (1 ± jitter_fraction): replicas do not poll in lockstep.
+    jitter_fraction: float = 0.1
+    max_backoff_s: float = 300.0
+    # A local registry's git directory: a change there wakes the loop at once.
+    watch_path: Path | None = None
+    metrics: SyncMetrics | None = None
+    failures: int = 0
+    last_success_at: str | None = None
+    last_state: DesiredState | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def updates(self, stop: asyncio.Event) -> AsyncIterator[DesiredState]:
+        """Yield the first desired state, then every one that differs from the previous."""
+        watcher = None
+        if self.watch_path is not None:
+            watcher = asyncio.create_task(self._watch(self.watch_path, stop))
+        try:
+            while not stop.is_set():
+                state = await self.poll()
+                if state is not None and _differs(state, self.last_state):
+                    self.last_state = state
+                    await asyncio.to_thread(write_snapshot, state, self.cache_dir / SNAPSHOT_FILE)
+                    yield state
+                await self._wait(self.next_delay_s(), stop)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    async def poll(self) -> DesiredState | None:
+        """One attempt; returns None when the registry could not be read."""
+        self._changed.clear()
+        attempt_at = utc_now_iso()
+        try:
+            state = await asyncio.to_thread(self.sync.run_once)
+        except RegistryError as exc:
+            self.failures += 1
+            log.error("registry sync failed (%d in a row): %s", self.failures, exc)
+            self._record("error", attempt_at, str(exc), [])
+            return None
+        self.failures = 0
+        self.last_success_at = attempt_at
+        result = "partial" if state.errors else "ok"
+        message = "; ".join(e.message for e in state.errors)
+        self._record(result, attempt_at, message, state)
+        return state
+
+    def next_delay_s(self) -> float:
+        base = self.poll_interval_s
+        if self.failures:
+            base = min(self.max_backoff_s, self.poll_interval_s * 2 ** (self.failures - 1))
+        spread = base * self.jitter_fraction
+        return max(0.05, base + random.uniform(-spread, spread))
+
+    def _record(
+        self, result: str, attempt_at: str, message: str, state: DesiredState | list[object]
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.record_poll(result, now_s=time.time(), failures=self.failures)
+            if isinstance(state, DesiredState):
+                self.metrics.record_model_errors(state.errors)
+        status = SyncStatus(
+            registry=self.sync.reader.display_location,
+            last_attempt_at=attempt_at,
+            last_success_at=self.last_success_at,
+            result=result,
+            message=message,
+            consecutive_failures=self.failures,
+        )
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            write_status(status, self.cache_dir / STATUS_FILE)
+        except OSError as exc:  # the status file is informative; never stop syncing for it
+            log.warning("cannot write sync status: %s", exc)
+
+    async def _wait(self, delay_s: float, stop: asyncio.Event) -> None:
+        stop_wait = asyncio.create_task(stop.wait())
+        change_wait = asyncio.create_task(self._changed.wait())
+        try:
+            await asyncio.wait(
+                {stop_wait, change_wait}, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in (stop_wait, change_wait):
+                task.cancel()
+
+    async def _watch(self, path: Path, stop: asyncio.Event) -> None:
+        # Tags and commits land under refs/ and in packed-refs; a short debounce groups the
+        # several files one `git tag` writes into one wake-up. watchfiles' default filter
+        # drops everything under .git, so pass our own.
+        try:
+            async for _ in watchfiles.awatch(
+                path,
+                stop_event=stop,
+                watch_filter=_is_ref_change,
+                debounce=150,
+                step=25,
+                recursive=True,
+            ):
+                self._changed.set()
+        except (OSError, RuntimeError) as exc:
+            log.warning(
+                "cannot watch %s (%s); polling every %.1fs only", path, exc, self.poll_interval_s
+            )
+
+
+def _is_ref_change(change: watchfiles.Change, path: str) -> bool:
+    if path.endswith(".lock"):
+        return False
+    return "/refs/" in path or path.endswith("/packed-refs") or path.endswith("/HEAD")
+
+
+def _differs(state: DesiredState, previous: DesiredState | None) -> bool:
+    # Error times change on every poll; only what is served or what failed matters.
+    return (
+        previous is None
+        or state.entries != previous.entries
+        or _messages(state) != _messages(previous)
+    )
+
+
+def _messages(state: DesiredState) -> list[tuple[str, str | None, str | None, str]]:
+    return [(e.model, e.stage, e.version, e.message) for e in state.errors]

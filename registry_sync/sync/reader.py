@@ -1,0 +1,59 @@
+"""The registry as the sync loop reads it: opened lazily, re-checked on every poll.
+
+Opening lazily matters: a gateway that starts while its registry is unreachable must still
+start (and serve what its cache holds); the outage is then one failed poll, not a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from registry_sync.errors import RegistryUnreachableError
+from registry_sync.registry.git import redact_url
+from registry_sync.registry.git_registry import GitRegistry
+from registry_sync.registry.remote import is_url
+from registry_sync.registry.views import ResolvedStage
+
+__all__ = ["LazyRegistryReader", "open_reader"]
+
+
+class LazyRegistryReader:
+    def __init__(self, location: str, *, mirror_dir: Path, models_dir: str = "models") -> None:
+        self.location = location
+        self.mirror_dir = mirror_dir
+        self.models_dir = models_dir
+        self._registry: GitRegistry | None = None
+
+    @property
+    def display_location(self) -> str:
+        return redact_url(self.location) if is_url(self.location) else self.location
+
+    def refresh(self) -> None:
+        if self._registry is None:
+            self._registry = GitRegistry.open(
+                self.location, mirror_dir=self.mirror_dir, models_dir=self.models_dir
+            )
+            return
+        if self._registry.mirror is None and not Path(self.location).is_dir():
+            # A local registry moved away: say so plainly instead of a git error.
+            raise RegistryUnreachableError(self.location, "the folder no longer exists")
+        self._registry.refresh()
+
+    def resolve_stages(
+        self, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None
+    ) -> list[ResolvedStage]:
+        return self._opened().resolve_stages(stages=stages, models=models)
+
+    def export_package(self, name: str, version: str, dest: Path) -> Path:
+        return self._opened().export_package(name, version, dest)
+
+    def _opened(self) -> GitRegistry:
+        if self._registry is None:
+            self.refresh()
+        assert self._registry is not None
+        return self._registry
+
+
+def open_reader(location: str, *, mirror_dir: Path) -> LazyRegistryReader:
+    return LazyRegistryReader(location, mirror_dir=mirror_dir)

@@ -1,0 +1,145 @@
+"""One pass of registry sync: resolve every (model, stage), materialize, build the snapshot.
+
+`RegistrySync.run_once()` is synchronous and does the git work; the loop around it
+(`sync_loop.py`) decides when to call it. A model whose new version cannot be fetched,
+verified or read keeps its last good entry and is reported in `DesiredState.errors`, so one
+broken package never takes another model (or the serving version of itself) down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from registry_sync.errors import PackageError, RegistryError
+from registry_sync.registry.views import ResolvedStage
+from registry_sync.sync.materialize import Materializer, PackageExporter
+from registry_sync.sync.snapshot import (
+    SNAPSHOT_FILE,
+    DesiredEntry,
+    DesiredState,
+    ModelSyncError,
+    read_snapshot,
+)
+
+__all__ = ["RegistryReader", "RegistrySync", "utc_now_iso"]
+
+log = logging.getLogger(__name__)
+
+
+class RegistryReader(PackageExporter, Protocol):
+    """What the sync loop needs from a registry (GitRegistry provides it)."""
+
+    @property
+    def display_location(self) -> str:
+        """Where the registry is, safe to log (no credentials)."""
+        ...
+
+    def refresh(self) -> None:
+        """Bring a remote registry's local mirror up to date (no-op for a local path)."""
+        ...
+
+    def resolve_stages(
+        self, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None
+    ) -> list[ResolvedStage]: ...
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class RegistrySync:
+    reader: RegistryReader
+    materializer: Materializer
+    stages: Sequence[str] | None = None
+    models: Sequence[str] | None = None
+    _last_good: dict[tuple[str, str], DesiredEntry] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        reader: RegistryReader,
+        cache_dir: Path,
+        *,
+        stages: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
+        gc_grace_s: float = 600.0,
+    ) -> RegistrySync:
+        sync = cls(reader, Materializer(cache_dir, gc_grace_s=gc_grace_s), stages, models)
+        sync.seed_from_snapshot(cache_dir / SNAPSHOT_FILE)
+        return sync
+
+    def seed_from_snapshot(self, path: Path) -> None:
+        """After a restart, the last snapshot on disk is the last good state."""
+        try:
+            previous = read_snapshot(path)
+        except FileNotFoundError:
+            return
+        except Exception as exc:  # a corrupt snapshot is no reason to stop syncing
+            log.warning("ignoring unreadable snapshot %s: %s", path, exc)
+            return
+        self._remember(previous.entries)
+
+    def run_once(self) -> DesiredState:
+        """Raises RegistryError when the registry itself cannot be read (nothing changes)."""
+        self.reader.refresh()
+        resolved = self.reader.resolve_stages(stages=self.stages, models=self.models)
+        entries: list[DesiredEntry] = []
+        errors: list[ModelSyncError] = []
+        for item in resolved:
+            try:
+                done = self.materializer.materialize(
+                    self.reader, item.model, item.version, item.commit
+                )
+            except RegistryError as exc:
+                message = f"{item.model}@{item.version}: {_reason(exc)}"
+                log.error("cannot materialize for stage %s: %s", item.stage, message)
+                errors.append(
+                    ModelSyncError(
+                        model=item.model,
+                        stage=item.stage,
+                        version=item.version,
+                        message=message,
+                        at=utc_now_iso(),
+                    )
+                )
+                previous = self._last_good.get((item.model, item.stage))
+                if previous is not None:
+                    entries.append(previous)
+                continue
+            entries.append(
+                DesiredEntry(
+                    model=item.model,
+                    stage=item.stage,
+                    version=item.version,
+                    package_path=str(done.path),
+                    digest=done.digest,
+                )
+            )
+        entries.sort(key=lambda e: (e.model, e.stage))
+        self._last_good = {}
+        self._remember(entries)
+        self.materializer.collect_garbage({Path(e.package_path) for e in entries})
+        return DesiredState(
+            generated_at=utc_now_iso(),
+            registry=self.reader.display_location,
+            entries=entries,
+            errors=errors,
+        )
+
+    def _remember(self, entries: Iterable[DesiredEntry]) -> None:
+        for entry in entries:
+            self._last_good[(entry.model, entry.stage)] = entry
+
+
+def _reason(exc: RegistryError) -> str:
+    """The error without the temporary export folder it happened in (meaningless to users)."""
+    text = str(exc)
+    if isinstance(exc, PackageError) and text.startswith(f"{exc.path}: "):
+        return text[len(exc.path) + 2 :]
+    return text

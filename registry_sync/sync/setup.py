@@ -1,0 +1,86 @@
+"""Build a RegistrySync for a registry location (local path or git URL)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from registry_sync.sync.loop import SyncLoop
+from registry_sync.sync.metrics import SyncMetrics
+from registry_sync.sync.registry_sync import RegistrySync
+
+__all__ = ["MIRROR_DIRNAME", "build_loop", "build_sync", "split_list", "watch_path_for"]
+
+# Inside the cache: the local mirror of a remote registry (one, updated by fetch).
+MIRROR_DIRNAME = ".registry-mirror"
+
+
+def build_sync(
+    location: str,
+    cache_dir: Path,
+    *,
+    stages: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    gc_grace_s: float = 600.0,
+) -> RegistrySync:
+    from registry_sync.sync.reader import open_reader
+
+    reader = open_reader(location, mirror_dir=cache_dir / MIRROR_DIRNAME)
+    return RegistrySync.create(
+        reader, cache_dir, stages=stages, models=models, gc_grace_s=gc_grace_s
+    )
+
+
+def build_loop(
+    location: str,
+    cache_dir: Path,
+    *,
+    stages: str | None,
+    models: str | None,
+    gc_grace_s: float,
+    poll_interval_s: float,
+    watch: bool,
+    metrics: SyncMetrics | None,
+) -> SyncLoop:
+    """The sync loop both modes run (sidecar `stageserve sync`, embedded `serve --registry`);
+    `stages` and `models` are comma-separated lists as flags and env give them."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    sync = build_sync(
+        location,
+        cache_dir,
+        stages=split_list(stages),
+        models=split_list(models),
+        gc_grace_s=gc_grace_s,
+    )
+    return SyncLoop(
+        sync,
+        cache_dir,
+        poll_interval_s=poll_interval_s,
+        watch_path=watch_path_for(location) if watch else None,
+        metrics=metrics,
+    )
+
+
+def watch_path_for(location: str) -> Path | None:
+    """The git directory of a local registry (where new tags land), or None for a URL."""
+    path = Path(location)
+    if "://" in location or not path.is_dir():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--absolute-git-dir"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(out.stdout.strip())
+
+
+def split_list(value: str | None) -> list[str] | None:
+    """ "dev, prod" -> ["dev", "prod"]; empty or None -> None (meaning: all)."""
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
+    return items or None

@@ -1,0 +1,99 @@
+"""AuditWriter: every submitted record written once, flushed on stop, rotated by size."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import msgspec
+
+from gateway.schema.request_schema import RequestSchema
+from gateway.telemetry.audit import AuditWriter, Entry
+from tests.unit.gateway.fakes import SIGNATURE
+
+
+def _entry(i: int, batch: object = None) -> Entry:
+    return (1_790_000_000.25 + i, f"req-{i}", "cost", "prod", "v1", "sha256:d", 200, 4e-4, 1, batch)  # type: ignore[return-value]
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_every_record_submitted_while_running_is_written_once_by_stop(tmp_path: Path) -> None:
+    writer = AuditWriter(tmp_path / "a" / "audit.jsonl", flush_interval_s=0.001)
+
+    async def run() -> None:
+        writer.open()
+        task = asyncio.create_task(writer.run())
+        for i in range(5000):
+            writer.submit(_entry(i))
+            if i % 500 == 0:
+                await asyncio.sleep(0)  # let the flusher take some batches meanwhile
+        await writer.stop(task)
+
+    asyncio.run(run())
+    records = _lines(tmp_path / "a" / "audit.jsonl")
+    assert [r["request_id"] for r in records] == [f"req-{i}" for i in range(5000)]
+    assert records[0]["time"] == "2026-09-21T14:13:20.250000Z"
+    assert records[0]["latency_ms"] == 0.4
+    assert writer.written == 5000
+
+
+def test_the_input_hash_is_of_the_canonical_inputs_and_inputs_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    batch = RequestSchema(SIGNATURE).decode(msgspec.json.encode({"inputs": [{"hp": 1, "wt": 2}]}))
+    canonical = b'{"hp":[1.0],"wt":[2.0]}'
+    for name, include in (("plain", False), ("full", True)):
+        writer = AuditWriter(tmp_path / f"{name}.jsonl", include_inputs=include)
+        writer.open()
+        writer.submit(_entry(0, batch))
+        writer.close()
+    (p,) = _lines(tmp_path / "plain.jsonl")
+    (f,) = _lines(tmp_path / "full.jsonl")
+    assert p["input_sha256"] == f["input_sha256"] == hashlib.sha256(canonical).hexdigest()
+    assert "inputs" not in p
+    assert f["inputs"] == {"hp": [1.0], "wt": [2.0]}
+
+
+def test_the_file_rotates_by_size_keeping_the_configured_backups(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    writer = AuditWriter(path, max_bytes=2000, backups=2)
+    writer.open()
+    for i in range(200):
+        writer.submit(_entry(i))
+        if i % 10 == 9:
+            writer.flush()
+    writer.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
+    ids = [r["request_id"] for name in files[::-1] for r in _lines(tmp_path / name)]
+    assert ids == [f"req-{i}" for i in range(200 - len(ids), 200)]
+
+
+def test_records_also_go_to_a_stream() -> None:
+    stream = io.BytesIO()
+    writer = AuditWriter(stdout=True, stream=stream)
+    writer.open()
+    writer.submit(_entry(1))
+    writer.close()
+    assert json.loads(stream.getvalue())["request_id"] == "req-1"
+
+
+def test_a_full_backlog_is_reported_so_requests_wait_instead_of_dropping() -> None:
+    writer = AuditWriter(stdout=True, stream=io.BytesIO(), queue_max=3)
+    for i in range(3):
+        writer.submit(_entry(i))
+    assert writer.is_full()
+    writer.flush()
+    assert not writer.is_full()
+    assert writer.written == 3
+
+
+def test_a_writer_without_sinks_is_disabled() -> None:
+    assert not AuditWriter().enabled
