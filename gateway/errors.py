@@ -1,7 +1,6 @@
 """The errors the gateway raises on purpose; `gateway/http_errors.py` maps them to HTTP.
 
 GatewayError
-├── SettingsError            a setting could not be read or cast (names the key and source)
 ├── ModelLoadError           a version failed to load or warm up (it is never routed to)
 │   └── OutputInvalidError   a model's output failed validation (wrong count, type, non-finite)
 └── RequestError             a predict request that cannot be answered (one HTTP status each)
@@ -12,11 +11,16 @@ GatewayError
     ├── UnsupportedMediaTypeError 415: content-type is not application/json
     ├── InputValidationError      422: the inputs do not match the signature (names the path)
     └── ModelNotReadyError        503: the stage has no loaded version yet
+
+`SettingsError` (a setting could not be read or cast; names the key and source) comes from
+`registry_sync.errors`: the settings loader is shared with `stageserve sync`.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from registry_sync.errors import SettingsError
 
 __all__ = [
     "GatewayError",
@@ -36,14 +40,6 @@ __all__ = [
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
-
-
-class SettingsError(GatewayError):
-    def __init__(self, key: str, source: str, reason: str) -> None:
-        self.key = key
-        self.source = source
-        self.reason = reason
-        super().__init__(f"setting {key!r} from {source}: {reason}")
 
 
 class ModelLoadError(GatewayError):

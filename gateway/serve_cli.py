@@ -121,8 +121,8 @@ def run(settings: Settings) -> int:
 
     from gateway.app import create_app, gateway_of
     from gateway.drain import DrainingServer
-    from gateway.logs import configure_logging
     from gateway.telemetry.journal import ActivationJournal
+    from registry_sync.logs import configure_logging
     from registry_sync.sync.snapshot import STATUS_FILE
 
     configure_logging(settings.log_level)

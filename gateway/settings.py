@@ -4,46 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
-import yaml
 
-from gateway.errors import SettingsError
+from registry_sync.errors import SettingsError
+from registry_sync.settings_layers import ENV_PREFIX, load_layered
+from registry_sync.sync.settings import SyncSettings
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
 
-ENV_PREFIX = "STAGESERVE_"
 
-
-class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Everything the gateway reads from its environment; built once in `main()`."""
+class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything `serve` reads from its environment; built once in `main()`. The sync's
+    settings (registry, cache_dir, poll_interval_s, ...) are inherited from `SyncSettings`:
+    embedded mode runs the same sync in this process."""
 
     host: str = "127.0.0.1"
     """Address uvicorn binds to."""
     port: int = 8000
     """TCP port uvicorn binds to."""
-    cache_dir: str | None = None
-    """Sidecar: watch `<cache_dir>/snapshot.json` (from `stageserve sync`). Embedded: where
-    packages are materialized (default `$XDG_CACHE_HOME/stageserve`, else ~/.cache/stageserve)."""
-    registry: str | None = None
-    """Embedded mode: the registry (path or URL) the gateway syncs from itself."""
-    poll_interval_s: float = 10.0
-    """Embedded mode: seconds between registry polls."""
-    stages: str | None = None
-    """Embedded mode: comma-separated stages to follow (default: all)."""
-    models: str | None = None
-    """Embedded mode: comma-separated models to follow (default: all)."""
-    gc_grace_s: float = 600.0
-    """Embedded mode: keep unassigned packages in the cache this long before deleting them."""
-    watch_registry: bool = True
-    """Embedded mode: wake the sync loop when a local registry's git directory changes."""
     journal_path: str | None = None
     """Activation journal (JSON lines: when each version really started/stopped serving)."""
     default_stage: str = "prod"
     """Stage used by `POST /predict/{model}` when the query has no `stage`."""
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-    """Log level of the gateway and uvicorn."""
     max_body_bytes: int = 1_048_576
     """Largest predict request body accepted (413 above it)."""
     max_rows: int = 10_000
@@ -87,34 +71,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """A shadow prediction taking longer than this counts as a timeout and is not compared."""
 
 
-_FIELDS: dict[str, Any] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
 # Mappings: an environment variable (or flag) gives them as one JSON object.
 _JSON_FIELDS = frozenset({"shadow", "shadow_sample_by_model"})
-
-
-def _cast(key: str, value: Any, source: str) -> Any:
-    try:
-        if key in _JSON_FIELDS and isinstance(value, str | bytes):
-            value = msgspec.json.decode(value)
-        return msgspec.convert(value, type=_FIELDS[key], strict=False)
-    except msgspec.DecodeError as exc:
-        raise SettingsError(key, source, f"not a JSON object: {exc}") from None
-    except msgspec.ValidationError as exc:
-        raise SettingsError(key, source, str(exc)) from None
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError("config", str(path), f"cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SettingsError("config", str(path), f"not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise SettingsError("config", str(path), "must be a mapping of setting names to values")
-    return data
 
 
 def load_settings(
@@ -127,27 +85,7 @@ def load_settings(
     The config file comes from `config_file` or else `STAGESERVE_CONFIG`; unknown keys in it
     (and unknown flags) are errors, so a typo never silently falls back to a default.
     """
-    flags = flags or {}
-    environ = environ if environ is not None else {}
-    if config_file is None:
-        config_file = environ.get(ENV_PREFIX + "CONFIG")
-    file_values = _read_file(Path(config_file)) if config_file else {}
-    for key in file_values:
-        if key not in _FIELDS:
-            raise SettingsError(str(key), str(config_file), "unknown setting")
-    values: dict[str, Any] = {}
-    for key in _FIELDS:
-        env_key = ENV_PREFIX + key.upper()
-        if flags.get(key) is not None:
-            values[key] = _cast(key, flags[key], "the command line")
-        elif env_key in environ:
-            values[key] = _cast(key, environ[env_key], f"environment variable {env_key}")
-        elif key in file_values:
-            values[key] = _cast(key, file_values[key], str(config_file))
-    for key in flags:
-        if key not in _FIELDS:
-            raise SettingsError(key, "the command line", "unknown setting")
-    settings = Settings(**values)
+    settings = load_layered(Settings, flags, environ, config_file, json_fields=_JSON_FIELDS)
     _check(settings)
     return settings
 

@@ -11,6 +11,7 @@ RegistryError
 ├── IncompatibleSignatureError assign would break the stage's clients
 ├── InvalidTagError            a tag (or name, version) that looks like ours but does not parse
 ├── GitCommandError            a git command failed in a way none of the others describes
+├── SettingsError              a setting could not be read or cast (names the key and source)
 └── PackageError               a model package is invalid
     ├── ManifestError          model.yaml does not parse or has wrong/unknown fields
     ├── MissingFileError       a file the manifest lists is absent
@@ -41,6 +42,7 @@ __all__ = [
     "PackageError",
     "RegistryError",
     "RegistryUnreachableError",
+    "SettingsError",
     "SizeMismatchError",
     "StageNotAllowedError",
     "UnsupportedFormatError",
@@ -203,3 +205,13 @@ class GitCommandError(RegistryError):
         self.command = command
         self.reason = reason
         super().__init__(f"{location}: git {command} failed: {reason}")
+
+
+class SettingsError(RegistryError):
+    """Raised by the settings loader both `serve` and `sync` use (settings_layers.py)."""
+
+    def __init__(self, key: str, source: str, reason: str) -> None:
+        self.key = key
+        self.source = source
+        self.reason = reason
+        super().__init__(f"setting {key!r} from {source}: {reason}")

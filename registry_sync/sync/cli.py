@@ -13,8 +13,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from registry_sync.errors import SettingsError
+from registry_sync.logs import configure_logging
 from registry_sync.sync.loop import SyncLoop
 from registry_sync.sync.metrics import SyncMetrics
+from registry_sync.sync.settings import load_sync_settings
 from registry_sync.sync.setup import build_loop
 from registry_sync.sync.snapshot import SNAPSHOT_FILE, STATUS_FILE, write_snapshot
 
@@ -30,10 +33,57 @@ def add_commands(sub: Any) -> None:
         description=(
             "Resolve every (model, stage) of the registry, materialize and verify each "
             "assigned package under --cache, and write <cache>/snapshot.json atomically for "
-            "`stageserve serve --cache` to follow. Runs until SIGTERM, or once with --once."
+            "`stageserve serve --cache` to follow. Runs until SIGTERM, or once with --once. "
+            "Flags beat STAGESERVE_* environment variables, which beat the --config file "
+            "(the same file `serve` reads; keys that are serve's are skipped here)."
         ),
     )
-    add_sync_options(p)
+    p.add_argument(
+        "--registry",
+        metavar="PATH_OR_URL",
+        help="registry git repository: a local path or a git URL (env STAGESERVE_REGISTRY)",
+    )
+    p.add_argument(
+        "--cache",
+        dest="cache_dir",
+        metavar="DIR",
+        help="cache folder for packages and the snapshot (env STAGESERVE_CACHE_DIR)",
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML settings file (env STAGESERVE_CONFIG)")
+    p.add_argument(
+        "--poll-interval-s",
+        type=float,
+        help="seconds between registry polls, ±10%% jitter (default 10; env "
+        "STAGESERVE_POLL_INTERVAL_S)",
+    )
+    p.add_argument(
+        "--stages",
+        help="comma-separated stages to follow (default: all; env STAGESERVE_STAGES)",
+    )
+    p.add_argument(
+        "--models",
+        help="comma-separated models to follow (default: all; env STAGESERVE_MODELS)",
+    )
+    p.add_argument(
+        "--gc-grace-s",
+        type=float,
+        help="keep unassigned packages this long before deleting them (default 600; env "
+        "STAGESERVE_GC_GRACE_S)",
+    )
+    p.add_argument(
+        "--no-watch",
+        dest="watch_registry",
+        action="store_const",
+        const=False,
+        default=None,
+        help="do not watch a local registry for changes; poll only (env "
+        "STAGESERVE_WATCH_REGISTRY=false)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="log level of the JSON log lines on stderr (default info; env STAGESERVE_LOG_LEVEL)",
+    )
     p.add_argument(
         "--once",
         action="store_true",
@@ -41,80 +91,64 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument(
         "--metrics-port",
+        dest="sync_metrics_port",
         type=int,
-        default=_env_int("STAGESERVE_SYNC_METRICS_PORT"),
         help="serve the sync metrics on this port (env STAGESERVE_SYNC_METRICS_PORT)",
     )
     p.add_argument(
         "--metrics-host",
-        default=os.environ.get("STAGESERVE_SYNC_METRICS_HOST", "127.0.0.1"),
-        help="address for --metrics-port (default 127.0.0.1)",
+        dest="sync_metrics_host",
+        help="address for --metrics-port (default 127.0.0.1; env STAGESERVE_SYNC_METRICS_HOST)",
     )
     p.set_defaults(handler=run)
 
 
-def add_sync_options(p: argparse.ArgumentParser) -> None:
-    """Options the sidecar shares with embedded mode."""
-    p.add_argument(
-        "--registry",
-        default=os.environ.get("STAGESERVE_REGISTRY"),
-        required="STAGESERVE_REGISTRY" not in os.environ,
-        help="registry git repository: a local path or a git URL (env STAGESERVE_REGISTRY)",
-    )
-    p.add_argument(
-        "--cache",
-        type=Path,
-        default=os.environ.get("STAGESERVE_CACHE_DIR"),
-        required="STAGESERVE_CACHE_DIR" not in os.environ,
-        help="cache folder for packages and the snapshot (env STAGESERVE_CACHE_DIR)",
-    )
-    p.add_argument(
-        "--poll-interval-s",
-        type=float,
-        default=_env_float("STAGESERVE_POLL_INTERVAL_S", 10.0),
-        help="seconds between registry polls, ±10%% jitter (env STAGESERVE_POLL_INTERVAL_S)",
-    )
-    p.add_argument(
-        "--stages",
-        default=os.environ.get("STAGESERVE_STAGES"),
-        help="comma-separated stages to follow (default: all) (env STAGESERVE_STAGES)",
-    )
-    p.add_argument(
-        "--models",
-        default=os.environ.get("STAGESERVE_MODELS"),
-        help="comma-separated models to follow (default: all) (env STAGESERVE_MODELS)",
-    )
-    p.add_argument(
-        "--gc-grace-s",
-        type=float,
-        default=_env_float("STAGESERVE_GC_GRACE_S", 600.0),
-        help="keep unassigned packages this long before deleting them (env STAGESERVE_GC_GRACE_S)",
-    )
-    p.add_argument(
-        "--no-watch",
-        action="store_true",
-        help="do not watch a local registry for changes; poll only",
-    )
+_FLAGS = (
+    "registry",
+    "cache_dir",
+    "poll_interval_s",
+    "stages",
+    "models",
+    "gc_grace_s",
+    "watch_registry",
+    "log_level",
+    "sync_metrics_port",
+    "sync_metrics_host",
+)
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    cache: Path = args.cache
+    flags = {key: getattr(args, key, None) for key in _FLAGS}
+    settings = load_sync_settings(flags, environ=os.environ, config_file=args.config)
+    if not settings.registry:
+        raise SettingsError("registry", "sync", "required: --registry or STAGESERVE_REGISTRY")
+    if not settings.cache_dir:
+        raise SettingsError("cache_dir", "sync", "required: --cache or STAGESERVE_CACHE_DIR")
+    configure_logging(settings.log_level)
+    cache = Path(settings.cache_dir)
     registry = CollectorRegistry()
     loop = build_loop(
-        args.registry,
+        settings.registry,
         cache,
-        stages=args.stages,
-        models=args.models,
-        gc_grace_s=args.gc_grace_s,
-        poll_interval_s=args.poll_interval_s,
-        watch=not args.no_watch,
+        stages=settings.stages,
+        models=settings.models,
+        gc_grace_s=settings.gc_grace_s,
+        poll_interval_s=settings.poll_interval_s,
+        watch=settings.watch_registry,
         metrics=SyncMetrics(registry),
+    )
+    log.info(
+        "sync %s -> %s (%s)",
+        loop.sync.reader.display_location,
+        cache,
+        "once" if args.once else f"every {settings.poll_interval_s:g} s",
     )
     if args.once:
         return _run_once(loop, cache)
-    if args.metrics_port is not None:
-        start_http_server(args.metrics_port, addr=args.metrics_host, registry=registry)
+    if settings.sync_metrics_port is not None:
+        start_http_server(
+            settings.sync_metrics_port, addr=settings.sync_metrics_host, registry=registry
+        )
     return asyncio.run(_run_forever(loop))
 
 
@@ -142,13 +176,3 @@ async def _run_forever(loop: SyncLoop) -> int:
             ", ".join(f"{e.model}#{e.stage}={e.version}" for e in state.entries) or "nothing",
         )
     return 0
-
-
-def _env_float(key: str, default: float) -> float:
-    raw = os.environ.get(key)
-    return float(raw) if raw else default
-
-
-def _env_int(key: str) -> int | None:
-    raw = os.environ.get(key)
-    return int(raw) if raw else None

@@ -230,6 +230,27 @@ def test_sync_once_exits_zero_only_when_everything_assigned_was_materialized(
     assert status["result"] == "error" and "nowhere" in status["message"]
 
 
+def test_sync_reads_the_settings_file_serve_reads(registry: GitRegistry, tmp_path: Path) -> None:
+    config = tmp_path / "pod.yaml"
+    cache = tmp_path / "cache-from-config"
+    # One file for the whole pod: the sync takes its keys and skips serve's (audit_path).
+    config.write_text(
+        f"registry: {registry.path}\ncache_dir: {cache}\naudit_path: {tmp_path / 'a.jsonl'}\n"
+    )
+    done = _stageserve("sync", "--once", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert (cache / "snapshot.json").is_file()
+    # Its log lines are JSON, like serve's.
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines and all(json.loads(line)["logger"] for line in lines)
+
+
+def test_sync_without_a_registry_names_the_missing_setting(tmp_path: Path) -> None:
+    done = _stageserve("sync", "--once", "--cache", str(tmp_path / "c"))
+    assert done.returncode == 1
+    assert "registry" in done.stderr and "STAGESERVE_REGISTRY" in done.stderr
+
+
 def test_journal_answers_which_version_served_at_times_across_swaps(
     registry: GitRegistry, tmp_path: Path
 ) -> None:

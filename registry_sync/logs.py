@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object per line, no request data (that is the audit's job)."""
+"""Structured logging for every stageserve process: one JSON object per line on stderr,
+no request data (that is the audit's job)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,55 @@
+"""The sync's settings (`stageserve sync`, and the embedded sync inside `serve`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from registry_sync.settings_layers import load_layered
+
+__all__ = ["LogLevel", "SyncSettings", "load_sync_settings"]
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class SyncSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What registry sync reads; `gateway.settings.Settings` extends it (embedded mode runs
+    the same sync in-process), so one settings file serves both containers of a pod."""
+
+    registry: str | None = None
+    """The registry (a path or a git URL) to follow: required by `sync`; for `serve`, it
+    selects embedded mode (the gateway syncs from it itself)."""
+    cache_dir: str | None = None
+    """Where packages are materialized and `snapshot.json` is written. `serve` without a
+    registry (sidecar mode) watches `<cache_dir>/snapshot.json`; embedded `serve` defaults it
+    to `$XDG_CACHE_HOME/stageserve`, else ~/.cache/stageserve."""
+    poll_interval_s: float = 10.0
+    """Seconds between registry polls (±10 % jitter)."""
+    stages: str | None = None
+    """Comma-separated stages to follow (default: all)."""
+    models: str | None = None
+    """Comma-separated models to follow (default: all)."""
+    gc_grace_s: float = 600.0
+    """Keep unassigned packages in the cache this long before deleting them."""
+    watch_registry: bool = True
+    """Wake the sync loop when a local registry's git directory changes (else poll only)."""
+    log_level: LogLevel = "info"
+    """Log level (JSON lines on stderr)."""
+    sync_metrics_port: int | None = None
+    """`sync` only: serve its Prometheus metrics on this port (embedded mode shows them on the
+    gateway's /metrics)."""
+    sync_metrics_host: str = "127.0.0.1"
+    """`sync` only: the address for `sync_metrics_port`."""
+
+
+def load_sync_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> SyncSettings:
+    """Flags → `STAGESERVE_*` → file → defaults. Keys of the file that are not the sync's are
+    `serve`'s (one file per pod) and are skipped here; `serve` refuses unknown keys."""
+    return load_layered(SyncSettings, flags, environ, config_file, foreign_file_keys_ok=True)
