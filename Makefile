@@ -25,13 +25,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway registry_sync tests benchmarks
-	$(BIN)/ruff format --check gateway registry_sync tests benchmarks
+	$(BIN)/ruff check gateway registry_sync tests benchmarks demo
+	$(BIN)/ruff format --check gateway registry_sync tests benchmarks demo
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format gateway registry_sync tests benchmarks
-	$(BIN)/ruff check --fix gateway registry_sync tests benchmarks
+	$(BIN)/ruff format gateway registry_sync tests benchmarks demo
+	$(BIN)/ruff check --fix gateway registry_sync tests benchmarks demo
 
 # Builds the demo registry from scratch (models trained here, nothing downloaded), then serves
 # it on 127.0.0.1:$(DEMO_PORT) following the registry in-process (Ctrl-C stops it).

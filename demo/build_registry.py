@@ -21,12 +21,12 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from sklearn.ensemble import GradientBoostingRegressor
 
-from registry_sync.registry import writer
 from registry_sync.package.data import mtcars
 from registry_sync.package.manifest import ModelCard, Signature
-from registry_sync.registry.git_registry import GitRegistry
 from registry_sync.package.save import onnx_package_from_sklearn, save_sklearn, save_statsmodels
 from registry_sync.package.signature import infer_inputs, infer_outputs
+from registry_sync.registry import writer
+from registry_sync.registry.git_registry import GitRegistry
 
 # The coefficients printed in the seed article (Turrell, "Why have a model registry?", 2023).
 ARTICLE_COEFFICIENTS = {
