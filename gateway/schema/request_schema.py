@@ -7,6 +7,7 @@ types mirror the signature, so a request body is decoded and type-checked in one
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -19,16 +20,24 @@ from registry_sync.package.manifest import Signature
 
 __all__ = ["InputBatch", "RequestSchema"]
 
-_PY_TYPES: dict[str, type] = {
+_PY_TYPES: dict[str, Any] = {
     "double": float,
     "float": float,
-    "long": int,
-    "integer": int,
+    # An integral float (6.0, what pandas writes for an integer column holding a NaN) is an
+    # integer value, as MLflow reads it: decoded as either, then checked by _check_integral.
+    "long": int | float,
+    "integer": int | float,
     "boolean": bool,
     "string": str,
 }
 _NUMERIC = frozenset({"double", "float", "long", "integer", "boolean"})
+_INTEGRAL = frozenset({"long", "integer"})
 _FORMATS = ("inputs", "dataframe_split", "dataframe_records", "instances")
+# msgspec's error when a list of lists arrives where rows (objects) were expected.
+_POSITIONAL_ROWS = re.compile(
+    r"^Expected `object`, got `array` - at `\$\.(inputs|instances)\[0\]`$"
+)
+_SPLIT_PATH = re.compile(r"^\$\[(\d+)\]\.(\w+)")
 
 
 class InputBatch:
@@ -74,6 +83,16 @@ class RequestSchema:
         self.inputs = tuple(signature.inputs)
         self.outputs = tuple(signature.outputs)
         self.names = tuple(c.name for c in self.inputs)
+        self.types = {c.name: c.type for c in self.inputs}
+        self.allow_non_finite = allow_non_finite
+        # Positional inputs (a V2 [rows, k] tensor, a list of lists) are read in the model's
+        # declared positional order, never in whatever order this version lists its inputs.
+        self.positional = signature.positional()
+        required = {c.name for c in self.inputs if c.required}
+        self.min_positional = max(
+            (j + 1 for j, name in enumerate(self.positional) if name in required), default=1
+        )
+        self._integral = tuple(j for j, c in enumerate(self.inputs) if c.type in _INTEGRAL)
         self.output_names = tuple(c.name for c in self.outputs)
         self.numeric = all(c.type in _NUMERIC for c in self.inputs)
         self._outputs = OutputCheck(signature.outputs)
@@ -115,6 +134,12 @@ class RequestSchema:
             forbid_unknown_fields=True,
         )
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(body_type)
+        positional_type = msgspec.defstruct(
+            "PositionalRequest",
+            [("inputs", list[list[Any]] | None, None), ("instances", list[list[Any]] | None, None)],
+            forbid_unknown_fields=True,
+        )
+        self._positional_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(positional_type)
         self._rows_type = rows_t
         self._astuple = msgspec.structs.astuple
 
@@ -125,6 +150,8 @@ class RequestSchema:
         try:
             req = self._decoder.decode(body)
         except msgspec.ValidationError as exc:
+            if _POSITIONAL_ROWS.match(str(exc)):
+                return self._decode_positional(body)
             raise validation_error(exc) from None
         except msgspec.DecodeError:
             raise MalformedRequestError("request body is not valid JSON") from None
@@ -145,10 +172,62 @@ class RequestSchema:
                 "$", "expected exactly one of " + ", ".join(_FORMATS), "shape"
             )
         if req.dataframe_split is not None:
-            return self._from_split(req.dataframe_split)
+            split = req.dataframe_split
+            columns = split.columns
+            if len(set(columns)) != len(columns):
+                raise InputValidationError(
+                    "$.dataframe_split.columns", "column names repeat", "shape"
+                )
+            for i, row in enumerate(split.data):
+                if len(row) != len(columns):
+                    raise InputValidationError(
+                        f"$.dataframe_split.data[{i}]",
+                        f"expected {len(columns)} values, got {len(row)}",
+                        "shape",
+                    )
+            return self._from_split(
+                columns,
+                split.data,
+                "$.dataframe_split.data",
+                lambda i, j: f"$.dataframe_split.data[{i}][{j}]",
+                missing_path="$.dataframe_split.columns",
+            )
         if req.dataframe_records is not None:
             return self._from_rows(req.dataframe_records, "$.dataframe_records")
         return self._from_rows(req.instances, "$.instances")
+
+    def _decode_positional(self, body: bytes) -> InputBatch:
+        """`{"inputs": [[110, 2.62, 6], ...]}` (or `instances`): rows in positional order."""
+        try:
+            req = self._positional_decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise validation_error(exc) from None
+        if (req.inputs is None) == (req.instances is None):
+            raise InputValidationError("$", "expected exactly one of inputs, instances", "shape")
+        key = "inputs" if req.inputs is not None else "instances"
+        return self.decode_positional(getattr(req, key), f"$.{key}")
+
+    def decode_positional(self, data: list[list[Any]], path: str) -> InputBatch:
+        """Rows of values in the positional order; a row may leave out trailing optional
+        columns. Paths name the row and position: `$.inputs[3][1]`."""
+        order = self.positional
+        width = len(order)
+        for i, row in enumerate(data):
+            if not self.min_positional <= len(row) <= width:
+                expected = (
+                    str(width)
+                    if self.min_positional == width
+                    else f"{self.min_positional} to {width}"
+                )
+                raise InputValidationError(
+                    f"{path}[{i}]",
+                    f"expected {expected} values in the positional order "
+                    f"({', '.join(order)}), got {len(row)}",
+                    "shape",
+                )
+        return self._from_split(
+            list(order), data, path, lambda i, j: f"{path}[{i}][{j}]", missing_path=path
+        )
 
     def decode_columns(self, columns: dict[str, list[Any]]) -> InputBatch:
         """Validate already-parsed columns (another protocol's body); paths are `$.<name>[i]`."""
@@ -167,21 +246,28 @@ class RequestSchema:
                 {"rows": n, "max_rows": self.max_rows},
             )
 
-    def _from_rows(self, rows: list[Any], path: str) -> InputBatch:
+    def _from_rows(
+        self, rows: list[Any], path: str, cell: Callable[[int, str], str] | None = None
+    ) -> InputBatch:
         n = len(rows)
         self._check_count(n, path)
+        where = cell or (lambda i, name: f"{path}[{i}].{name}")
         astuple = self._astuple
+        if self.numeric:
+            matrix = np.array([astuple(r) for r in rows], dtype=np.float64)
+            batch = InputBatch(self.names, n, matrix, None)
+        else:
+            values = list(zip(*(astuple(r) for r in rows), strict=True))
+            batch = self._batch(n, {name: list(values[j]) for j, name in enumerate(self.names)})
+        if self._integral:
+            self._check_integral(batch, where)
         if self._categories:
             for i, row in enumerate(rows):
                 for name, allowed in self._categories.items():
                     value = getattr(row, name)
                     if value is not None and value not in allowed:
-                        raise _category_error(f"{path}[{i}].{name}")
-        if self.numeric:
-            matrix = np.array([astuple(r) for r in rows], dtype=np.float64)
-            return InputBatch(self.names, n, matrix, None)
-        values = list(zip(*(astuple(r) for r in rows), strict=True))
-        return self._batch(n, {name: list(values[j]) for j, name in enumerate(self.names)})
+                        raise _category_error(where(i, name))
+        return batch
 
     def _from_columns(self, cols: Any, path: str) -> InputBatch:
         lists: dict[str, list[Any]] = {}
@@ -198,41 +284,54 @@ class RequestSchema:
                 )
             lists[name] = values
         self._check_count(max(n, 0), path)
-        for name, allowed in self._categories.items():
-            for i, value in enumerate(lists.get(name, ())):
-                if value is not None and value not in allowed:
-                    raise _category_error(f"{path}.{name}[{i}]")
         for name in self.names:
             lists.setdefault(name, [None] * n)
-        return self._batch(n, lists)
+        batch = self._batch(n, lists)
+        if self._integral:
+            self._check_integral(batch, lambda i, name: f"{path}.{name}[{i}]")
+        for name, allowed in self._categories.items():
+            for i, value in enumerate(lists[name]):
+                if value is not None and value not in allowed:
+                    raise _category_error(f"{path}.{name}[{i}]")
+        return batch
 
-    def _from_split(self, split: Any) -> InputBatch:
-        columns = split.columns
-        if len(set(columns)) != len(columns):
-            raise InputValidationError("$.dataframe_split.columns", "column names repeat", "shape")
-        index = {name: j for j, name in enumerate(columns)}
-        records = []
-        for i, row in enumerate(split.data):
-            if len(row) != len(columns):
+    def _check_integral(self, batch: InputBatch, where: Callable[[int, str], str]) -> None:
+        """A long/integer input given a fraction (6.5) is refused; 6.0 is the integer 6."""
+        for j in self._integral:
+            name = self.names[j]
+            col = batch.matrix[:, j] if batch.matrix is not None else batch.columns[name]  # type: ignore[index]
+            # NaN is a missing optional value here, not a fraction.
+            bad = np.flatnonzero(np.isfinite(col) & (col != np.floor(col)))
+            if bad.size:
                 raise InputValidationError(
-                    f"$.dataframe_split.data[{i}]",
-                    f"expected {len(columns)} values, got {len(row)}",
-                    "shape",
+                    where(int(bad[0]), name), "expected an integer, got a fraction", "type"
                 )
-            records.append(dict(zip(columns, row, strict=True)))
+
+    def _from_split(
+        self,
+        columns: list[str],
+        data: list[list[Any]],
+        path: str,
+        cell: Callable[[int, int], str],
+        missing_path: str,
+    ) -> InputBatch:
+        """Rows of values under named `columns` (rows may be shorter: trailing columns left
+        out); `cell(row, position)` is the path an error names."""
+        index = {name: j for j, name in enumerate(columns)}
+        records = [dict(zip(columns, row, strict=False)) for row in data]
         try:
             rows = msgspec.convert(records, type=self._rows_type)
         except msgspec.ValidationError as exc:
             err = validation_error(exc)
-            m = re.match(r"^\$\[(\d+)\]\.(\w+)", err.path)
+            m = _SPLIT_PATH.match(err.path)
             if m and m[2] in index:
-                path = f"$.dataframe_split.data[{m[1]}][{index[m[2]]}]"
+                where = cell(int(m[1]), index[m[2]])
             elif m:
-                path = f"$.dataframe_split.columns ({m[2]})"
+                where = f"{missing_path} ({m[2]})"
             else:
-                path = "$.dataframe_split" + err.path[1:]
-            raise InputValidationError(path, err.reason, err.kind) from None
-        return self._from_rows(rows, "$.dataframe_split.data")
+                where = path + err.path[1:]
+            raise InputValidationError(where, err.reason, err.kind) from None
+        return self._from_rows(rows, path, cell=lambda i, name: cell(i, index[name]))
 
     def _batch(self, n: int, lists: dict[str, list[Any]]) -> InputBatch:
         if self.numeric:

@@ -26,7 +26,11 @@ _AT = re.compile(r" - at `([^`]+)`$")
 
 
 def _json_type(name: str) -> str:
-    return " or ".join(_JSON_NAMES.get(part.strip(), part.strip()) for part in name.split("|"))
+    # long/integer inputs decode as `int | float` (integral floats are integers): say integer.
+    parts = [part.strip() for part in name.split("|")]
+    if "int" in parts and "float" in parts:
+        parts.remove("float")
+    return " or ".join(_JSON_NAMES.get(part, part) for part in parts)
 
 
 def validation_error(exc: msgspec.ValidationError, prefix: str = "$") -> InputValidationError:

@@ -44,6 +44,35 @@ class ColumnSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 class Signature(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     inputs: list[ColumnSpec]
     outputs: list[ColumnSpec]
+    # The column order of positional inputs (a V2 [rows, k] tensor, a list of lists under
+    # `inputs` or `instances`): part of the model's contract, so the same positional request
+    # means the same thing for every version a stage serves (`assign` refuses a version that
+    # reorders it). Every required input is listed, optional ones may be; a positional row may
+    # leave out trailing optional columns. None (model.yaml files written before the field
+    # existed) means the order of `inputs`, which is how positional requests were read before.
+    positional_order: list[str] | None = None
+
+    def positional(self) -> tuple[str, ...]:
+        """The effective positional order (the declared one, else the order of `inputs`)."""
+        if self.positional_order is not None:
+            return tuple(self.positional_order)
+        return tuple(spec.name for spec in self.inputs)
+
+    def positional_problem(self) -> str | None:
+        """Why `positional_order` is not a valid order for these inputs (None when it is)."""
+        if self.positional_order is None:
+            return None
+        specs = {spec.name: spec for spec in self.inputs}
+        order = self.positional_order
+        unknown = [name for name in order if name not in specs]
+        if unknown:
+            return f"names inputs the signature does not have: {', '.join(unknown)}"
+        if len(set(order)) != len(order):
+            return "names an input twice"
+        missing = [s.name for s in self.inputs if s.required and s.name not in order]
+        if missing:
+            return f"leaves out required inputs: {', '.join(missing)}"
+        return None
 
 
 class FileEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -87,6 +87,8 @@ def encode_manifest(manifest: Manifest) -> bytes:
     for key in ("formula", "onnx_export"):
         if ordered[key] is None:
             del ordered[key]
+    if ordered["signature"]["positional_order"] is None:
+        del ordered["signature"]["positional_order"]
     for column in ordered["signature"]["inputs"] + ordered["signature"]["outputs"]:
         for key, default in _COLUMN_DEFAULTS.items():
             if column.get(key) == default:
@@ -136,6 +138,9 @@ def read_package(path: Path | str, *, verify_digests: bool = True) -> ModelPacka
     raw = manifest_path.read_bytes()
     manifest = _decode(raw, where)
     _check_files(manifest, folder, verify_digests=verify_digests)
+    problem = manifest.signature.positional_problem()
+    if problem is not None:
+        raise ManifestError(where, f"{MANIFEST_FILE}: $.signature.positional_order: {problem}")
     try:
         check_example(manifest.input_example, manifest.signature.inputs)
     except ValueError as exc:

@@ -113,6 +113,38 @@ def breaking_changes(old: Signature, new: Signature) -> list[str]:
     for after in new.inputs:
         if after.name not in old_names and after.required:
             problems.append(f"input {after.name!r} added as required")
+    problems.extend(_positional_problems(old, new))
+    return problems
+
+
+def _positional_problems(old: Signature, new: Signature) -> list[str]:
+    """A positional request (V2 [rows, k] tensor, list of lists) must keep its meaning: the
+    order may only grow at the end, by optional inputs (rows may leave those out). Removed
+    inputs and new required ones are reported by `breaking_changes` itself."""
+    before, after = old.positional(), new.positional()
+    optional = {spec.name for spec in new.inputs if not spec.required}
+    if after[: len(before)] == before and all(name in optional for name in after[len(before) :]):
+        return []
+    kept_before = [name for name in before if name in after]
+    kept_after = [name for name in after if name in before]
+    if kept_before != kept_after:
+        return [
+            f"positional input order changed from [{', '.join(before)}] to "
+            f"[{', '.join(after)}] (a [rows, k] tensor or a list of lists would be read "
+            "differently)"
+        ]
+    problems = []
+    still_inputs = {spec.name for spec in new.inputs}
+    dropped = [name for name in before if name not in after and name in still_inputs]
+    if dropped:
+        problems.append(f"input {', '.join(map(repr, dropped))} left out of the positional order")
+    last_kept = max((j for j, name in enumerate(after) if name in before), default=-1)
+    inserted = [name for name in after[:last_kept] if name not in before]
+    if inserted:
+        problems.append(
+            f"input {', '.join(map(repr, inserted))} inserted into the positional order "
+            "before existing inputs"
+        )
     return problems
 
 

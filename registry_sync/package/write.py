@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
 
@@ -48,6 +49,10 @@ def manifest_fields(
     """Every Manifest field but the files: example rows as JSON-safe scalars, sorted lists."""
     if card is not None and not isinstance(card, ModelCard):
         card = ModelCard(**card)
+    if signature.positional_order is None:
+        # Written out, so the package states its positional contract (see Signature).
+        order = [spec.name for spec in signature.inputs]
+        signature = msgspec.structs.replace(signature, positional_order=order)
     columns = [spec.name for spec in signature.inputs if spec.name in example.columns]
     rows = [
         {column: _json_scalar(value) for column, value in row.items()}

@@ -114,7 +114,7 @@ def test_a_string_where_a_number_belongs_names_its_row_and_field(
         (
             {"inputs": [{"hp": 1, "wt": 2, "cyl": 4.5}]},
             "$.inputs[0].cyl",
-            "expected integer, got number",
+            "expected an integer, got a fraction",
             "type",
         ),
         (
@@ -217,3 +217,51 @@ def test_outputs_are_checked_for_count_type_and_finiteness() -> None:
     mixed = RequestSchema(MIXED)
     out = np.array([["yes", 0.9], ["no", 0.2]], dtype=object)
     assert mixed.predictions(out, 2) == [{"label": "yes", "p": 0.9}, {"label": "no", "p": 0.2}]
+
+
+# -- positional rows: lists of lists under `inputs` or `instances` ----------------------------
+
+
+def test_lists_of_lists_are_read_in_the_declared_positional_order() -> None:
+    reordered = msgspec.structs.replace(
+        NUMERIC,
+        inputs=[NUMERIC.inputs[2], NUMERIC.inputs[0], NUMERIC.inputs[1]],
+        positional_order=["hp", "wt", "cyl"],
+    )
+    for key in ("inputs", "instances"):
+        batch = RequestSchema(reordered).decode(_encode({key: [[110, 2.62, 6], [175, 3.44, 8]]}))
+        assert batch.column_map()["hp"].tolist() == [110, 175]
+        assert batch.column_map()["cyl"].tolist() == [6, 8]
+
+
+def test_a_positional_row_of_the_wrong_length_is_refused_naming_the_order() -> None:
+    err = _error(RequestSchema(NUMERIC), {"instances": [[110, 2.62, 6], [110, 2.62]]})
+    assert (err.path, err.kind) == ("$.instances[1]", "shape")
+    assert "(hp, wt, cyl)" in err.reason
+
+
+def test_a_positional_value_error_names_row_and_position() -> None:
+    err = _error(RequestSchema(NUMERIC), {"inputs": [[110, "heavy", 6]]})
+    assert (err.path, err.reason) == ("$.inputs[0][1]", "expected number, got string")
+
+
+def test_positional_rows_may_leave_out_trailing_optional_inputs() -> None:
+    batch = RequestSchema(MIXED).decode(_encode({"inputs": [[1.5, "a"], [2.5, "b", "x"]]}))
+    assert batch.column_map()["note"].tolist() == [None, "x"]
+
+
+def test_an_integral_float_is_an_integer_value_in_every_shape() -> None:
+    schema = RequestSchema(NUMERIC)
+    rows = [{"hp": 110, "wt": 2.62, "cyl": 6.0}]
+    split = {"columns": ["hp", "wt", "cyl"], "data": [[110, 2.62, 8.0]], "index": [0]}
+    assert schema.decode(_encode({"inputs": rows})).column_map()["cyl"].tolist() == [6]
+    assert schema.decode(_encode({"dataframe_split": split})).column_map()["cyl"].tolist() == [8]
+    err = _error(schema, {"dataframe_split": {**split, "data": [[110, 2.62, 6.5]]}})
+    assert (err.path, err.reason) == (
+        "$.dataframe_split.data[0][2]",
+        "expected an integer, got a fraction",
+    )
+    err = _error(schema, {"inputs": {"hp": [1, 2], "wt": [1, 2], "cyl": [4, 7.5]}})
+    assert err.path == "$.inputs.cyl[1]"
+    err = _error(schema, {"inputs": [{"hp": 110, "wt": 2.62, "cyl": "six"}]})
+    assert err.reason == "expected integer, got string"

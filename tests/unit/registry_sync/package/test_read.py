@@ -203,3 +203,30 @@ def test_manifest_yaml_is_readable_with_stable_key_order(package: Path) -> None:
     assert keys[:4] == ["schema_version", "name", "format", "files"]
     assert "categories: null" not in text  # defaults are left out
     assert "labels: [mtcars, tests]" in text
+
+
+def test_a_saved_package_states_its_positional_order(package: Path) -> None:
+    data = yaml.safe_load((package / "model.yaml").read_text())
+    names = [column["name"] for column in data["signature"]["inputs"]]
+    assert data["signature"]["positional_order"] == names
+
+
+def test_a_model_yaml_without_positional_order_loads_with_the_inputs_order(package: Path) -> None:
+    # Packages written before the field existed: positional requests keep the meaning they had
+    # (the order of `inputs`), and the bytes (so the digest) stay as written.
+    data = yaml.safe_load((package / "model.yaml").read_text())
+    del data["signature"]["positional_order"]
+    (package / "model.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    read = read_package(package)
+    assert read.manifest.signature.positional_order is None
+    names = tuple(spec.name for spec in read.manifest.signature.inputs)
+    assert read.manifest.signature.positional() == names
+    assert b"positional_order" not in encode_manifest(read.manifest)
+
+
+def test_a_positional_order_that_does_not_fit_the_inputs_is_rejected(package: Path) -> None:
+    data = yaml.safe_load((package / "model.yaml").read_text())
+    data["signature"]["positional_order"] = ["hp", "hp"]
+    (package / "model.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ManifestError, match=r"\$\.signature\.positional_order: names an input"):
+        read_package(package)

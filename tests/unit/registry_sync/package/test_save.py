@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -274,7 +275,10 @@ def test_explicit_signature_is_used_and_checked_against_the_example(tmp_path: Pa
         outputs=[ColumnSpec(name="mpg", type="double")],
     )
     saved = save_sklearn(model, tmp_path / "a", example=features, name="m", signature=explicit)
-    assert saved.manifest.signature == explicit
+    # The package states its positional contract: the order of the inputs, written out.
+    assert saved.manifest.signature == msgspec.structs.replace(
+        explicit, positional_order=["hp", "wt"]
+    )
     wrong = Signature(inputs=[ColumnSpec(name="hp", type="long")], outputs=explicit.outputs)
     with pytest.raises(ManifestError, match="does not fit the signature"):
         save_sklearn(model, tmp_path / "b", example=features, name="m", signature=wrong)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -144,3 +145,47 @@ def test_every_problem_is_reported_together() -> None:
         "input 'cyl' removed",
         "input 'age' added as required",
     ]
+
+
+def test_reordered_inputs_break_positional_clients() -> None:
+    # The issue's swap: [hp, wt] then [wt, hp] with no declared order (old model.yaml files):
+    # the default positional order is the inputs' order, so the swap moves it.
+    old = sig(spec("hp"), spec("wt"))
+    assert breaking_changes(old, sig(spec("wt"), spec("hp"))) == [
+        "positional input order changed from [hp, wt] to [wt, hp] "
+        "(a [rows, k] tensor or a list of lists would be read differently)"
+    ]
+
+
+def test_a_declared_positional_order_lets_a_version_list_its_inputs_in_any_order() -> None:
+    old = sig(spec("hp"), spec("wt"))
+    new = msgspec.structs.replace(sig(spec("wt"), spec("hp")), positional_order=["hp", "wt"])
+    assert breaking_changes(old, new) == []
+    assert new.positional() == ("hp", "wt")
+    assert old.positional() == ("hp", "wt")
+
+
+def test_positional_order_may_grow_at_the_end_only_by_optional_inputs() -> None:
+    old = sig(spec("hp"), spec("wt"))
+    appended = sig(spec("hp"), spec("wt"), spec("age", required=False))
+    assert breaking_changes(old, appended) == []
+    inserted = msgspec.structs.replace(appended, positional_order=["hp", "age", "wt"])
+    assert breaking_changes(old, inserted) == [
+        "input 'age' inserted into the positional order before existing inputs"
+    ]
+    optional = sig(spec("hp"), spec("wt", required=False))
+    left_out = msgspec.structs.replace(optional, positional_order=["hp"])
+    assert breaking_changes(optional, left_out) == ["input 'wt' left out of the positional order"]
+
+
+def test_positional_problem_names_what_is_wrong_with_a_declared_order() -> None:
+    base = sig(spec("hp"), spec("wt"), spec("age", required=False))
+    assert msgspec.structs.replace(base, positional_order=["hp", "wt"]).positional_problem() is None
+    cases = {
+        ("hp", "wt", "x"): "names inputs the signature does not have: x",
+        ("hp", "hp", "wt"): "names an input twice",
+        ("hp", "age"): "leaves out required inputs: wt",
+    }
+    for order, problem in cases.items():
+        declared = msgspec.structs.replace(base, positional_order=list(order))
+        assert declared.positional_problem() == problem
