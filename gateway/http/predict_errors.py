@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from litestar.types import Send
 
 from gateway.errors import RequestError
@@ -10,7 +12,7 @@ from gateway.pool.model_pool import ModelPool
 from gateway.pool.route_table import Route
 from gateway.telemetry.metrics import UNKNOWN, GatewayMetrics
 
-__all__ = ["ServerFailureError", "count_error", "send_error"]
+__all__ = ["ErrorBodyFormat", "ServerFailureError", "count_error", "send_error"]
 
 _JSON = b"application/json"
 # validation_errors_total{kind} for refusals that are not InputValidationErrors (which carry
@@ -27,21 +29,36 @@ class ServerFailureError(Exception):
         super().__init__(message)
 
 
+class ErrorBodyFormat(Protocol):
+    def error_body(self, code: str, message: str, details: dict[str, Any]) -> bytes: ...
+
+
 async def send_error(
-    send: Send, exc: RequestError | ServerFailureError, rid: str, retry_after_s: int
+    send: Send,
+    exc: RequestError | ServerFailureError,
+    rid: str,
+    retry_after_s: int,
+    *,
+    fmt: ErrorBodyFormat | None = None,
+    route: Route | None = None,
 ) -> int:
-    """Send the JSON error response; returns its status."""
+    """Send the error response in the protocol's shape (`fmt`, default ours), with the version
+    headers when a version (`route`) handled the request; returns its status."""
     if isinstance(exc, ServerFailureError):
-        status, payload, extra = 500, error_payload(exc.code, exc.message), []
+        status, code, message, details, extra = 500, exc.code, exc.message, {}, []
     else:
         status = status_of(exc)
-        payload = error_payload(exc.code, exc.message, exc.details)
+        code, message, details = exc.code, exc.message, exc.details
         extra = error_headers(exc, retry_after_s)
+    payload = (
+        fmt.error_body(code, message, details) if fmt else error_payload(code, message, details)
+    )
     headers = [
         (b"content-type", _JSON),
         (b"content-length", str(len(payload)).encode()),
         (b"x-request-id", rid.encode()),
         *extra,
+        *(route.version_headers if route is not None else ()),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload, "more_body": False})

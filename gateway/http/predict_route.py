@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -23,9 +24,10 @@ from gateway.errors import (
     UnknownModelError,
     UnsupportedMediaTypeError,
 )
+from gateway.http.errors import error_payload
 from gateway.http.predict_errors import ServerFailureError, count_error, send_error
 from gateway.http.request_ids import RequestIds
-from gateway.http.request_io import read_body, stage_of
+from gateway.http.request_io import decode_content, media_type, read_body, stage_of
 from gateway.pool.inference import Inference
 from gateway.pool.model_pool import ModelPool
 from gateway.pool.route_table import Route
@@ -34,7 +36,7 @@ from gateway.shadow.worker import Shadow
 from gateway.telemetry.audit import AuditWriter
 from gateway.telemetry.metrics import GatewayMetrics
 
-__all__ = ["BodyFormat", "PredictBody", "PredictResponse", "PredictRoute"]
+__all__ = ["BodyFormat", "Headers", "PredictBody", "PredictResponse", "PredictRoute", "RequestHead"]
 
 log = logging.getLogger("stageserve.predict")
 _JSON = b"application/json"
@@ -48,16 +50,42 @@ class PredictResponse(msgspec.Struct, frozen=True):
     predictions: list[Any]
 
 
+class RequestHead:
+    """What a body format needs from the request line and headers besides the body."""
+
+    __slots__ = ("header_length", "media_type", "query")
+
+    def __init__(self, media_type: bytes | None, header_length: bytes | None, query: bytes):
+        self.media_type = media_type  # lower-cased, parameters cut: b"application/json"
+        self.header_length = header_length  # Inference-Header-Content-Length (binary V2)
+        self.query = query
+
+
+Headers = Sequence[tuple[bytes, bytes]]
+_JSON_HEADERS: Headers = ((b"content-type", _JSON),)
+
+
 class BodyFormat(Protocol):
-    """How a protocol's request body becomes a batch, and predictions its response body."""
+    """How a protocol's request body becomes a batch, predictions its response body, and a
+    refusal its error body (each protocol's clients read their own error shape)."""
 
     usage: str
 
-    def decode(self, route: Route, body: bytes) -> tuple[InputBatch, Any]:
+    def check_media_type(self, media_type: bytes | None) -> None:
+        """Raise UnsupportedMediaTypeError unless the body format reads this media type."""
+        ...
+
+    def decode(self, route: Route, body: bytes, head: RequestHead) -> tuple[InputBatch, Any]:
         """The validated batch, and whatever `encode` needs from the request."""
         ...
 
-    def encode(self, route: Route, rid: str, predictions: list[Any], context: Any) -> bytes: ...
+    def encode(
+        self, route: Route, rid: str, predictions: list[Any], context: Any
+    ) -> tuple[bytes, Headers]:
+        """The response body and its content headers (content-type, ...)."""
+        ...
+
+    def error_body(self, code: str, message: str, details: dict[str, Any]) -> bytes: ...
 
 
 class PredictBody:
@@ -68,13 +96,26 @@ class PredictBody:
     def __init__(self) -> None:
         self._encode = msgspec.json.Encoder().encode
 
-    def decode(self, route: Route, body: bytes) -> tuple[InputBatch, Any]:
+    def check_media_type(self, media_type: bytes | None) -> None:
+        # No content-type at all is read as JSON (curl -d, many HTTP libraries' defaults).
+        if media_type is not None and media_type != _JSON:
+            raise UnsupportedMediaTypeError(
+                "content-type must be application/json", {"expected": "application/json"}
+            )
+
+    def decode(self, route: Route, body: bytes, head: RequestHead) -> tuple[InputBatch, Any]:
         return route.loaded.schema.decode(body), None
 
-    def encode(self, route: Route, rid: str, predictions: list[Any], context: Any) -> bytes:
+    def encode(
+        self, route: Route, rid: str, predictions: list[Any], context: Any
+    ) -> tuple[bytes, Headers]:
         del context
         version = route.loaded.version
-        return self._encode(PredictResponse(route.model, route.stage, version, rid, predictions))
+        payload = self._encode(PredictResponse(route.model, route.stage, version, rid, predictions))
+        return payload, _JSON_HEADERS
+
+    def error_body(self, code: str, message: str, details: dict[str, Any]) -> bytes:
+        return error_payload(code, message, details)
 
 
 class PredictRoute:
@@ -132,10 +173,11 @@ class PredictRoute:
         body_format: BodyFormat | None = None,
         version: str | None = None,
     ) -> None:
-        """Answer one predict request for (model, stage), in `body_format` (default: ours);
-        `version` refuses the request unless that exact version serves the stage."""
+        """Answer one predict request for (model, stage), in `body_format` (default: ours).
+        With `version` (a version-pinned request) the stage is the one serving that version
+        ("" when none does: refused, and still counted and audited like every request)."""
         fmt = body_format or self.body_format
-        content_type = declared = incoming = None
+        content_type = declared = incoming = encoding = header_length = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -143,6 +185,10 @@ class PredictRoute:
                 declared = value
             elif name == b"x-request-id":
                 incoming = value
+            elif name == b"content-encoding":
+                encoding = value
+            elif name == b"inference-header-content-length":
+                header_length = value
         rid = self.ids.keep_or_new(incoming)
         method: str = scope["method"]  # type: ignore[typeddict-item]
         route: Route | None = None
@@ -154,39 +200,72 @@ class PredictRoute:
                 )
             if method != "POST":
                 raise MethodNotAllowedError(method, ("POST",))
-            if content_type is None or content_type.split(b";", 1)[0].strip().lower() != _JSON:
-                raise UnsupportedMediaTypeError(
-                    "content-type must be application/json", {"expected": "application/json"}
-                )
-            stages = self.pool.routes.get(model)
-            if stages is None or stage not in stages:
-                raise self._missing(model, stage)
-            body = await read_body(receive, declared, self.max_body_bytes)
-            # Look up again after the await: a swap may have happened while the body arrived.
-            # No await between this lookup and `inflight += 1` (see ModelPool._release).
-            route = self.pool.routes.get(model, {}).get(stage)
-            if route is None:
-                raise self._missing(model, stage)
-            if version is not None and route.loaded.version != version:
-                raise UnknownModelError(
-                    f"{model} {version} is no longer served",
-                    {"model": model, "served": route.loaded.version},
-                )
-            batch, context = fmt.decode(route, body)
+            media = media_type(content_type)
+            fmt.check_media_type(media)
+            if version is not None:
+                stage = self._stage_serving(model, version)
+            route, body = await self._admit(
+                receive, model, stage, version=version, declared=declared, encoding=encoding
+            )
+            head = RequestHead(media, header_length, scope["query_string"])
+            batch, context = fmt.decode(route, body, head)
             await self._answer(send, route, batch, rid=rid, fmt=fmt, context=context)
             status = 200
         except (RequestError, ServerFailureError) as exc:
-            status = await send_error(send, exc, rid, self.retry_after_s)
+            status = await send_error(send, exc, rid, self.retry_after_s, fmt=fmt, route=route)
             count_error(
                 self.metrics, self.pool, route, model=model, stage=stage, exc=exc, status=status
             )
         except Exception as exc:  # a bug: still one JSON 500, one metric, one audit record
             log.exception("predict %s failed", model)
             failure = ServerFailureError("internal_error", "internal server error")
-            status = await send_error(send, failure, rid, self.retry_after_s)
+            status = await send_error(send, failure, rid, self.retry_after_s, fmt=fmt, route=route)
             count_error(
                 self.metrics, self.pool, route, model=model, stage=stage, exc=exc, status=status
             )
+        await self._record(started, rid, model, stage, route=route, status=status, batch=batch)
+
+    async def _admit(
+        self,
+        receive: Receive,
+        model: str,
+        stage: str,
+        *,
+        version: str | None,
+        declared: bytes | None,
+        encoding: bytes | None,
+    ) -> tuple[Route, bytes]:
+        """The route that answers, and the body (decompressed), or the refusal."""
+        stages = self.pool.routes.get(model)
+        if stages is None or stage not in stages:
+            raise self._missing(model, stage)
+        body = await read_body(receive, declared, self.max_body_bytes)
+        if encoding is not None:
+            body = decode_content(body, encoding, self.max_body_bytes)
+        # Look up again after the await: a swap may have happened while the body arrived.
+        # No await between this lookup and `inflight += 1` (see ModelPool._release).
+        route = self.pool.routes.get(model, {}).get(stage)
+        if route is None:
+            raise self._missing(model, stage)
+        if version is not None and route.loaded.version != version:
+            served = route.loaded.version
+            raise UnknownModelError(
+                f"{model} {version} is no longer served", {"model": model, "served": served}
+            )
+        return route, body
+
+    async def _record(
+        self,
+        started: float,
+        rid: str,
+        model: str,
+        stage: str,
+        *,
+        route: Route | None,
+        status: int,
+        batch: InputBatch | None,
+    ) -> None:
+        """The latency metric and the audit record every request leaves, answered or not."""
         latency = time.perf_counter() - started
         if route is not None:
             route.metrics.duration.observe(latency)
@@ -247,13 +326,14 @@ class PredictRoute:
         finally:
             lv.inflight -= 1
             self.inflight -= 1
-        payload = fmt.encode(route, rid, predictions, context)
+        payload, content_headers = fmt.encode(route, rid, predictions, context)
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
                 "headers": [
-                    *route.headers,
+                    *content_headers,
+                    *route.version_headers,
                     (b"content-length", str(len(payload)).encode()),
                     (b"x-request-id", rid.encode()),
                 ],
@@ -266,6 +346,17 @@ class PredictRoute:
         m.rows.observe(batch.rows)
         if self.shadow is not None:  # after the response: an O(1) enqueue (see shadow.py)
             self.shadow.offer(route, batch, predictions, inference_s, rid)
+
+    def _stage_serving(self, model: str, version: str) -> str:
+        for stage, route in sorted(self.pool.routes.get(model, {}).items()):
+            if route.loaded.version == version:
+                return stage
+        if not self.pool.wanted_stages(model):
+            raise UnknownModelError(f"no model {model!r}", {"models": self.pool.wanted_models()})
+        served = sorted({r.loaded.version for r in self.pool.routes.get(model, {}).values()})
+        raise UnknownModelError(
+            f"no stage of {model!r} serves {version}", {"model": model, "served": served}
+        )
 
     def _missing(self, model: str, stage: str) -> RequestError:
         stages = self.pool.wanted_stages(model)

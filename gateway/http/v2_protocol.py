@@ -1,8 +1,12 @@
 """The Open Inference Protocol (KServe V2) body format, mapped onto a version's signature.
 
 A V2 request carries tensors: either one 1-D tensor per input column, named like the
-signature's inputs (MLServer's pandas codec), or a single 2-D tensor of shape [rows, inputs]
-in signature order (its numpy codec). Both become the same `InputBatch` the predict route
+signature's inputs (MLServer's pandas codec), or a single 2-D tensor of shape [rows, k] whose
+columns are the inputs in the model's declared positional order (`signature.positional_order`,
+the same for every version a stage can serve), never in whatever order a version happens to
+list its inputs. Anything else (a name that is no input, a width that does not fit) is
+refused, not guessed. Tensor data comes as JSON (`data`) or as raw bytes after the JSON header
+(the binary extension, see v2_binary.py). Both become the same `InputBatch` the predict route
 uses, with the same validation; errors name the tensor and element, e.g.
 `$.inputs[1].data[3]: expected number, got string`.
 """
@@ -14,14 +18,28 @@ import re
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from gateway.errors import InputValidationError, MalformedRequestError
+from gateway.http.v2_binary import (
+    NUMERIC_DATATYPES,
+    decode_tensor_bytes,
+    encode_tensor_bytes,
+    split_body,
+)
 from gateway.schema.request_schema import InputBatch, RequestSchema
 from gateway.schema.validation_errors import validation_error
 
-__all__ = ["V2Request", "decode_v2", "encode_v2_response", "v2_datatype", "v2_metadata"]
+__all__ = [
+    "V2Request",
+    "V2Response",
+    "decode_v2",
+    "encode_v2_response",
+    "v2_datatype",
+    "v2_metadata",
+]
 
-# Signature column types -> V2 datatypes.
+# Signature column types -> V2 datatypes (of outputs, and what metadata advertises).
 _DATATYPES = {
     "double": "FP64",
     "float": "FP32",
@@ -30,6 +48,19 @@ _DATATYPES = {
     "boolean": "BOOL",
     "string": "BYTES",
 }
+# The tensor datatypes each column type accepts: any number for a number (a long input takes
+# floats only when they are integral, checked with the values), BOOL for booleans, BYTES for
+# strings. Everything else, and names that are no V2 datatype, get a 422 naming the tensor.
+_ACCEPTED = {
+    "double": NUMERIC_DATATYPES,
+    "float": NUMERIC_DATATYPES,
+    "long": NUMERIC_DATATYPES,
+    "integer": NUMERIC_DATATYPES,
+    "boolean": frozenset({"BOOL"}),
+    "string": frozenset({"BYTES"}),
+}
+_KNOWN = NUMERIC_DATATYPES | {"BOOL", "BYTES"}
+_FLOATS = frozenset({"FP16", "FP32", "FP64", "BF16"})
 _COLUMN_PATH = re.compile(r"^\$\.(\w+)(?:\[(\d+)\])?(.*)$")
 
 
@@ -37,7 +68,12 @@ class V2Tensor(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     shape: list[int]
     datatype: str
-    data: list[Any]
+    data: list[Any] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class V2RequestedOutput(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
     parameters: dict[str, Any] | None = None
 
 
@@ -45,56 +81,115 @@ class V2Request(msgspec.Struct, frozen=True, kw_only=True):
     inputs: list[V2Tensor]
     id: str | None = None
     parameters: dict[str, Any] | None = None
-    outputs: list[dict[str, Any]] | None = None
+    outputs: list[V2RequestedOutput] | None = None
+
+
+class V2Response:
+    """An encoded answer: the body, and the JSON header's length when binary tensors follow."""
+
+    __slots__ = ("body", "header_length")
+
+    def __init__(self, body: bytes, header_length: int | None) -> None:
+        self.body = body
+        self.header_length = header_length
 
 
 _decoder = msgspec.json.Decoder(V2Request)
+_encode = msgspec.json.Encoder().encode
 
 
 def v2_datatype(column_type: str) -> str:
     return _DATATYPES.get(column_type, "BYTES")
 
 
-def decode_v2(schema: RequestSchema, body: bytes) -> tuple[V2Request, InputBatch]:
-    """Decode and validate a V2 inference request against one version's signature."""
+def decode_v2(
+    schema: RequestSchema, body: bytes, header_length: bytes | None = None
+) -> tuple[V2Request, InputBatch]:
+    """Decode and validate a V2 inference request against one version's signature;
+    `header_length` is the Inference-Header-Content-Length header (binary extension)."""
+    header, binary = split_body(body, header_length)
     try:
-        request = _decoder.decode(body)
+        request = _decoder.decode(header)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
     except msgspec.DecodeError:
         raise MalformedRequestError("request body is not valid JSON") from None
     if not request.inputs:
         raise InputValidationError("$.inputs", "no input tensors", "shape")
+    _check_outputs(schema, request)
+    arrays = _tensor_values(request.inputs, binary)
     tensors = request.inputs
     first = tensors[0]
-    if (
-        len(tensors) == 1
-        and first.name not in schema.names
-        and len(first.shape) == 2
-        and first.shape[1] == len(schema.names)
-    ):
-        columns, where = _split_matrix(first, schema.names)
+    if len(tensors) == 1 and first.name not in schema.names and len(first.shape) == 2:
+        columns, where = _split_positional(schema, first, arrays[0])
     else:
-        columns, where = _by_name(tensors, schema.names)
+        columns, where = _by_name(schema, tensors, arrays)
     try:
         return request, schema.decode_columns(columns)
     except InputValidationError as exc:
         raise _relocate(exc, where) from None
 
 
-def _rows_of(tensor: V2Tensor, index: int) -> list[Any]:
-    """The tensor's elements, flattened row-major, checked against its shape."""
-    data = tensor.data
-    if data and isinstance(data[0], list):
-        data = _flatten(data)
-    expected = math.prod(tensor.shape) if tensor.shape else len(data)
-    if any(d < 0 for d in tensor.shape) or expected != len(data):
-        raise InputValidationError(
-            f"$.inputs[{index}].shape",
-            f"shape {tensor.shape} does not match {len(data)} data elements",
-            "shape",
+def _check_outputs(schema: RequestSchema, request: V2Request) -> None:
+    for i, wanted in enumerate(request.outputs or ()):
+        if wanted.name not in schema.output_names:
+            raise InputValidationError(
+                f"$.outputs[{i}].name",
+                f"unknown output; this model's outputs are {', '.join(schema.output_names)}",
+                "unknown",
+            )
+
+
+def _tensor_values(tensors: list[V2Tensor], binary: memoryview) -> list[np.ndarray | list[Any]]:
+    """Each tensor's elements, flat and row-major, checked against its shape and datatype:
+    a list (JSON `data`) or an array (binary)."""
+    values: list[np.ndarray | list[Any]] = []
+    offset = 0
+    for i, tensor in enumerate(tensors):
+        if tensor.datatype not in _KNOWN:
+            raise InputValidationError(
+                f"$.inputs[{i}].datatype", "not a datatype of the protocol", "type"
+            )
+        if any(d < 0 for d in tensor.shape):
+            raise InputValidationError(f"$.inputs[{i}].shape", "negative dimension", "shape")
+        count = math.prod(tensor.shape)
+        size = (tensor.parameters or {}).get("binary_data_size")
+        if size is not None:
+            if tensor.data is not None:
+                raise InputValidationError(
+                    f"$.inputs[{i}]", "both data and binary_data_size", "shape"
+                )
+            if type(size) is not int or size < 0 or offset + size > len(binary):
+                raise InputValidationError(
+                    f"$.inputs[{i}].parameters.binary_data_size",
+                    "not a size within the binary part of the body",
+                    "shape",
+                )
+            raw = binary[offset : offset + size]
+            offset += size
+            values.append(decode_tensor_bytes(tensor.datatype, raw, count, f"$.inputs[{i}].data"))
+            continue
+        if tensor.data is None:
+            raise InputValidationError(
+                f"$.inputs[{i}].data", "required field is missing", "missing"
+            )
+        data = (
+            _flatten(tensor.data)
+            if tensor.data and isinstance(tensor.data[0], list)
+            else tensor.data
         )
-    return data
+        if count != len(data):
+            raise InputValidationError(
+                f"$.inputs[{i}].shape",
+                f"shape {tensor.shape} does not match {len(data)} data elements",
+                "shape",
+            )
+        values.append(data)
+    if offset != len(binary):
+        raise InputValidationError(
+            "$.inputs", "the body has binary data that no tensor's binary_data_size covers", "shape"
+        )
+    return values
 
 
 def _flatten(nested: list[Any]) -> list[Any]:
@@ -111,41 +206,113 @@ def _flatten(nested: list[Any]) -> list[Any]:
     return flat
 
 
+# A column's origin in the request: (tensor index, stride, offset) so that row r of the column
+# is element r * stride + offset of the tensor's flat data.
+_Where = dict[str, tuple[int, int, int]]
+
+
 def _by_name(
-    tensors: list[V2Tensor], names: tuple[str, ...]
-) -> tuple[dict[str, list[Any]], dict[str, int]]:
+    schema: RequestSchema, tensors: list[V2Tensor], arrays: list[np.ndarray | list[Any]]
+) -> tuple[dict[str, list[Any]], _Where]:
     columns: dict[str, list[Any]] = {}
-    where: dict[str, int] = {}
+    where: _Where = {}
     for i, tensor in enumerate(tensors):
-        if tensor.name not in names:
-            raise InputValidationError(f"$.inputs[{i}].name", "unknown input", "unknown")
+        if tensor.name not in schema.names:
+            raise InputValidationError(
+                f"$.inputs[{i}].name",
+                f"unknown input; send one tensor per input ({', '.join(schema.names)}) or one "
+                f"[rows, {len(schema.positional)}] tensor in the positional order "
+                f"({', '.join(schema.positional)})",
+                "unknown",
+            )
         if tensor.name in columns:
             raise InputValidationError(f"$.inputs[{i}].name", "input given twice", "shape")
         if len(tensor.shape) > 2 or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
             raise InputValidationError(
                 f"$.inputs[{i}].shape", "expected shape [rows] or [rows, 1]", "shape"
             )
-        columns[tensor.name] = _rows_of(tensor, i)
-        where[tensor.name] = i
+        column_type = schema.types[tensor.name]
+        _check_datatype(tensor.datatype, column_type, i)
+        columns[tensor.name] = _values(
+            schema, arrays[i], tensor.datatype, column_type, at=(i, 1, 0)
+        )
+        where[tensor.name] = (i, 1, 0)
     return columns, where
 
 
-def _split_matrix(
-    tensor: V2Tensor, names: tuple[str, ...]
-) -> tuple[dict[str, list[Any]], dict[str, int]]:
-    k = len(names)
-    flat = _rows_of(tensor, 0)
-    columns = {name: flat[j::k] for j, name in enumerate(names)}
-    return columns, dict.fromkeys(names, 0)
+def _split_positional(
+    schema: RequestSchema, tensor: V2Tensor, flat: np.ndarray | list[Any]
+) -> tuple[dict[str, list[Any]], _Where]:
+    order = schema.positional
+    k = tensor.shape[1]
+    if not schema.min_positional <= k <= len(order):
+        width = (
+            str(len(order))
+            if schema.min_positional == len(order)
+            else f"{schema.min_positional} to {len(order)}"
+        )
+        raise InputValidationError(
+            "$.inputs[0].shape",
+            f"a [rows, k] tensor needs k = {width}: its columns are the inputs in the "
+            f"positional order ({', '.join(order)})",
+            "shape",
+        )
+    columns: dict[str, list[Any]] = {}
+    where: _Where = {}
+    for j, name in enumerate(order[:k]):
+        column_type = schema.types[name]
+        _check_datatype(tensor.datatype, column_type, 0)
+        columns[name] = _values(schema, flat[j::k], tensor.datatype, column_type, at=(0, k, j))
+        where[name] = (0, k, j)
+    return columns, where
 
 
-def _relocate(exc: InputValidationError, where: dict[str, int]) -> InputValidationError:
+def _check_datatype(datatype: str, column_type: str, index: int) -> None:
+    if datatype not in _ACCEPTED[column_type]:
+        expected = (
+            "a numeric datatype"
+            if column_type not in ("boolean", "string")
+            else ("BOOL" if column_type == "boolean" else "BYTES")
+        )
+        raise InputValidationError(
+            f"$.inputs[{index}].datatype",
+            f"{datatype} does not fit a {column_type} input: expected {expected}",
+            "type",
+        )
+
+
+def _values(
+    schema: RequestSchema,
+    values: np.ndarray | list[Any],
+    datatype: str,
+    column_type: str,
+    *,
+    at: tuple[int, int, int],
+) -> list[Any]:
+    """The column's values as a list; binary floats must be finite (JSON cannot carry NaN, so
+    only the binary extension can bring one) unless the input allows non-finite values."""
+    if isinstance(values, list):
+        return values
+    if datatype in _FLOATS and not (schema.allow_non_finite and column_type in ("double", "float")):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            index, stride, offset = at
+            element = int(bad[0]) * stride + offset
+            raise InputValidationError(
+                f"$.inputs[{index}].data[{element}]", "non-finite value", "non_finite"
+            )
+    result: list[Any] = values.tolist()
+    return result
+
+
+def _relocate(exc: InputValidationError, where: _Where) -> InputValidationError:
     """`$.hp[3]` (a column path) -> `$.inputs[1].data[3]` (where the client sent it)."""
     m = _COLUMN_PATH.match(exc.path)
     if m is None or m[1] not in where:
         return exc
-    path = f"$.inputs[{where[m[1]]}]" + (f".data[{m[2]}]" if m[2] else ".data") + m[3]
-    return InputValidationError(path, exc.reason, exc.kind)
+    tensor, stride, offset = where[m[1]]
+    element = f".data[{int(m[2]) * stride + offset}]" if m[2] else ".data"
+    return InputValidationError(f"$.inputs[{tensor}]{element}{m[3]}", exc.reason, exc.kind)
 
 
 def encode_v2_response(
@@ -157,33 +324,62 @@ def encode_v2_response(
     stage: str,
     digest: str,
     predictions: list[Any],
-) -> dict[str, Any]:
+    request: V2Request | None = None,
+) -> V2Response:
+    """The inference response: every output (or those the request names, in its order), as
+    JSON data or, when asked for (`binary_data`), as raw bytes after the JSON header."""
     n = len(predictions)
-    outputs = []
     if len(schema.outputs) == 1:
         spec = schema.outputs[0]
-        outputs.append(_tensor(spec.name, spec.type, n, predictions))
+        by_name = {spec.name: (spec.type, predictions)}
     else:
-        for spec in schema.outputs:
-            values = [row[spec.name] for row in predictions]
-            outputs.append(_tensor(spec.name, spec.type, n, values))
-    return {
-        "model_name": model,
-        "model_version": version,
-        "id": request_id,
-        "parameters": {"stage": stage, "digest": digest},
-        "outputs": outputs,
-    }
-
-
-def _tensor(name: str, column_type: str, n: int, data: list[Any]) -> dict[str, Any]:
-    return {"name": name, "shape": [n], "datatype": v2_datatype(column_type), "data": data}
+        by_name = {
+            spec.name: (spec.type, [row[spec.name] for row in predictions])
+            for spec in schema.outputs
+        }
+    binary_default = False
+    wanted: list[tuple[str, bool]]
+    if request is not None:
+        binary_default = bool((request.parameters or {}).get("binary_data_output", False))
+    if request is not None and request.outputs:
+        wanted = [
+            (o.name, bool((o.parameters or {}).get("binary_data", binary_default)))
+            for o in request.outputs
+        ]
+    else:
+        wanted = [(spec.name, binary_default) for spec in schema.outputs]
+    outputs = []
+    chunks: list[bytes] = []
+    for name, binary in wanted:
+        column_type, values = by_name[name]
+        datatype = v2_datatype(column_type)
+        tensor: dict[str, Any] = {"name": name, "shape": [n], "datatype": datatype}
+        if binary:
+            raw = encode_tensor_bytes(datatype, values)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            tensor["data"] = values
+        outputs.append(tensor)
+    header = _encode(
+        {
+            "model_name": model,
+            "model_version": version,
+            "id": request_id,
+            "parameters": {"stage": stage, "digest": digest},
+            "outputs": outputs,
+        }
+    )
+    if not chunks:
+        return V2Response(header, None)
+    return V2Response(b"".join([header, *chunks]), len(header))
 
 
 def v2_metadata(
     schema: RequestSchema, *, model: str, versions: list[str], engine: str
 ) -> dict[str, Any]:
-    """`GET /v2/models/{model}`: the model metadata response of the protocol."""
+    """`GET /v2/models/{model}`: the model metadata response of the protocol. `parameters`
+    says how a single [rows, k] tensor is read: its columns in `positional_order`."""
     return {
         "name": model,
         "versions": versions,
@@ -194,4 +390,8 @@ def v2_metadata(
         "outputs": [
             {"name": c.name, "datatype": v2_datatype(c.type), "shape": [-1]} for c in schema.outputs
         ],
+        "parameters": {
+            "positional_order": list(schema.positional),
+            "positional_min_columns": schema.min_positional,
+        },
     }

@@ -14,13 +14,20 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import msgspec
-from litestar import Response, get
+from litestar import Request, Response, get
+from litestar.exceptions import HTTPException
 from litestar.handlers import ASGIRouteHandler, HTTPRouteHandler, asgi
 from litestar.types import Receive, Scope, Send
 
-from gateway.errors import MethodNotAllowedError, RequestError, UnknownModelError
+from gateway.errors import (
+    MethodNotAllowedError,
+    ModelNotReadyError,
+    RequestError,
+    UnknownModelError,
+    UnsupportedMediaTypeError,
+)
 from gateway.http.predict_errors import send_error
-from gateway.http.predict_route import PredictRoute
+from gateway.http.predict_route import Headers, PredictRoute, RequestHead
 from gateway.http.request_io import stage_of
 from gateway.http.v2_protocol import V2Request, decode_v2, encode_v2_response, v2_metadata
 from gateway.pool.model_pool import ModelPool
@@ -30,6 +37,12 @@ from gateway.schema.request_schema import InputBatch
 __all__ = ["V2Body", "v2_routes"]
 
 _JSON = [(b"content-type", b"application/json")]
+_JSON_HEADERS: Headers = ((b"content-type", b"application/json"),)
+_OCTETS = b"application/octet-stream"
+# What a V2 body may be declared as: JSON; the binary extension's framing (a JSON header of
+# Inference-Header-Content-Length bytes, or the whole body when that header is absent; what
+# tritonclient.http.aio and kserve declare); or nothing (what tritonclient.http sends).
+_MEDIA_TYPES = (None, b"application/json", _OCTETS)
 
 
 class V2Body:
@@ -37,27 +50,43 @@ class V2Body:
 
     usage = "POST /v2/models/{model}/infer"
 
-    def __init__(self) -> None:
-        self._encode = msgspec.json.Encoder().encode
+    def check_media_type(self, media_type: bytes | None) -> None:
+        if media_type not in _MEDIA_TYPES:
+            raise UnsupportedMediaTypeError(
+                "content-type must be application/json or application/octet-stream",
+                {"expected": ["application/json", "application/octet-stream"]},
+            )
 
-    def decode(self, route: Route, body: bytes) -> tuple[InputBatch, Any]:
-        request, batch = decode_v2(route.loaded.schema, body)
+    def decode(self, route: Route, body: bytes, head: RequestHead) -> tuple[InputBatch, Any]:
+        request, batch = decode_v2(route.loaded.schema, body, head.header_length)
         return batch, request
 
-    def encode(self, route: Route, rid: str, predictions: list[Any], context: Any) -> bytes:
+    def encode(
+        self, route: Route, rid: str, predictions: list[Any], context: Any
+    ) -> tuple[bytes, Headers]:
         request: V2Request = context
         lv = route.loaded
-        return self._encode(
-            encode_v2_response(
-                lv.schema,
-                model=route.model,
-                version=lv.version,
-                request_id=request.id or rid,
-                stage=route.stage,
-                digest=lv.digest,
-                predictions=predictions,
-            )
+        response = encode_v2_response(
+            lv.schema,
+            model=route.model,
+            version=lv.version,
+            request_id=request.id or rid,
+            stage=route.stage,
+            digest=lv.digest,
+            predictions=predictions,
+            request=request,
         )
+        if response.header_length is None:
+            return response.body, _JSON_HEADERS
+        return response.body, (
+            (b"content-type", _OCTETS),
+            (b"inference-header-content-length", str(response.header_length).encode()),
+        )
+
+    def error_body(self, code: str, message: str, details: dict[str, Any]) -> bytes:
+        # The protocol's error shape: clients (tritonclient, kserve) read one string.
+        del code, details
+        return _encode_error(message)
 
 
 def v2_routes(pool: ModelPool, predict: PredictRoute) -> list[HTTPRouteHandler | ASGIRouteHandler]:
@@ -71,30 +100,32 @@ def v2_routes(pool: ModelPool, predict: PredictRoute) -> list[HTTPRouteHandler |
         model = parts[0]
         pinned = parts[2] if len(parts) >= 3 and parts[1] == "versions" else None
         action = parts[-1] if len(parts) in (2, 4) else ""
+        if action == "infer":
+            await predict.serve(
+                scope, receive, send, model=model, stage="" if pinned else stage,
+                started=started, body_format=body_format, version=pinned,
+            )  # fmt: skip
+            return
         try:
-            if pinned is not None:
-                stage = _stage_serving(pool, model, pinned)
-            if action == "infer":
-                await predict.serve(
-                    scope, receive, send, model=model, stage=stage, started=started,
-                    body_format=body_format, version=pinned,
-                )  # fmt: skip
-                return
             if scope["method"] != "GET":  # type: ignore[typeddict-item]
                 raise MethodNotAllowedError(scope["method"], ("GET",))  # type: ignore[typeddict-item]
-            await _send_json(send, 200, _describe(pool, model, stage, action))
+            status, body = _describe(pool, model, stage, action, pinned)
+            await _send_json(send, status, body)
         except RequestError as exc:
-            await send_error(send, exc, predict.ids.keep_or_new(None), predict.retry_after_s)
+            rid = predict.ids.keep_or_new(None)
+            await send_error(send, exc, rid, predict.retry_after_s, fmt=body_format)
 
-    @get("/v2", sync_to_thread=False)
+    handlers: dict[int | type[Exception], Any] = {HTTPException: _litestar_error}
+
+    @get("/v2", sync_to_thread=False, exception_handlers=handlers)
     def server_metadata() -> dict[str, Any]:
-        return {"name": "stageserve", "version": _version(), "extensions": []}
+        return {"name": "stageserve", "version": _version(), "extensions": ["binary_tensor_data"]}
 
-    @get("/v2/health/live", sync_to_thread=False)
+    @get("/v2/health/live", sync_to_thread=False, exception_handlers=handlers)
     def live() -> dict[str, bool]:
         return {"live": True}
 
-    @get("/v2/health/ready", sync_to_thread=False)
+    @get("/v2/health/ready", sync_to_thread=False, exception_handlers=handlers)
     def ready() -> Response[dict[str, bool]]:
         ok, _ = pool.ready()
         return Response({"ready": ok}, status_code=200 if ok else 503)
@@ -103,31 +134,65 @@ def v2_routes(pool: ModelPool, predict: PredictRoute) -> list[HTTPRouteHandler |
     return [server_metadata, live, ready, mount]
 
 
-def _stage_serving(pool: ModelPool, model: str, version: str) -> str:
-    for stage, route in sorted(pool.routes.get(model, {}).items()):
-        if route.loaded.version == version:
-            return stage
-    served = sorted({r.loaded.version for r in pool.routes.get(model, {}).values()})
-    raise UnknownModelError(
-        f"no stage of {model!r} serves {version}", {"model": model, "served": served}
+def _encode_error(message: str) -> bytes:
+    return msgspec.json.encode({"error": message})
+
+
+def _litestar_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    # Litestar's own 404/405 on the /v2 routes, in the protocol's shape.
+    return Response(
+        _encode_error(exc.detail if exc.status_code in (404, 405) else "bad request"),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=dict(exc.headers or {}),
     )
 
 
-def _describe(pool: ModelPool, model: str, stage: str, action: str) -> dict[str, Any]:
+def _describe(
+    pool: ModelPool, model: str, stage: str, action: str, pinned: str | None
+) -> tuple[int, dict[str, Any]]:
+    """Model metadata (`GET .../{model}[/versions/{v}]`) or readiness (`.../ready`) of the
+    version the stage serves (or the pinned version); a model or stage without a loaded
+    version is not ready (503, what KServe answers)."""
     if action not in ("", "ready"):
         raise UnknownModelError(
             "no such route; see GET /v2/models/{model}, .../ready, POST .../infer",
             {"models": pool.wanted_models()},
         )
-    stages = pool.routes.get(model)
-    if not stages:
+    stages = pool.routes.get(model, {})
+    if not stages and not pool.wanted_stages(model):
         raise UnknownModelError(f"no model {model!r}", {"models": pool.wanted_models()})
-    route = stages.get(stage) or next(iter(stages.values()))
+    route = _route_for(pool, model, stage, pinned)
     if action == "ready":
-        return {"name": model, "ready": True}
+        body: dict[str, Any] = {"name": model, "ready": route is not None}
+        if route is not None:
+            body["version"] = route.loaded.version
+        return (200 if route is not None else 503), body
+    if route is None:
+        raise ModelNotReadyError(
+            f"{model} has no loaded version for stage {stage!r}", {"model": model, "stage": stage}
+        )
     lv = route.loaded
     versions = sorted({r.loaded.version for r in stages.values()})
-    return v2_metadata(lv.schema, model=model, versions=versions, engine=lv.engine)
+    return 200, v2_metadata(lv.schema, model=model, versions=versions, engine=lv.engine)
+
+
+def _route_for(pool: ModelPool, model: str, stage: str, pinned: str | None) -> Route | None:
+    stages = pool.routes.get(model, {})
+    if pinned is None:
+        if stage not in stages and stage not in pool.wanted_stages(model):
+            raise UnknownModelError(
+                f"model {model!r} has no stage {stage!r}",
+                {"model": model, "stages": pool.wanted_stages(model)},
+            )
+        return stages.get(stage)
+    for _, route in sorted(stages.items()):
+        if route.loaded.version == pinned:
+            return route
+    served = sorted({r.loaded.version for r in stages.values()})
+    raise UnknownModelError(
+        f"no stage of {model!r} serves {pinned}", {"model": model, "served": served}
+    )
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:

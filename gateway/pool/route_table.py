@@ -12,18 +12,22 @@ __all__ = ["Route", "StageStatus"]
 class Route:
     """What one (model, stage) serves right now, with everything a request needs prebuilt."""
 
-    __slots__ = ("headers", "loaded", "metrics", "model", "stage")
+    __slots__ = ("headers", "loaded", "metrics", "model", "stage", "version_headers")
 
     def __init__(self, model: str, stage: str, loaded: LoadedVersion, metrics: RouteMetrics):
         self.model = model
         self.stage = stage
         self.loaded = loaded
         self.metrics = metrics
-        # Raw ASGI header pairs; the request adds content-length and x-request-id.
-        self.headers: tuple[tuple[bytes, bytes], ...] = (
-            (b"content-type", b"application/json"),
+        # Raw ASGI header pairs; the request adds content-length and x-request-id. Every
+        # response a version handled carries the version headers, errors included.
+        self.version_headers: tuple[tuple[bytes, bytes], ...] = (
             (b"x-model-version", loaded.version.encode()),
             (b"x-model-digest", loaded.digest.encode()),
+        )
+        self.headers: tuple[tuple[bytes, bytes], ...] = (
+            (b"content-type", b"application/json"),
+            *self.version_headers,
         )
 
 

@@ -6,8 +6,11 @@ predictions as /predict, stamped with the version that made them.
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,10 +35,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
             entry("sm", "prod", "v3.1.0", save_statsmodels_package(root / "sm", name="sm")),
         ],
     )
-    audit = root / "audit.jsonl"
-    with ServerProcess(cache, args=["--audit-path", str(audit)]) as srv:
+    with ServerProcess(cache, args=["--audit-path", str(root / "audit.jsonl")]) as srv:
         wait_until(lambda: srv.get("/readyz").status == 200, 60, "ready")
         yield srv
+
+
+@pytest.fixture(scope="module")
+def audit(server: ServerProcess) -> Path:
+    return server.cache.parent / "audit.jsonl"
 
 
 def _infer(
@@ -90,17 +97,64 @@ def test_v2_statsmodels_model_with_a_categorical_input(server: ServerProcess) ->
     assert body["outputs"][0]["data"][0] == pytest.approx(21.6085, abs=1e-3)
 
 
-def test_v2_errors_are_the_gateways_json_errors(server: ServerProcess) -> None:
+def test_v2_errors_have_the_protocols_shape_and_name_the_element(server: ServerProcess) -> None:
     bad = _tensors()
     bad[0] = {**bad[0], "data": [1.0, "SECRET", 3.0]}
     status, body = _infer(server, "/v2/models/cost/infer", {"inputs": bad})
     assert status == 422
-    assert body["error"]["details"]["path"] == "$.inputs[0].data[1]"
-    assert "SECRET" not in json.dumps(body)
+    # V2 clients read {"error": "<string>"} (tritonclient and kserve print that string).
+    assert body == {"error": "$.inputs[0].data[1]: expected number, got string"}
     status, body = _infer(server, "/v2/models/nope/infer", {"inputs": _tensors()})
-    assert status == 404 and "cost" in json.dumps(body["error"]["details"])
+    assert status == 404 and body == {"error": "no model 'nope'"}
     status, _ = _infer(server, "/v2/models/cost/versions/v9.9.9/infer", {"inputs": _tensors()})
     assert status == 404
+    assert server.get("/v2/models/cost/nonsense").body == {
+        "error": "no such route; see GET /v2/models/{model}, .../ready, POST .../infer"
+    }
+
+
+def test_a_refusal_by_a_chosen_version_says_which_version_refused(server: ServerProcess) -> None:
+    bad = _tensors()
+    bad[0] = {**bad[0], "data": [1.0, "x", 3.0]}
+    answer = server.request(
+        "POST", "/v2/models/cost/infer?stage=dev", json.dumps({"inputs": bad}).encode()
+    )
+    assert answer.status == 422
+    assert answer.headers["x-model-version"] == "v2.0.0"
+    assert answer.headers["x-model-digest"].startswith("sha256:")
+    refused = server.predict("cost", {"inputs": [{"hp": "x"}]})
+    assert refused.status == 422 and refused.headers["x-model-version"] == "v1.0.0"
+    unknown = server.predict("nope", {"inputs": ROWS})
+    assert "x-model-version" not in unknown.headers
+
+
+def test_a_version_pinned_request_for_an_unserved_version_is_counted_and_audited(
+    server: ServerProcess, audit: Path
+) -> None:
+    answer = server.request(
+        "POST",
+        "/v2/models/cost/versions/v9.9.9/infer",
+        json.dumps({"inputs": _tensors()}).encode(),
+        {"x-request-id": "pinned-unserved-1"},
+    )
+    assert answer.status == 404
+    assert answer.headers["x-request-id"] == "pinned-unserved-1"
+
+    def record() -> dict[str, Any] | None:
+        for line in audit.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["request_id"] == "pinned-unserved-1":
+                return entry  # type: ignore[no-any-return]
+        return None
+
+    wait_until(lambda: record() is not None, 10, "the audit record")
+    entry = record()
+    assert entry is not None
+    assert (entry["model"], entry["status"], entry["version"]) == ("cost", 404, None)
+    metrics = server.get("/metrics").body
+    assert 'stageserve_requests_total{model="cost",stage="_unknown",status="404",version=""}' in (
+        metrics
+    )
 
 
 def test_v2_metadata_and_health(server: ServerProcess) -> None:
@@ -109,9 +163,54 @@ def test_v2_metadata_and_health(server: ServerProcess) -> None:
     assert meta.body["name"] == "cost"
     assert sorted(meta.body["versions"]) == ["v1.0.0", "v2.0.0"]
     assert [i["name"] for i in meta.body["inputs"]] == FEATURES
+    assert meta.body["parameters"]["positional_order"] == FEATURES
     assert server.get("/v2/health/live").status == 200
     assert server.get("/v2/health/ready").status == 200
     assert server.get("/v2/models/cost/ready").status == 200
     assert server.get("/v2").body["name"] == "stageserve"
     assert server.get("/v2/models/cost/nonsense").status == 404
     assert server.get("/v2/models/cost/infer").status == 405
+
+
+def test_model_readiness_is_for_the_stage_asked(server: ServerProcess) -> None:
+    # sm serves prod only: its dev stage is not ready, whatever prod does.
+    assert server.get("/v2/models/sm/ready").status == 200
+    assert server.get("/v2/models/sm/ready?stage=prod").status == 200
+    assert server.get("/v2/models/cost/ready?stage=dev").body == {
+        "name": "cost",
+        "ready": True,
+        "version": "v2.0.0",
+    }
+    assert server.get("/v2/models/sm/ready?stage=dev").status == 404
+    assert server.get("/v2/models/sm/versions/v3.1.0/ready").status == 200
+    assert server.get("/v2/models/sm/versions/v9/ready").status == 404
+
+
+def test_bodies_without_content_type_or_as_octet_stream_are_json(server: ServerProcess) -> None:
+    body = json.dumps({"inputs": _tensors()}).encode()
+    expected = _infer(server, "/v2/models/cost/infer", {"inputs": _tensors()})[1]["outputs"]
+    for headers in ({}, {"content-type": "application/octet-stream"}):
+        answer = server.request("POST", "/v2/models/cost/infer", body, headers)
+        assert answer.status == 200, answer.body
+        assert answer.body["outputs"] == expected
+    refused = server.request("POST", "/v2/models/cost/infer", body, {"content-type": "text/xml"})
+    assert refused.status == 415 and "application/octet-stream" in refused.body["error"]
+    plain = server.request("POST", "/predict/cost", json.dumps({"inputs": ROWS}).encode())
+    assert plain.status == 200
+
+
+def test_gzip_and_deflate_bodies_are_read_within_the_body_limit(server: ServerProcess) -> None:
+    body = json.dumps({"inputs": _tensors()}).encode()
+    expected = _infer(server, "/v2/models/cost/infer", {"inputs": _tensors()})[1]["outputs"]
+    for name, packed in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        answer = server.request("POST", "/v2/models/cost/infer", packed, {"content-encoding": name})
+        assert answer.status == 200, answer.body
+        assert answer.body["outputs"] == expected
+    # 1 MiB limit (the default); 2 MiB of zeros compresses to ~2 kB.
+    bomb = gzip.compress(b" " * (2 * 1_048_576))
+    answer = server.request("POST", "/predict/cost", bomb, {"content-encoding": "gzip"})
+    assert answer.status == 413
+    answer = server.request("POST", "/predict/cost", body, {"content-encoding": "gzip"})
+    assert answer.status == 400
+    answer = server.request("POST", "/predict/cost", body, {"content-encoding": "br"})
+    assert answer.status == 415
