@@ -16,6 +16,7 @@ from litestar.datastructures import State
 from gateway.drain import Drain
 from gateway.http.errors import exception_handlers
 from gateway.http.fast_lane import install_fast_lane
+from gateway.http.mlflow_route import mlflow_routes
 from gateway.http.models_routes import models_routes
 from gateway.http.predict_route import PredictRoute
 from gateway.http.v2_route import v2_routes
@@ -192,6 +193,7 @@ def create_app(
         route_handlers=[
             predict.handler(),
             *v2_routes(pool, predict),
+            *mlflow_routes(pool, predict, metrics, default_model=settings.default_model),
             *models_routes(
                 pool,
                 metrics,

@@ -35,6 +35,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML settings file")
     p.add_argument("--default-stage", help="stage when the request names none (default prod)")
     p.add_argument(
+        "--default-model",
+        help="model of MLflow's POST /invocations without ?model= (default: the only one served)",
+    )
+    p.add_argument(
         "--log-level", choices=["critical", "error", "warning", "info", "debug"], default=None
     )
     p.add_argument("--audit-path", metavar="FILE", help="JSON-lines audit file (rotated)")
@@ -68,6 +72,7 @@ def serve(args: argparse.Namespace) -> int:
             "cache_dir",
             "registry",
             "default_stage",
+            "default_model",
             "log_level",
             "audit_path",
             "drain_s",

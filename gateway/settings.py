@@ -28,6 +28,9 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Activation journal (JSON lines: when each version really started/stopped serving)."""
     default_stage: str = "prod"
     """Stage used by `POST /predict/{model}` when the query has no `stage`."""
+    default_model: str | None = None
+    """Model of MLflow's `POST /invocations` when the query has no `model` (unset: the only
+    model served, if there is just one)."""
     max_body_bytes: int = 1_048_576
     """Largest predict request body accepted (413 above it)."""
     max_rows: int = 10_000

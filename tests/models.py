@@ -28,6 +28,7 @@ __all__ = [
     "save_onnx_package",
     "save_sklearn_package",
     "save_statsmodels_package",
+    "save_string_input_package",
     "train_cost_predictor_statsmodels",
     "train_sklearn_classifier",
     "train_sklearn_gbr",
@@ -164,3 +165,15 @@ def save_classifier_package(folder: Path, *, name: str = "gearbox", onnx: bool =
     if onnx:
         return onnx_package_from_sklearn(model, folder, example=features, name=name).path
     return save_sklearn(model, folder, example=features, name=name).path
+
+
+def save_string_input_package(folder: Path, *, name: str = "fuel_by_gearbox") -> Path:
+    """A statsmodels OLS with a string input: `mpg ~ hp + wt + C(gearbox)`, gearbox one of
+    "automatic", "manual" (for clients that send text: V2 BYTES tensors)."""
+    import statsmodels.formula.api as smf
+
+    frame = mtcars()
+    frame["gearbox"] = frame["am"].map({0: "automatic", 1: "manual"}).astype(str)
+    results = smf.ols("mpg ~ hp + wt + C(gearbox)", data=frame).fit()
+    example = frame[["hp", "wt", "gearbox"]]
+    return save_statsmodels(results, folder, example=example, name=name, card=CARD).path

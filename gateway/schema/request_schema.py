@@ -129,7 +129,8 @@ class RequestSchema:
                 ("inputs", rows_t | columns_type | None, None),
                 ("dataframe_split", split_type | None, None),
                 ("dataframe_records", rows_t | None, None),
-                ("instances", rows_t | None, None),
+                # MLflow reads `instances` as rows or as columns.
+                ("instances", rows_t | columns_type | None, None),
             ],
             forbid_unknown_fields=True,
         )
@@ -172,29 +173,35 @@ class RequestSchema:
                 "$", "expected exactly one of " + ", ".join(_FORMATS), "shape"
             )
         if req.dataframe_split is not None:
-            split = req.dataframe_split
-            columns = split.columns
-            if len(set(columns)) != len(columns):
-                raise InputValidationError(
-                    "$.dataframe_split.columns", "column names repeat", "shape"
-                )
-            for i, row in enumerate(split.data):
-                if len(row) != len(columns):
-                    raise InputValidationError(
-                        f"$.dataframe_split.data[{i}]",
-                        f"expected {len(columns)} values, got {len(row)}",
-                        "shape",
-                    )
-            return self._from_split(
-                columns,
-                split.data,
-                "$.dataframe_split.data",
-                lambda i, j: f"$.dataframe_split.data[{i}][{j}]",
-                missing_path="$.dataframe_split.columns",
-            )
+            return self.decode_split(req.dataframe_split.columns, req.dataframe_split.data)
         if req.dataframe_records is not None:
             return self._from_rows(req.dataframe_records, "$.dataframe_records")
-        return self._from_rows(req.instances, "$.instances")
+        if type(req.instances) is list:
+            return self._from_rows(req.instances, "$.instances")
+        return self._from_columns(req.instances, "$.instances")
+
+    def decode_split(
+        self, columns: list[str], data: list[list[Any]], ignore: frozenset[str] = frozenset()
+    ) -> InputBatch:
+        """MLflow's `dataframe_split` (named columns, rows of values); columns in `ignore` are
+        dropped (MLflow's routes ignore extra columns), error paths keep the sent positions."""
+        if len(set(columns)) != len(columns):
+            raise InputValidationError("$.dataframe_split.columns", "column names repeat", "shape")
+        for i, row in enumerate(data):
+            if len(row) != len(columns):
+                raise InputValidationError(
+                    f"$.dataframe_split.data[{i}]",
+                    f"expected {len(columns)} values, got {len(row)}",
+                    "shape",
+                )
+        return self._from_split(
+            columns,
+            data,
+            "$.dataframe_split.data",
+            cell=lambda i, j: f"$.dataframe_split.data[{i}][{j}]",
+            missing_path="$.dataframe_split.columns",
+            ignore=ignore,
+        )
 
     def _decode_positional(self, body: bytes) -> InputBatch:
         """`{"inputs": [[110, 2.62, 6], ...]}` (or `instances`): rows in positional order."""
@@ -226,7 +233,7 @@ class RequestSchema:
                     "shape",
                 )
         return self._from_split(
-            list(order), data, path, lambda i, j: f"{path}[{i}][{j}]", missing_path=path
+            list(order), data, path, cell=lambda i, j: f"{path}[{i}][{j}]", missing_path=path
         )
 
     def decode_columns(self, columns: dict[str, list[Any]]) -> InputBatch:
@@ -312,13 +319,20 @@ class RequestSchema:
         columns: list[str],
         data: list[list[Any]],
         path: str,
+        *,
         cell: Callable[[int, int], str],
         missing_path: str,
+        ignore: frozenset[str] = frozenset(),
     ) -> InputBatch:
         """Rows of values under named `columns` (rows may be shorter: trailing columns left
-        out); `cell(row, position)` is the path an error names."""
+        out; columns in `ignore` are dropped); `cell(row, position)` is the path an error
+        names."""
         index = {name: j for j, name in enumerate(columns)}
-        records = [dict(zip(columns, row, strict=False)) for row in data]
+        if ignore:
+            kept = [j for j, name in enumerate(columns) if name not in ignore]
+            records = [{columns[j]: row[j] for j in kept if j < len(row)} for row in data]
+        else:
+            records = [dict(zip(columns, row, strict=False)) for row in data]
         try:
             rows = msgspec.convert(records, type=self._rows_type)
         except msgspec.ValidationError as exc:

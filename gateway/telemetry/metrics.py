@@ -67,6 +67,13 @@ class GatewayMetrics:
             ["model", "kind"],
             registry=r,
         )
+        self.extra_columns_total = Counter(
+            _P + "extra_columns",
+            "Requests to MLflow's /invocations whose input columns the signature does not "
+            "have were ignored (as MLflow does).",
+            ["model"],
+            registry=r,
+        )
         self.request_rows = FastHistogram(
             _P + "request_rows", "Rows per predict request.", ["model"], ROW_BUCKETS, registry=r
         )

@@ -1,0 +1,1 @@
+"""Helpers for driving stock clients that cannot share the test venv (kserve's)."""
