@@ -18,6 +18,7 @@ RegistryError
     ├── DigestMismatchError    a file's sha256 differs from the manifest
     │   └── SizeMismatchError  a file's size differs from the manifest (checked before hashing)
     ├── UnsupportedFormatError no runtime for the package's format
+    ├── UnsafeArtifactError    an artifact would run code or reach outside the package to load
     └── OnnxParityError        an ONNX export disagrees with its source model on the example
 InvalidInputError              prediction input that does not fit the signature (names the column)
 
@@ -45,6 +46,7 @@ __all__ = [
     "SettingsError",
     "SizeMismatchError",
     "StageNotAllowedError",
+    "UnsafeArtifactError",
     "UnsupportedFormatError",
     "VersionExistsError",
     "VersionNotFoundError",
@@ -159,6 +161,17 @@ class UnsupportedFormatError(PackageError):
     def __init__(self, path: str, fmt: str) -> None:
         self.format = fmt
         super().__init__(path, f"no runtime for format {fmt!r} (onnx, sklearn, statsmodels)")
+
+
+class UnsafeArtifactError(PackageError):
+    """An artifact refused before anything in it ran: `subject` names what was refused (a
+    global such as 'builtins.eval', a formula, an ONNX external-data path)."""
+
+    def __init__(self, path: str, file: str, subject: str, reason: str) -> None:
+        self.file = file
+        self.subject = subject
+        self.reason = reason
+        super().__init__(path, f"{file}: refused {subject}: {reason}")
 
 
 class OnnxParityError(PackageError):

@@ -15,6 +15,7 @@ from gateway.pool.inference import inline_max_rows
 from gateway.schema.request_schema import InputBatch, RequestSchema
 from registry_sync.errors import RegistryError
 from registry_sync.package.manifest import Manifest
+from registry_sync.runtimes.safe_load import LoadPolicy
 from registry_sync.sync.snapshot import DesiredEntry
 
 __all__ = ["LoadedVersion", "Loader", "load_version", "warm_up"]
@@ -124,7 +125,11 @@ def warm_up(loaded: LoadedVersion) -> None:
 
 
 def load_version(
-    entry: DesiredEntry, *, allow_non_finite: bool = False, max_rows: int = 10_000
+    entry: DesiredEntry,
+    *,
+    allow_non_finite: bool = False,
+    max_rows: int = 10_000,
+    policy: LoadPolicy | None = None,
 ) -> LoadedVersion:
     """Read and verify the package, load its predictor, build its decoder and warm it up.
 
@@ -142,7 +147,7 @@ def load_version(
                 entry.version,
                 f"package digest {package.digest} differs from the snapshot's {entry.digest}",
             )
-        predictor = load_predictor(package)
+        predictor = load_predictor(package, policy=policy)
         schema = RequestSchema(
             package.manifest.signature, allow_non_finite=allow_non_finite, max_rows=max_rows
         )

@@ -6,7 +6,7 @@ import pickle
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from registry_sync.package.write import Card, library_versions, manifest_fields,
 __all__ = ["onnx_package_from_sklearn", "save_onnx", "save_sklearn", "save_statsmodels"]
 
 PICKLE_PROTOCOL = 5
+Serialization = Literal["skops", "pickle"]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -43,12 +44,19 @@ def save_sklearn(
     export_onnx: bool = False,
     onnx_tolerance: float = 1e-4,
     onnx_dtype: OnnxDtype = "auto",
+    serialization: Serialization = "skops",
 ) -> ModelPackage:
-    """Pickle an estimator or pipeline as model.pkl, optionally with a verified model.onnx."""
+    """Save an estimator or pipeline as model.skops (skops: loading it runs no code from the
+    file) or, with `serialization="pickle"`, model.pkl; optionally with a verified model.onnx."""
     example = _model_columns(example, getattr(model, "feature_names_in_", None))
     signature = signature or infer_signature(example, _sklearn_predict(model, example))
-    files = {"model.pkl": pickle.dumps(model, protocol=PICKLE_PROTOCOL)}
-    libraries = library_versions("sklearn")
+    if serialization == "skops":
+        files = {"model.skops": _skops_bytes(model)}
+    elif serialization == "pickle":
+        files = {"model.pkl": pickle.dumps(model, protocol=PICKLE_PROTOCOL)}
+    else:
+        raise ValueError(f"serialization must be 'skops' or 'pickle', not {serialization!r}")
+    libraries = library_versions("sklearn", *(["skops"] if serialization == "skops" else []))
     export = None
     if export_onnx:
         onnx_bytes, export = _export(
@@ -212,6 +220,16 @@ def _export(
     return onnx_bytes, OnnxExport(
         path="model.onnx", max_abs_diff=diff, opset=onnx_opset(onnx_bytes)
     )
+
+
+def _skops_bytes(model: Any) -> bytes:
+    """skops, deflated (a 60-tree boosting model: 1.5 MB stored, 0.25 MB deflated)."""
+    import zipfile
+
+    import skops.io
+
+    data: bytes = skops.io.dumps(model, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    return data
 
 
 def _sklearn_predict(model: Any, frame: pd.DataFrame) -> Any:

@@ -10,8 +10,9 @@ import numpy as np
 from registry_sync.errors import UnsupportedFormatError
 from registry_sync.package.read import ModelPackage
 from registry_sync.runtimes.loaded import LoadedModel
+from registry_sync.runtimes.safe_load.policy import LoadPolicy
 
-__all__ = ["LoadedModel", "Predictor", "load_predictor"]
+__all__ = ["LoadPolicy", "LoadedModel", "Predictor", "load_predictor"]
 
 
 @runtime_checkable
@@ -34,10 +35,15 @@ class Predictor(Protocol):
         ...
 
 
-def load_predictor(package: ModelPackage, *, prefer_onnx: bool = True) -> Predictor:
-    """A ready Predictor; every artifact is re-hashed before use, pickles before unpickling."""
-    from registry_sync.runtimes.artifact import read_verified, unpickle_verified
+def load_predictor(
+    package: ModelPackage, *, prefer_onnx: bool = True, policy: LoadPolicy | None = None
+) -> Predictor:
+    """A ready Predictor; every artifact is re-hashed before use and deserialized under
+    `policy` (the allowlist of safe_load/policy.py by default): a file that names anything
+    else is refused (UnsafeArtifactError) before any of it runs."""
+    from registry_sync.runtimes.artifact import load_model_object, read_onnx_verified
 
+    policy = policy or LoadPolicy()
     manifest = package.manifest
     where = str(package.path)
     export = manifest.onnx_export
@@ -45,21 +51,26 @@ def load_predictor(package: ModelPackage, *, prefer_onnx: bool = True) -> Predic
         from registry_sync.runtimes.onnx import OnnxPredictor
 
         relative = export.path if export else _artifact(package, ".onnx")
-        return OnnxPredictor(read_verified(package, relative), manifest.signature, where)
+        return OnnxPredictor(read_onnx_verified(package, relative), manifest.signature, where)
     if manifest.format == "sklearn":
         from registry_sync.runtimes.sklearn import SklearnPredictor
 
-        model = unpickle_verified(package, _artifact(package, ".pkl"))
+        model = load_model_object(package, _artifact(package, ".skops", ".pkl"), policy)
         return SklearnPredictor(model, manifest.signature)
     if manifest.format == "statsmodels":
         from registry_sync.runtimes.statsmodels import StatsmodelsPredictor
 
-        results = unpickle_verified(package, _artifact(package, ".pkl"))
+        results = load_model_object(package, _artifact(package, ".pkl"), policy)
         return StatsmodelsPredictor(results, manifest.signature, manifest.input_example)
     raise UnsupportedFormatError(where, manifest.format)
 
 
-def _artifact(package: ModelPackage, suffix: str) -> str:
-    """The package's main artifact: the first listed file with `suffix`, else the first file."""
+def _artifact(package: ModelPackage, *suffixes: str) -> str:
+    """The package's main artifact: the first listed file with the first suffix that any file
+    has, else the first file."""
     files = [entry.path for entry in package.manifest.files]
-    return next((path for path in files if path.endswith(suffix)), files[0])
+    for suffix in suffixes:
+        found = next((path for path in files if path.endswith(suffix)), None)
+        if found is not None:
+            return found
+    return files[0]

@@ -30,7 +30,7 @@ SECRET = "SECRET-VALUE-7f3a"
 
 
 def _corrupt(package: Path) -> Path:
-    artifact = next(p for p in package.iterdir() if p.suffix in (".onnx", ".pkl"))
+    artifact = next(p for p in package.iterdir() if p.suffix in (".onnx", ".pkl", ".skops"))
     artifact.write_bytes(b"not a model" + artifact.read_bytes()[11:])
     return package
 

@@ -15,7 +15,7 @@ ROW = example_rows(1)[0]
 
 
 def _corrupt(package: Path) -> Path:
-    artifact = next(p for p in package.iterdir() if p.suffix in (".onnx", ".pkl"))
+    artifact = next(p for p in package.iterdir() if p.suffix in (".onnx", ".pkl", ".skops"))
     artifact.write_bytes(artifact.read_bytes()[:-16] + b"\0" * 16)
     return package
 

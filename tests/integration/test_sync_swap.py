@@ -184,16 +184,16 @@ def test_tampered_artifact_is_never_loaded_and_the_error_names_it(
     repo = registry.path
     with _gateway("embedded", repo, tmp_path) as server:
         wait_until(lambda: server.get("/readyz").status == 200, 60, "readiness")
-        pkl = repo / "models" / MODEL / "model.pkl"
-        raw = bytearray(pkl.read_bytes())
+        artifact = repo / "models" / MODEL / "model.skops"
+        raw = bytearray(artifact.read_bytes())
         raw[-2] ^= 0xFF
-        pkl.write_bytes(bytes(raw))
-        git(repo, "commit", "-qam", "tamper with the pickle")
+        artifact.write_bytes(bytes(raw))
+        git(repo, "commit", "-qam", "tamper with the model file")
         git(repo, "tag", "-a", f"{MODEL}@v1.2.0", "-m", "Registering artifact")
         writer.assign(registry, MODEL, "prod", "v1.2.0")
 
         def error_shown() -> bool:
-            return "model.pkl" in json.dumps(server.get(f"/models/{MODEL}").body)
+            return "model.skops" in json.dumps(server.get(f"/models/{MODEL}").body)
 
         wait_until(error_shown, 30, "the digest error in /models")
         answer = server.predict(MODEL, BODY)

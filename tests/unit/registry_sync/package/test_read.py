@@ -50,7 +50,7 @@ def test_valid_package_reads_with_digest_of_the_exact_manifest_bytes(package: Pa
     assert read.digest == expected == package_digest(package)
     assert read.manifest.name == "cost_predictor"
     assert read.manifest.format == "sklearn"
-    assert [f.path for f in read.manifest.files] == ["model.pkl", "model.onnx"]
+    assert [f.path for f in read.manifest.files] == ["model.skops", "model.onnx"]
     assert read.path == package
 
 
@@ -109,30 +109,30 @@ def test_listed_file_that_is_absent_raises_missing_file(package: Path) -> None:
 
 
 def test_changed_bytes_of_the_same_size_raise_digest_mismatch(package: Path) -> None:
-    data = bytearray((package / "model.pkl").read_bytes())
+    data = bytearray((package / "model.skops").read_bytes())
     data[-2] ^= 0xFF
-    (package / "model.pkl").write_bytes(bytes(data))
+    (package / "model.skops").write_bytes(bytes(data))
     with pytest.raises(DigestMismatchError) as caught:
         read_package(package)
-    assert caught.value.file == "model.pkl"
+    assert caught.value.file == "model.skops"
     assert caught.value.expected == read_package(package, verify_digests=False).expected_sha256(
-        "model.pkl"
+        "model.skops"
     )
-    assert caught.value.actual == sha256_file(package / "model.pkl")
+    assert caught.value.actual == sha256_file(package / "model.skops")
 
 
 def test_a_file_of_the_wrong_size_raises_size_mismatch(package: Path) -> None:
-    with (package / "model.pkl").open("ab") as handle:
+    with (package / "model.skops").open("ab") as handle:
         handle.write(b"tail")
-    with pytest.raises(SizeMismatchError, match=r"size of 'model\.pkl' is \d+ bytes"):
+    with pytest.raises(SizeMismatchError, match=r"size of 'model\.skops' is \d+ bytes"):
         read_package(package)
 
 
 def test_verify_digests_false_skips_hashing_but_not_presence(package: Path) -> None:
-    with (package / "model.pkl").open("ab") as handle:
+    with (package / "model.skops").open("ab") as handle:
         handle.write(b"tail")
     assert read_package(package, verify_digests=False).manifest.name == "cost_predictor"
-    (package / "model.pkl").unlink()
+    (package / "model.skops").unlink()
     with pytest.raises(MissingFileError):
         read_package(package, verify_digests=False)
 
@@ -148,10 +148,10 @@ def test_file_paths_that_escape_the_package_are_rejected(package: Path, escaping
 
 def test_a_symlink_leading_out_of_the_package_is_rejected(package: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside.pkl"
-    outside.write_bytes((package / "model.pkl").read_bytes())
-    (package / "model.pkl").unlink()
-    (package / "model.pkl").symlink_to(outside)
-    with pytest.raises(ManifestError, match=r"'model\.pkl' escapes the package folder"):
+    outside.write_bytes((package / "model.skops").read_bytes())
+    (package / "model.skops").unlink()
+    (package / "model.skops").symlink_to(outside)
+    with pytest.raises(ManifestError, match=r"'model\.skops' escapes the package folder"):
         read_package(package)
 
 
@@ -180,7 +180,7 @@ def test_input_example_that_does_not_match_the_signature_is_rejected(
 
 
 def test_every_package_error_is_a_package_error(package: Path) -> None:
-    (package / "model.pkl").unlink()
+    (package / "model.skops").unlink()
     with pytest.raises(PackageError, match=str(package)):
         read_package(package)
 

@@ -36,6 +36,10 @@ class _TouchOnUnpickle:
         return (os.mkdir, (str(self.marker),))
 
 
+# The file each kind's model lives in: scikit-learn saves skops by default, statsmodels pickles.
+ARTIFACTS = {"sklearn": "model.skops", "statsmodels": "model.pkl"}
+
+
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("packages")
@@ -65,15 +69,16 @@ def test_tampered_pickle_is_never_unpickled(copy_of, tmp_path: Path, kind: str) 
     marker.rmdir()
 
     package_path = copy_of(kind)
-    honest = read_package(package_path)  # manifest records the honest model.pkl's digest
-    (package_path / "model.pkl").write_bytes(evil)
+    artifact = ARTIFACTS[kind]
+    honest = read_package(package_path)  # manifest records the honest artifact's digest
+    (package_path / artifact).write_bytes(evil)
     with pytest.raises(DigestMismatchError):
         read_package(package_path)
     # Even a package whose digests were checked earlier (or not at all) is re-hashed at load.
     for package in (honest, read_package(package_path, verify_digests=False)):
         with pytest.raises(DigestMismatchError) as caught:
             load_predictor(package)
-        assert caught.value.file == "model.pkl"
+        assert caught.value.file == artifact
     assert not marker.exists()
 
 
