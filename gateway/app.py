@@ -13,6 +13,7 @@ from pathlib import Path
 from litestar import Litestar
 from litestar.datastructures import State
 
+from gateway.access import Access, build_access
 from gateway.drain import Drain
 from gateway.http.errors import exception_handlers
 from gateway.http.fast_lane import install_fast_lane
@@ -31,9 +32,10 @@ from gateway.shadow.worker import Shadow
 from gateway.telemetry.activation import ActivationListener
 from gateway.telemetry.audit import AuditWriter
 from gateway.telemetry.metrics import GatewayMetrics
+from registry_sync.runtimes.safe_load import LoadPolicy
 from registry_sync.sync.snapshot import STATUS_FILE
 
-__all__ = ["Gateway", "create_app", "gateway_of"]
+__all__ = ["Gateway", "create_app", "gateway_of", "load_policy"]
 
 log = logging.getLogger("stageserve.app")
 _STOP_TIMEOUT_S = 10.0
@@ -51,6 +53,7 @@ class Gateway:
     source: DesiredStateSource | None
     drain: Drain
     shadow: Shadow | None = None
+    access: Access | None = None
 
 
 def gateway_of(app: Litestar) -> Gateway:
@@ -108,6 +111,35 @@ def _shadow(
     )
 
 
+def _pool(
+    settings: Settings,
+    metrics: GatewayMetrics,
+    loader: Loader | None,
+    activation_listeners: Sequence[ActivationListener],
+) -> ModelPool:
+    loader = loader or functools.partial(
+        load_version,
+        allow_non_finite=settings.allow_non_finite,
+        max_rows=settings.max_rows,
+        policy=load_policy(settings),
+    )
+    pool = ModelPool(metrics, loader, retry_failed_load_s=settings.retry_failed_load_s)
+    for listener in activation_listeners:
+        pool.add_listener(listener)
+    return pool
+
+
+def load_policy(settings: Settings) -> LoadPolicy:
+    """What model files may name when they load: the allowlist, widened only on purpose."""
+    if settings.unpickle_allow:
+        log.warning(
+            "model files may also name globals from %s (unpickle_allow): code there may run "
+            "while a model loads",
+            ", ".join(settings.unpickle_allow),
+        )
+    return LoadPolicy(extra=tuple(settings.unpickle_allow))
+
+
 def create_app(
     settings: Settings,
     *,
@@ -124,12 +156,7 @@ def create_app(
     `sync_status_path` is the sync loop's status file (default `<cache_dir>/sync-status.json`),
     shown in /models so a registry outage is visible there."""
     metrics = metrics or GatewayMetrics()
-    loader = loader or functools.partial(
-        load_version, allow_non_finite=settings.allow_non_finite, max_rows=settings.max_rows
-    )
-    pool = ModelPool(metrics, loader, retry_failed_load_s=settings.retry_failed_load_s)
-    for listener in activation_listeners:
-        pool.add_listener(listener)
+    pool = _pool(settings, metrics, loader, activation_listeners)
     if state_source is None and settings.cache_dir is not None:
         state_source = SnapshotFileSource(settings.cache_dir)
     audit = AuditWriter(
@@ -141,6 +168,7 @@ def create_app(
         queue_max=settings.audit_queue_max,
     )
     inference = Inference(settings.inference_threads)
+    access = build_access(settings)
     # Always registered (shadow on or off), so dashboards and alerts find the series.
     shadow = _shadow(settings, pool, ShadowMetrics(metrics.registry), audit)
     predict = PredictRoute(
@@ -152,9 +180,10 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         retry_after_s=settings.retry_after_s,
         shadow=shadow,
+        access=access,
     )
     drain = Drain()
-    gateway = Gateway(settings, pool, metrics, audit, state_source, drain, shadow)
+    gateway = Gateway(settings, pool, metrics, audit, state_source, drain, shadow, access)
     if sync_status_path is None and settings.cache_dir is not None:
         sync_status_path = Path(settings.cache_dir) / STATUS_FILE
 
@@ -170,11 +199,16 @@ def create_app(
         )
         if state_source is not None:
             task = asyncio.create_task(_follow(state_source, pool, stop), name="follow-state")
+        reloading = None
+        if access is not None:
+            reloading = asyncio.create_task(access.run(stop), name="reload-credentials")
         try:
             yield
         finally:
             stop.set()
             await retry
+            if reloading is not None:
+                await reloading
             if task is not None:
                 try:
                     await asyncio.wait_for(task, _STOP_TIMEOUT_S)
@@ -201,6 +235,7 @@ def create_app(
                 drain=drain,
                 sync_status_path=sync_status_path,
                 shadow=shadow,
+                access=access,
             ),
         ],
         lifespan=[lifespan],

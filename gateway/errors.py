@@ -5,6 +5,8 @@ GatewayError
 │   └── OutputInvalidError   a model's output failed validation (wrong count, type, non-finite)
 └── RequestError             a predict request that cannot be answered (one HTTP status each)
     ├── MalformedRequestError     400: the body is not JSON / not one of the accepted shapes
+    ├── UnauthorizedError         401: no credential, or one that does not verify
+    ├── ForbiddenError            403: the principal may not take this action on this stage
     ├── UnknownModelError         404: no such model or stage (lists what exists)
     ├── MethodNotAllowedError     405: the route exists, the method does not
     ├── PayloadTooLargeError      413: body bytes or row count over the limit
@@ -23,6 +25,7 @@ from typing import Any
 from registry_sync.errors import SettingsError
 
 __all__ = [
+    "ForbiddenError",
     "GatewayError",
     "InputValidationError",
     "MalformedRequestError",
@@ -33,6 +36,7 @@ __all__ = [
     "PayloadTooLargeError",
     "RequestError",
     "SettingsError",
+    "UnauthorizedError",
     "UnknownModelError",
     "UnsupportedMediaTypeError",
 ]
@@ -67,6 +71,31 @@ class RequestError(GatewayError):
 
 class MalformedRequestError(RequestError):
     code = "malformed_request"
+
+
+class UnauthorizedError(RequestError):
+    """`error` is RFC 6750's code for `WWW-Authenticate` (None: no credential was sent)."""
+
+    code = "unauthorized"
+
+    def __init__(self, message: str, error: str | None) -> None:
+        self.error = error
+        super().__init__(message)
+
+
+class ForbiddenError(RequestError):
+    code = "forbidden"
+
+    def __init__(self, principal: str, action: str, model: str, stage: str) -> None:
+        self.principal = principal
+        self.action = action
+        self.model = model
+        self.stage = stage
+        where = f"{model} in stage {stage!r}" if model != "*" else "this gateway"
+        super().__init__(
+            f"{principal} may not {action} {where}",
+            {"action": action, "model": model, "stage": stage},
+        )
 
 
 class UnknownModelError(RequestError):

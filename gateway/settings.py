@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -12,7 +12,16 @@ from registry_sync.errors import SettingsError
 from registry_sync.settings_layers import ENV_PREFIX, load_layered
 from registry_sync.sync.settings import SyncSettings
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "AccessRule", "Settings", "load_settings"]
+
+
+class AccessRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One grant of `access_policy`: these actions on models and stages matching the
+    patterns (shell-style; empty means all)."""
+
+    actions: list[Literal["predict", "read", "metrics"]]
+    models: list[str] = []
+    stages: list[str] = []
 
 
 class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -59,6 +68,43 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Put the decoded inputs themselves in each audit record (off: only their sha256)."""
     audit_queue_max: int = 100_000
     """Audit records waiting for the writer before requests wait for it (never dropped)."""
+    unpickle_allow: list[str] = msgspec.field(default_factory=list)
+    """More modules (or single globals) a model file may name when it is loaded, beyond the
+    runtimes' own libraries, e.g. `["mycompany.features"]` for a pipeline with your own
+    transformer. Anything in them may run while a model loads: list only code you trust.
+    In the environment as JSON: `STAGESERVE_UNPICKLE_ALLOW='["mycompany.features"]'`."""
+    auth: bool = False
+    """Require a credential (API key or JWT) on predict, /models, /schema and V2 metadata
+    routes, and check it against `access_policy`; probes stay open."""
+    api_keys_file: str | None = None
+    """YAML list of `{principal, sha256, roles}`: the sha256 (hex) of each API key, never the
+    key. Re-read when it changes (a mounted Secret), without a restart."""
+    jwks: str | None = None
+    """JWT bearer tokens are verified against this JWKS: a file (re-read when it changes) or
+    an http(s) URL (fetched every `jwks_refresh_s`, off the request path)."""
+    jwt_issuer: str | None = None
+    """Required `iss` of JWTs (unset: not checked)."""
+    jwt_audience: str | None = None
+    """Required `aud` of JWTs (unset: not checked)."""
+    jwt_leeway_s: float = 30.0
+    """Clock skew allowed on `exp` and `nbf`."""
+    jwt_algorithms: list[str] = msgspec.field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    """Signature algorithms accepted (each key's own algorithm must be one of them)."""
+    jwt_roles_claim: str = "roles"
+    """Claim (dotted path, e.g. `realm_access.roles`) holding the token's roles: a list, or a
+    space-separated string such as `scope`."""
+    jwt_client_claim: str = "azp"
+    """Claim naming the calling application: the `client` label of
+    `stageserve_client_requests_total` for JWT callers."""
+    jwks_refresh_s: float = 300.0
+    """How often a JWKS URL is fetched again."""
+    auth_reload_s: float = 2.0
+    """How often the API key file and a JWKS file are checked for changes."""
+    access_policy: dict[str, list[AccessRule]] = msgspec.field(default_factory=dict)
+    """Role -> the grants it has, e.g. `{"pricing": [{"actions": ["predict"], "models":
+    ["cost_*"], "stages": ["prod"]}]}` (JSON in the environment)."""
+    metrics_auth: bool = False
+    """With `auth`: /metrics also needs a credential whose roles grant `metrics`."""
     shadow: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
     """Shadow traffic, `{model: {stage: shadow_stage}}`: requests to `stage` are also predicted
     by the version in `shadow_stage`, after the answer is sent, and the two compared. In the
@@ -74,8 +120,10 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """A shadow prediction taking longer than this counts as a timeout and is not compared."""
 
 
-# Mappings: an environment variable (or flag) gives them as one JSON object.
-_JSON_FIELDS = frozenset({"shadow", "shadow_sample_by_model"})
+# Mappings and lists: an environment variable (or flag) gives them as one JSON value.
+_JSON_FIELDS = frozenset(
+    {"shadow", "shadow_sample_by_model", "unpickle_allow", "access_policy", "jwt_algorithms"}
+)
 
 
 def load_settings(
@@ -98,6 +146,8 @@ def _check(settings: Settings) -> None:
         if getattr(settings, key) < 1:
             raise SettingsError(key, "settings", "must be at least 1")
     _check_shadow(settings)
+    if settings.metrics_auth and not settings.auth:
+        raise SettingsError("metrics_auth", "settings", "needs auth: true")
 
 
 def _check_shadow(settings: Settings) -> None:

@@ -14,12 +14,14 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from gateway.errors import (
+    ForbiddenError,
     InputValidationError,
     MalformedRequestError,
     MethodNotAllowedError,
     ModelNotReadyError,
     PayloadTooLargeError,
     RequestError,
+    UnauthorizedError,
     UnknownModelError,
     UnsupportedMediaTypeError,
 )
@@ -37,6 +39,8 @@ log = logging.getLogger("stageserve.http")
 
 STATUS_BY_ERROR: dict[type[RequestError], int] = {
     MalformedRequestError: 400,
+    UnauthorizedError: 401,
+    ForbiddenError: 403,
     UnknownModelError: 404,
     MethodNotAllowedError: 405,
     PayloadTooLargeError: 413,
@@ -46,6 +50,8 @@ STATUS_BY_ERROR: dict[type[RequestError], int] = {
 }
 _CODE_BY_STATUS = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -82,7 +88,11 @@ def error_payload(code: str, message: str, details: dict[str, Any] | None = None
 
 
 def error_headers(exc: RequestError, retry_after_s: int) -> list[tuple[bytes, bytes]]:
-    """Headers an error needs besides content-type: Allow on 405, Retry-After on 503."""
+    """Headers an error needs besides content-type: Allow on 405, Retry-After on 503,
+    WWW-Authenticate on 401."""
+    if isinstance(exc, UnauthorizedError):
+        error = f', error="{exc.error}"' if exc.error else ""
+        return [(b"www-authenticate", f'Bearer realm="stageserve"{error}'.encode())]
     if isinstance(exc, MethodNotAllowedError):
         return [(b"allow", ", ".join(exc.allowed).encode())]
     if isinstance(exc, ModelNotReadyError):

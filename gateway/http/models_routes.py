@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway.access import Access, Principal
 from gateway.drain import Drain
 from gateway.errors import UnknownModelError
 from gateway.http.errors import error_payload
@@ -31,29 +32,58 @@ def models_routes(
     drain: Drain | None = None,
     sync_status_path: Path | None = None,
     shadow: Shadow | None = None,
+    access: Access | None = None,
 ) -> list[HTTPRouteHandler]:
-    schema_cache: dict[int, dict[str, Any]] = {}
-
     def draining() -> bool:
         return drain is not None and drain.draining
 
+    def caller(request: Request[Any, Any, Any]) -> Principal | None:
+        """The verified principal (None while auth is off); 401 without a credential."""
+        return access.authenticate_headers(request.scope["headers"]) if access else None
+
+    def readable(principal: Principal | None, status: dict[str, Any]) -> dict[str, Any]:
+        if access is None or principal is None:
+            return status
+        stages = access.readable_stages(principal, status["name"], status["stages"])
+        return {**status, "stages": {s: v for s, v in status["stages"].items() if s in stages}}
+
+    def check_read(principal: Principal | None, model: str) -> None:
+        if access is not None and principal is not None:
+            access.check_model(principal, "read", model, pool.wanted_models())
+
     @get("/models", sync_to_thread=False)
-    def list_models() -> dict[str, Any]:
-        return {"models": models_status(pool, shadow), "sync": sync_overview(sync_status_path)}
+    def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        principal = caller(request)
+        found = models_status(pool, shadow)
+        if access is not None and principal is not None:
+            found = [
+                readable(principal, s)
+                for s in found
+                if access.policy.allows_some_stage(principal, "read", s["name"])
+            ]
+        return {"models": found, "sync": sync_overview(sync_status_path)}
 
     @get("/models/{model:str}", sync_to_thread=False)
-    def show_model(model: FromPath[str]) -> dict[str, Any]:
+    def show_model(model: FromPath[str], request: Request[Any, Any, Any]) -> dict[str, Any]:
+        principal = caller(request)
+        check_read(principal, model)
         status = model_status(pool, model, shadow)
         if status is None:
-            raise UnknownModelError(f"no model {model!r}", {"models": pool.wanted_models()})
+            raise UnknownModelError(f"no model {model!r}", {"models": visible(principal)})
         status["sync"]["last_poll"] = sync_overview(sync_status_path)
-        return status
+        return readable(principal, status)
+
+    def visible(principal: Principal | None) -> dict[str, list[str]]:
+        models = pool.wanted_models()
+        return access.visible(principal, models) if access and principal else models
 
     @get("/models/{model:str}/shadow", sync_to_thread=False)
-    def shadow_report(model: FromPath[str]) -> dict[str, Any]:
+    def shadow_report(model: FromPath[str], request: Request[Any, Any, Any]) -> dict[str, Any]:
+        principal = caller(request)
+        check_read(principal, model)
         configured = shadow is not None and model in shadow.plans
         if not configured and model_status(pool, model) is None:
-            raise UnknownModelError(f"no model {model!r}", {"models": pool.wanted_models()})
+            raise UnknownModelError(f"no model {model!r}", {"models": visible(principal)})
         if shadow is None:
             return {"model": model, "config": [], "pairs": []}
         return shadow.report(model)
@@ -74,16 +104,37 @@ def models_routes(
         return Response(body, status_code=503, media_type="application/json")
 
     @get("/metrics", sync_to_thread=False)
-    def prometheus() -> Response[bytes]:
+    def prometheus(request: Request[Any, Any, Any]) -> Response[bytes]:
+        if access is not None and access.metrics_auth:
+            principal = caller(request)
+            assert principal is not None
+            access.check_metrics(principal)
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
+    schema = schema_route(pool, default_stage, access)
+    return [list_models, show_model, shadow_report, healthz, readyz, prometheus, schema]
+
+
+def schema_route(pool: ModelPool, default_stage: str, access: Access | None) -> HTTPRouteHandler:
+    """`/schema`: the OpenAPI document of what the caller may read."""
+    schema_cache: dict[tuple[int, tuple[str, ...] | None], dict[str, Any]] = {}
+
     @get(["/schema", "/schema/openapi.json"], sync_to_thread=False)
-    def schema() -> dict[str, Any]:
-        # Rebuilt only when the route table changed (pool.generation bumps on every swap).
-        doc = schema_cache.get(pool.generation)
+    def schema(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        principal = access.authenticate_headers(request.scope["headers"]) if access else None
+        roles = principal.roles if principal is not None else None
+        # Rebuilt only when the route table changed (pool.generation bumps on every swap),
+        # per set of roles when auth is on (each sees only what it may read).
+        key = (pool.generation, roles)
+        doc = schema_cache.get(key)
         if doc is None:
-            schema_cache.clear()
-            doc = schema_cache[pool.generation] = openapi_document(pool, default_stage)
+            if len(schema_cache) > 64 or any(g != pool.generation for g, _ in schema_cache):
+                schema_cache.clear()
+            stages_of = None
+            if access is not None and principal is not None:
+                who = principal
+                stages_of = lambda m, stages: access.readable_stages(who, m, stages)  # noqa: E731
+            doc = schema_cache[key] = openapi_document(pool, default_stage, stages_of)
         return doc
 
-    return [list_models, show_model, shadow_report, healthz, readyz, prometheus, schema]
+    return schema

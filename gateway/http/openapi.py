@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gateway.pool.model_pool import ModelPool
@@ -166,12 +167,19 @@ def _operation(model: str, stages: dict[str, Any], default_stage: str) -> dict[s
     }
 
 
-def openapi_document(pool: ModelPool, default_stage: str) -> dict[str, Any]:
-    paths: dict[str, Any] = {
-        f"/predict/{model}": _operation(model, stages, default_stage)
-        for model, stages in sorted(pool.routes.items())
-        if stages
-    }
+def openapi_document(
+    pool: ModelPool,
+    default_stage: str,
+    stages_of: Callable[[str, list[str]], set[str]] | None = None,
+) -> dict[str, Any]:
+    """`stages_of(model, stages)`: the stages to document (all by default; with auth, those
+    the caller may read)."""
+    paths: dict[str, Any] = {}
+    for model, stages in sorted(pool.routes.items()):
+        shown = stages_of(model, sorted(stages)) if stages_of is not None else set(stages)
+        kept = {stage: route for stage, route in stages.items() if stage in shown}
+        if kept:
+            paths[f"/predict/{model}"] = _operation(model, kept, default_stage)
     for path, summary in (
         ("/models", "Every model and stage: active version, load state, signature, card"),
         ("/models/{model}", "One model's stages"),

@@ -17,6 +17,7 @@ import msgspec
 from litestar.handlers import ASGIRouteHandler, asgi
 from litestar.types import Receive, Scope, Send
 
+from gateway.access import Access, Principal
 from gateway.errors import (
     MethodNotAllowedError,
     ModelNotReadyError,
@@ -34,7 +35,7 @@ from gateway.pool.route_table import Route
 from gateway.schema.request_schema import InputBatch
 from gateway.shadow.worker import Shadow
 from gateway.telemetry.audit import AuditWriter
-from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.metrics import UNKNOWN, GatewayMetrics
 
 __all__ = ["BodyFormat", "Headers", "PredictBody", "PredictResponse", "PredictRoute", "RequestHead"]
 
@@ -132,6 +133,7 @@ class PredictRoute:
         max_body_bytes: int = 1_048_576,
         retry_after_s: int = 5,
         shadow: Shadow | None = None,
+        access: Access | None = None,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
@@ -142,6 +144,8 @@ class PredictRoute:
         self.retry_after_s = retry_after_s
         # None unless some stage is shadowed: then the only cost here is one `is None` test.
         self.shadow = shadow
+        # None while auth is off: then the only cost here is one `is None` test per request.
+        self.access = access
         self.ids = RequestIds()
         self.inflight = 0
         self.body_format: BodyFormat = PredictBody()
@@ -177,7 +181,7 @@ class PredictRoute:
         With `version` (a version-pinned request) the stage is the one serving that version
         ("" when none does: refused, and still counted and audited like every request)."""
         fmt = body_format or self.body_format
-        content_type = declared = incoming = encoding = header_length = None
+        content_type = declared = incoming = encoding = header_length = credential = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -189,27 +193,41 @@ class PredictRoute:
                 encoding = value
             elif name == b"inference-header-content-length":
                 header_length = value
+            elif name in (b"authorization", b"x-api-key"):
+                credential = (name, value)
         rid = self.ids.keep_or_new(incoming)
         method: str = scope["method"]  # type: ignore[typeddict-item]
         route: Route | None = None
         batch: InputBatch | None = None
+        principal: Principal | None = None
         try:
+            if self.access is not None:
+                principal = self.access.authenticate_one(credential)
+                stage = self._authorize(self.access, principal, model, stage, version)
             if not model or "/" in model:
                 raise UnknownModelError(
-                    f"no such route; use {fmt.usage}", {"models": self.pool.wanted_models()}
+                    f"no such route; use {fmt.usage}", {"models": self._known(principal)}
                 )
             if method != "POST":
                 raise MethodNotAllowedError(method, ("POST",))
             media = media_type(content_type)
             fmt.check_media_type(media)
             if version is not None:
-                stage = self._stage_serving(model, version)
+                stage = self._stage_serving(model, version, principal)
             route, body = await self._admit(
-                receive, model, stage, version=version, declared=declared, encoding=encoding
+                receive,
+                model,
+                stage,
+                version=version,
+                declared=declared,
+                encoding=encoding,
+                principal=principal,
             )
             head = RequestHead(media, header_length, scope["query_string"])
             batch, context = fmt.decode(route, body, head)
-            await self._answer(send, route, batch, rid=rid, fmt=fmt, context=context)
+            await self._answer(
+                send, route, batch, rid=rid, fmt=fmt, context=context, principal=principal
+            )
             status = 200
         except (RequestError, ServerFailureError) as exc:
             status = await send_error(send, exc, rid, self.retry_after_s, fmt=fmt, route=route)
@@ -223,7 +241,16 @@ class PredictRoute:
             count_error(
                 self.metrics, self.pool, route, model=model, stage=stage, exc=exc, status=status
             )
-        await self._record(started, rid, model, stage, route=route, status=status, batch=batch)
+        await self._record(
+            started,
+            rid,
+            model,
+            stage,
+            route=route,
+            status=status,
+            batch=batch,
+            principal=principal,
+        )
 
     async def _admit(
         self,
@@ -234,11 +261,12 @@ class PredictRoute:
         version: str | None,
         declared: bytes | None,
         encoding: bytes | None,
+        principal: Principal | None,
     ) -> tuple[Route, bytes]:
         """The route that answers, and the body (decompressed), or the refusal."""
         stages = self.pool.routes.get(model)
         if stages is None or stage not in stages:
-            raise self._missing(model, stage)
+            raise self._missing(model, stage, principal)
         body = await read_body(receive, declared, self.max_body_bytes)
         if encoding is not None:
             body = decode_content(body, encoding, self.max_body_bytes)
@@ -246,7 +274,7 @@ class PredictRoute:
         # No await between this lookup and `inflight += 1` (see ModelPool._release).
         route = self.pool.routes.get(model, {}).get(stage)
         if route is None:
-            raise self._missing(model, stage)
+            raise self._missing(model, stage, principal)
         if version is not None and route.loaded.version != version:
             served = route.loaded.version
             raise UnknownModelError(
@@ -264,11 +292,15 @@ class PredictRoute:
         route: Route | None,
         status: int,
         batch: InputBatch | None,
+        principal: Principal | None,
     ) -> None:
         """The latency metric and the audit record every request leaves, answered or not."""
         latency = time.perf_counter() - started
         if route is not None:
             route.metrics.duration.observe(latency)
+        if principal is not None:
+            known = model if route is not None or model in self.pool.routes else UNKNOWN
+            self.metrics.client_request(principal.client, known)
         if self.audit.enabled:
             lv = route.loaded if route is not None else None
             self.audit.submit(
@@ -283,6 +315,7 @@ class PredictRoute:
                     latency,
                     batch.rows if batch else 0,
                     batch,
+                    principal.name if principal is not None else None,
                 )
             )
             # Never drop a record: past the limit, wait for the writer. A plain call and a
@@ -299,6 +332,7 @@ class PredictRoute:
         rid: str,
         fmt: BodyFormat,
         context: Any,
+        principal: Principal | None,
     ) -> None:
         lv = route.loaded
         lv.inflight += 1
@@ -345,20 +379,40 @@ class PredictRoute:
         m.inference.observe(inference_s)
         m.rows.observe(batch.rows)
         if self.shadow is not None:  # after the response: an O(1) enqueue (see shadow.py)
-            self.shadow.offer(route, batch, predictions, inference_s, rid)
+            name = principal.name if principal is not None else None
+            self.shadow.offer(route, batch, predictions, inference_s, rid, principal=name)
 
-    def _stage_serving(self, model: str, version: str) -> str:
+    def _authorize(
+        self, access: Access, principal: Principal, model: str, stage: str, version: str | None
+    ) -> str:
+        """The stage to check (a pinned version's); 404 (as if absent) for a model the
+        principal may not see at all, 403 for a stage it may not predict with."""
+        if not model or "/" in model:
+            return stage
+        if version is not None and access.policy.sees(principal, model):
+            stage = self._stage_serving(model, version, principal)
+        access.check(principal, "predict", model, stage, self.pool.wanted_models)
+        return stage
+
+    def _known(self, principal: Principal | None) -> dict[str, list[str]]:
+        """The models (and stages) a refusal may name: those the principal may see."""
+        models = self.pool.wanted_models()
+        if self.access is None or principal is None:
+            return models
+        return self.access.visible(principal, models)
+
+    def _stage_serving(self, model: str, version: str, principal: Principal | None) -> str:
         for stage, route in sorted(self.pool.routes.get(model, {}).items()):
             if route.loaded.version == version:
                 return stage
         if not self.pool.wanted_stages(model):
-            raise UnknownModelError(f"no model {model!r}", {"models": self.pool.wanted_models()})
+            raise UnknownModelError(f"no model {model!r}", {"models": self._known(principal)})
         served = sorted({r.loaded.version for r in self.pool.routes.get(model, {}).values()})
         raise UnknownModelError(
             f"no stage of {model!r} serves {version}", {"model": model, "served": served}
         )
 
-    def _missing(self, model: str, stage: str) -> RequestError:
+    def _missing(self, model: str, stage: str, principal: Principal | None) -> RequestError:
         stages = self.pool.wanted_stages(model)
         if stage in stages:
             return ModelNotReadyError(
@@ -369,4 +423,4 @@ class PredictRoute:
             return UnknownModelError(
                 f"model {model!r} has no stage {stage!r}", {"model": model, "stages": stages}
             )
-        return UnknownModelError(f"no model {model!r}", {"models": self.pool.wanted_models()})
+        return UnknownModelError(f"no model {model!r}", {"models": self._known(principal)})

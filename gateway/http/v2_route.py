@@ -107,9 +107,20 @@ def v2_routes(pool: ModelPool, predict: PredictRoute) -> list[HTTPRouteHandler |
             )  # fmt: skip
             return
         try:
+            known = pool.wanted_models
+            if predict.access is not None:
+                access, principal = (
+                    predict.access,
+                    predict.access.authenticate_headers(scope["headers"]),
+                )
+                if pinned is not None:
+                    access.check_model(principal, "read", model, pool.wanted_models())
+                else:
+                    access.check(principal, "read", model, stage, pool.wanted_models)
+                known = lambda: access.visible(principal, pool.wanted_models())  # noqa: E731
             if scope["method"] != "GET":  # type: ignore[typeddict-item]
                 raise MethodNotAllowedError(scope["method"], ("GET",))  # type: ignore[typeddict-item]
-            status, body = _describe(pool, model, stage, action, pinned)
+            status, body = _describe(pool, model, stage, action, pinned, known=known())
             await _send_json(send, status, body)
         except RequestError as exc:
             rid = predict.ids.keep_or_new(None)
@@ -149,7 +160,13 @@ def _litestar_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[b
 
 
 def _describe(
-    pool: ModelPool, model: str, stage: str, action: str, pinned: str | None
+    pool: ModelPool,
+    model: str,
+    stage: str,
+    action: str,
+    pinned: str | None,
+    *,
+    known: dict[str, list[str]],
 ) -> tuple[int, dict[str, Any]]:
     """Model metadata (`GET .../{model}[/versions/{v}]`) or readiness (`.../ready`) of the
     version the stage serves (or the pinned version); a model or stage without a loaded
@@ -157,11 +174,11 @@ def _describe(
     if action not in ("", "ready"):
         raise UnknownModelError(
             "no such route; see GET /v2/models/{model}, .../ready, POST .../infer",
-            {"models": pool.wanted_models()},
+            {"models": known},
         )
     stages = pool.routes.get(model, {})
     if not stages and not pool.wanted_stages(model):
-        raise UnknownModelError(f"no model {model!r}", {"models": pool.wanted_models()})
+        raise UnknownModelError(f"no model {model!r}", {"models": known})
     route = _route_for(pool, model, stage, pinned)
     if action == "ready":
         body: dict[str, Any] = {"name": model, "ready": route is not None}

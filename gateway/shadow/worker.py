@@ -42,7 +42,8 @@ _NO_ROUTES: dict[str, Route] = {}
 _STATUS: dict[str | None, int] = {None: 200, "input_mismatch": 422, "timeout": 504}
 
 # (plan, primary route, decoded batch, primary predictions, primary inference s, request id)
-Item = tuple[ShadowPlan, Route, InputBatch, list[Any], float, str]
+# (plan, primary route, batch, primary predictions, primary inference s, request id, principal)
+Item = tuple[ShadowPlan, Route, InputBatch, list[Any], float, str, "str | None"]
 
 
 class Shadow:
@@ -79,7 +80,14 @@ class Shadow:
     # -- the request path -----------------------------------------------------------------
 
     def offer(
-        self, route: Route, batch: InputBatch, predictions: list[Any], inference_s: float, rid: str
+        self,
+        route: Route,
+        batch: InputBatch,
+        predictions: list[Any],
+        inference_s: float,
+        rid: str,
+        *,
+        principal: str | None = None,
     ) -> None:
         """Queue a shadow prediction of an answered request, or count why not. O(1)."""
         stages = self.plans.get(route.model)
@@ -103,7 +111,7 @@ class Shadow:
             skips["queue_full"].inc()
             self.pair(plan, route.loaded, target.loaded).queue_full += 1
             return
-        self._queue.append((plan, route, batch, predictions, inference_s, rid))
+        self._queue.append((plan, route, batch, predictions, inference_s, rid, principal))
         self._wake.set()
 
     # -- the worker -----------------------------------------------------------------------
@@ -149,7 +157,7 @@ class Shadow:
         return len(self._queue)
 
     async def _process(self, item: Item) -> None:
-        plan, route, batch, predictions, primary_s, rid = item
+        plan, route, batch, predictions, primary_s, rid, principal = item
         target = self.pool.routes.get(plan.model, _NO_ROUTES).get(plan.shadow_stage)
         skips = self._skips[plan.model]
         if target is None:
@@ -198,6 +206,7 @@ class Shadow:
                 shadow_s,
                 batch.rows,
                 shadow_batch,
+                principal,
             )
             self.audit.submit_shadow(entry, rid, kind)
             while self.audit.is_full():  # records are never dropped; the queue absorbs this

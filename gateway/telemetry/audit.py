@@ -50,6 +50,8 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     # request never decoded (4xx before validation).
     input_sha256: str | None
     inputs: dict[str, Any] | None = None
+    # Who asked (the API key's principal or the JWT's subject); omitted while auth is off.
+    principal: str | None = None
     # Shadow predictions only (omitted from primary records): the primary request they copy,
     # and what went wrong when the shadow failed (a kind of stageserve_shadow_errors_total).
     shadow: bool = False
@@ -57,9 +59,20 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     shadow_error: str | None = None
 
 
-# (unix time, request id, model, stage, version, digest, status, latency s, rows, inputs)
+# (unix time, request id, model, stage, version, digest, status, latency s, rows, inputs,
+#  principal)
 Entry = tuple[
-    float, str, str, str, "str | None", "str | None", int, float, int, "InputBatch | None"
+    float,
+    str,
+    str,
+    str,
+    "str | None",
+    "str | None",
+    int,
+    float,
+    int,
+    "InputBatch | None",
+    "str | None",
 ]
 
 
@@ -166,7 +179,7 @@ class AuditWriter:
         primary_request_id: str | None = None,
         error: str | None = None,
     ) -> bytes:
-        t, rid, model, stage, version, digest, status, latency_s, rows, batch = entry
+        t, rid, model, stage, version, digest, status, latency_s, rows, batch, principal = entry
         sha = inputs = None
         if batch is not None:
             canonical = batch.canonical_json()
@@ -185,6 +198,7 @@ class AuditWriter:
             rows=rows,
             input_sha256=sha,
             inputs=inputs,
+            principal=principal,
             shadow=shadow,
             primary_request_id=primary_request_id,
             shadow_error=error,

@@ -14,6 +14,8 @@ from gateway.telemetry.fast_metrics import CounterChild, FastCounter, FastHistog
 
 __all__ = [
     "LATENCY_BUCKETS_S",
+    "MAX_CLIENTS",
+    "OTHER_CLIENT",
     "UNKNOWN",
     "GatewayMetrics",
     "RouteMetrics",
@@ -26,6 +28,10 @@ LOAD_BUCKETS_S: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 
 # Label value for a model or stage the client named but that does not exist: keeps the label
 # set bounded however many names clients make up.
 UNKNOWN = "_unknown"
+# Distinct `client` labels kept; later clients are counted as OTHER_CLIENT. API keys name
+# their principals (a bounded list), JWTs their client id claim (bounded by the issuer).
+MAX_CLIENTS = 200
+OTHER_CLIENT = "_other"
 _P = "stageserve_"
 
 
@@ -96,11 +102,28 @@ class GatewayMetrics:
             ["model", "version"],
             registry=r,
         )
+        self.client_requests_total = FastCounter(
+            _P + "client_requests_total",
+            "Predict requests by authenticated client and model (auth on only).",
+            ["client", "model"],
+            registry=r,
+        )
+        self._clients: set[str] = set()
         self.inflight_requests = Gauge(
             _P + "inflight_requests",
             "Predict requests being answered right now.",
             registry=r,
         )
+
+    def client_request(self, client: str, model: str) -> None:
+        """Count one request of `client` (at most MAX_CLIENTS distinct labels) to `model`
+        (a model the desired state knows, or UNKNOWN)."""
+        if client not in self._clients:
+            if len(self._clients) >= MAX_CLIENTS:
+                client = OTHER_CLIENT
+            else:
+                self._clients.add(client)
+        self.client_requests_total.labels(client, model).inc()
 
     def track_inflight(self, read: Callable[[], float]) -> None:
         """Read the in-flight count at scrape time (no per-request gauge update)."""

@@ -34,6 +34,7 @@ RANKS: dict[str, int] = {
     "gateway.settings": 11,
     "gateway.drain": 11,
     "gateway.schema": 12,
+    "gateway.access": 12,
     "gateway.telemetry": 13,
     "gateway.pool": 14,
     "gateway.shadow": 15,

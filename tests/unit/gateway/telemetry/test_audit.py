@@ -15,8 +15,20 @@ from gateway.telemetry.audit import AuditWriter, Entry
 from tests.unit.gateway.fakes import SIGNATURE
 
 
-def _entry(i: int, batch: object = None) -> Entry:
-    return (1_790_000_000.25 + i, f"req-{i}", "cost", "prod", "v1", "sha256:d", 200, 4e-4, 1, batch)  # type: ignore[return-value]
+def _entry(i: int, batch: object = None, principal: str | None = None) -> Entry:
+    return (
+        1_790_000_000.25 + i,
+        f"req-{i}",
+        "cost",
+        "prod",
+        "v1",
+        "sha256:d",
+        200,
+        4e-4,
+        1,
+        batch,
+        principal,
+    )  # type: ignore[return-value]
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
@@ -83,6 +95,17 @@ def test_records_also_go_to_a_stream() -> None:
     writer.submit(_entry(1))
     writer.close()
     assert json.loads(stream.getvalue())["request_id"] == "req-1"
+
+
+def test_a_record_names_its_principal_only_when_auth_gave_one() -> None:
+    stream = io.BytesIO()
+    writer = AuditWriter(stdout=True, stream=stream)
+    writer.submit(_entry(1, principal="pricing-svc"))
+    writer.submit(_entry(2))
+    writer.close()
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["principal"] == "pricing-svc"
+    assert "principal" not in second
 
 
 def test_a_full_backlog_is_reported_so_requests_wait_instead_of_dropping() -> None:
