@@ -129,8 +129,9 @@ def load(
 ) -> LoadedModel:
     """The model serving `stage` (now, or at `at`), or a given `version`, ready to predict.
 
-    The package is exported from the version's commit into `cache_dir` (a fresh temporary
-    folder by default) and every artifact's sha256 is checked before it is loaded.
+    The package is exported from the version's commit into `cache_dir` (kept there and
+    reused), or without one into a temporary folder that is removed once the model is in
+    memory; every artifact's sha256 is checked before it is loaded.
     """
     from registry_sync.package.read import read_package
     from registry_sync.runtimes import LoadedModel, load_predictor
@@ -141,9 +142,14 @@ def load(
             raise ValueError("load needs a stage or a version")
         version = reg.which(name, stage, at=_unix(at)).version
     commit = reg.version_state(name, version).commit
-    base = cache_dir or Path(tempfile.mkdtemp(prefix="stageserve-load-"))
+    if cache_dir is None:
+        # Every runtime reads its artifacts into memory on load: nothing needs the files after.
+        with tempfile.TemporaryDirectory(prefix="stageserve-load-") as scratch:
+            package = read_package(reg.export_package(name, version, Path(scratch) / name))
+            predictor = load_predictor(package, prefer_onnx=prefer_onnx)
+        return LoadedModel(predictor, package, version=version)
     # Keyed by commit too: a tag deleted and made again elsewhere is another package.
-    dest = base / name / f"{version}-{commit[:12]}"
+    dest = Path(cache_dir) / name / f"{version}-{commit[:12]}"
     if not dest.is_dir():
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Export beside and rename: a half-written folder is never taken for a package.

@@ -10,6 +10,7 @@ RegistryError
 ├── NoVersionInStageError      the stage resolves to no version
 ├── IncompatibleSignatureError assign would break the stage's clients
 ├── InvalidTagError            a tag (or name, version) that looks like ours but does not parse
+├── TagTimeError               a write cannot be dated truthfully after the events it follows
 ├── GitCommandError            a git command failed in a way none of the others describes
 ├── SettingsError              a setting could not be read or cast (names the key and source)
 └── PackageError               a model package is invalid
@@ -46,6 +47,7 @@ __all__ = [
     "SettingsError",
     "SizeMismatchError",
     "StageNotAllowedError",
+    "TagTimeError",
     "UnsafeArtifactError",
     "UnsupportedFormatError",
     "VersionExistsError",
@@ -121,6 +123,20 @@ class IncompatibleSignatureError(RegistryError):
             f"assigning {model} {version} to {stage!r} would break its clients: "
             + "; ".join(problems)
             + " (use --force to assign anyway)"
+        )
+
+
+class TagTimeError(RegistryError):
+    """The clock is not past the newest event the write must follow (a fixed
+    GIT_COMMITTER_DATE, or an event dated in the future): dating the tag later would lie."""
+
+    def __init__(self, model: str, newest: str, now: str, reason: str) -> None:
+        self.model = model
+        self.newest = newest
+        self.now = now
+        super().__init__(
+            f"cannot date a tag of {model!r} after its newest event ({newest}) at the current "
+            f"time {now}: {reason}"
         )
 
 

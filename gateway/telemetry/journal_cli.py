@@ -75,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
         served = served_at(read_journal(args.journal), args.name, args.stage, at)
         answer.served = _served_dict(served)
     if args.registry:
-        answer.assigned = _assigned(args.registry, args.name, args.stage, at)
+        # Without --at: the registry as it is now, including an assignment made this very
+        # second (an --at time counts only the seconds before it).
+        when = None if args.at == "now" else at
+        answer.assigned = _assigned(args.registry, args.name, args.stage, when)
     if args.json:
         print(msgspec.json.encode(answer).decode())
         return 0
@@ -106,13 +109,13 @@ def _served_dict(served: ServedAnswer) -> dict[str, Any]:
     }
 
 
-def _assigned(location: str, name: str, stage: str, at: datetime) -> dict[str, Any]:
+def _assigned(location: str, name: str, stage: str, at: datetime | None) -> dict[str, Any]:
     from registry_sync.errors import NoVersionInStageError
     from registry_sync.registry.git_registry import GitRegistry
 
     registry = GitRegistry.open(location)
     try:
-        found = registry.which(name, stage, at=int(at.timestamp()))
+        found = registry.which(name, stage, at=None if at is None else int(at.timestamp()))
     except NoVersionInStageError:
         return {"version": None}
     return {"version": found.version, "assigned_at": found.assigned_at, "commit": found.commit}

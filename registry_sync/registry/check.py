@@ -32,9 +32,36 @@ class CheckReport(msgspec.Struct, frozen=True, kw_only=True):
         return not self.problems
 
 
+def _counter_gaps(names: list[str]) -> list[Problem]:
+    """gto numbers a model's assignment-like tags #1, #2, ... with no gap; a missing number is
+    a deleted tag, which rewrites history (`which --at` answers differently afterwards)."""
+    seen: dict[str, set[int]] = {}
+    for name in names:
+        parsed = parse_tag(name)
+        if parsed is not None and parsed.counter is not None:
+            seen.setdefault(parsed.name, set()).add(parsed.counter)
+    problems = []
+    for model, counters in sorted(seen.items()):
+        missing = sorted(set(range(1, max(counters) + 1)) - counters)
+        if missing:
+            listed = ", ".join(f"#{n}" for n in missing[:10]) + (
+                ", ..." if len(missing) > 10 else ""
+            )
+            noun = "tag" if len(missing) == 1 else "tags"
+            problems.append(
+                Problem(
+                    subject=model,
+                    message=f"{noun} {listed} missing: a deleted tag rewrites the history "
+                    "(which --at answers differently); restore it from a clone or the remote",
+                )
+            )
+    return problems
+
+
 def check_registry(reg: RegistryRepo) -> CheckReport:
-    """Every GTO-looking tag parses, every registered version's package at its commit is valid
-    with matching digests, and every stage resolves to a registered version."""
+    """Every GTO-looking tag parses, no numbered tag is missing (#N has no gaps), every
+    registered version's package at its commit is valid with matching digests, and every
+    stage resolves to a registered version."""
     from registry_sync.package.read import read_package
 
     problems: list[Problem] = []
@@ -49,6 +76,7 @@ def check_registry(reg: RegistryRepo) -> CheckReport:
             problems.append(
                 Problem(subject=name, message="lightweight tag: gto ignores it, so do we")
             )
+    problems.extend(_counter_gaps(names))
     view = reg.view()
     allowed = reg.allowed_stages()
     versions = stages = 0

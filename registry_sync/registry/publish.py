@@ -1,21 +1,22 @@
-"""How a registry write lands: the branch it commits to, artifacts.yaml, and the tag, dated
-past the model's newest event, pushed to the remote for a mirrored registry."""
+"""How a registry write lands: the branch it commits to, and the tag, dated truthfully
+after the model's newest event, pushed to the remote for a mirrored registry."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from typing import Any
+import os
+import time
 
-import yaml
-
-from registry_sync.errors import GitCommandError, NotARegistryError, RegistryError
+from registry_sync.errors import GitCommandError, NotARegistryError, RegistryError, TagTimeError
 from registry_sync.registry.events import ArtifactState
 from registry_sync.registry.gto_tags import parse_tag
 from registry_sync.registry.repository import RegistryRepo
 from registry_sync.registry.views import TagWritten, iso_time
 
-__all__ = ["current_branch", "dump_artifacts", "newest_event_time", "publish_tag"]
+__all__ = ["current_branch", "newest_event_time", "publish_tag"]
+
+# Waiting out the rest of a second is fine; an event further ahead is a clock problem.
+_MAX_WAIT_S = 2.0
 
 
 def current_branch(reg: RegistryRepo) -> str:
@@ -23,10 +24,6 @@ def current_branch(reg: RegistryRepo) -> str:
     if not branch:
         raise NotARegistryError(reg.display_location, "HEAD is detached; check out a branch")
     return branch
-
-
-def dump_artifacts(artifacts: Mapping[str, Any]) -> bytes:
-    return yaml.safe_dump(artifacts, sort_keys=True, allow_unicode=True).encode()
 
 
 def newest_event_time(art: ArtifactState | None, stage: str | None = None) -> int:
@@ -54,14 +51,20 @@ def publish_tag(
     stage: str | None = None,
     after: int = 0,
 ) -> TagWritten:
-    """Create the tag (dated now, but later than unix time `after`), sync the work tree, push.
+    """Create the tag (dated now, and later than unix time `after`), sync the work tree, push.
 
     gto orders events by one-second tagger times, and breaks ties in ways that ignore `#N`
     (see events.py); a write whose meaning depends on coming after an event passes that
-    event's time as `after`, and the tag is dated a second later if the clock has not moved.
+    event's time as `after`, and waits for the clock to pass it (at most a second): a tag is
+    never dated in the future, so history and `which --at` stay true.
     """
-    time = max(reg.git.now(), after + 1)
-    reg.git.create_tag(tag, commit, message, time)
+    try:
+        tag_time = _time_after(reg, name, after)
+    except TagTimeError:
+        if branch is not None:  # a refused write changes nothing
+            reg.git.reset_branch(branch, old)
+        raise
+    reg.git.create_tag(tag, commit, message, tag_time)
     if reg.mirror is not None:
         refs = ([branch] if branch else []) + [f"refs/tags/{tag}"]
         try:
@@ -82,7 +85,28 @@ def publish_tag(
         tag=tag,
         event=parsed.kind.value if parsed else "",
         commit=commit,
-        time=iso_time(time),
+        time=iso_time(tag_time),
         version=version,
         stage=stage,
     )
+
+
+def _time_after(reg: RegistryRepo, name: str, after: int) -> int:
+    """The current time once it is past `after`: the rest of the second is waited out. A
+    fixed clock (GIT_COMMITTER_DATE) or an event dated ahead of the clock is refused."""
+    now = reg.git.now()
+    if now > after:
+        return now
+    if "GIT_COMMITTER_DATE" in os.environ:
+        raise TagTimeError(
+            name, iso_time(after), iso_time(now), "GIT_COMMITTER_DATE fixes the clock there"
+        )
+    wait_s = after + 1 - time.time()
+    if wait_s > _MAX_WAIT_S:
+        raise TagTimeError(
+            name, iso_time(after), iso_time(now), "that event is dated in the future (clock skew?)"
+        )
+    time.sleep(max(wait_s, 0.0) + 0.01)
+    while (now := reg.git.now()) <= after:  # git's clock is whole seconds: at most a blink
+        time.sleep(0.01)
+    return now

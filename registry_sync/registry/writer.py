@@ -21,6 +21,7 @@ from registry_sync.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
+from registry_sync.registry.artifacts_file import register_entry, remove_entry
 from registry_sync.registry.events import ArtifactState
 from registry_sync.registry.gto_tags import (
     TagKind,
@@ -32,12 +33,7 @@ from registry_sync.registry.gto_tags import (
     tag_message,
     version_key,
 )
-from registry_sync.registry.publish import (
-    current_branch,
-    dump_artifacts,
-    newest_event_time,
-    publish_tag,
-)
+from registry_sync.registry.publish import current_branch, newest_event_time, publish_tag
 from registry_sync.registry.repository import ARTIFACTS_FILE, RegistryRepo
 from registry_sync.registry.views import TagWritten
 
@@ -59,7 +55,8 @@ def register(
     check_name(name)
     if version is not None:
         check_version(version)
-    package = read_package(package_path)
+    # Resolved here, against the caller's working directory: git runs in the registry.
+    package = read_package(Path(package_path).absolute())
     for label in package.manifest.labels:
         try:
             check_name(label, "label")
@@ -82,19 +79,19 @@ def register(
     files = {f"{target_dir}/{MANIFEST_FILE}": package.path / MANIFEST_FILE}
     for entry in package.manifest.files:
         files[f"{target_dir}/{entry.path}"] = package.file_path(entry.path)
-    artifacts = dict(view.artifacts)
-    artifacts[name] = {
-        "type": "model",
-        "path": target_dir,
-        "virtual": False,
-        "description": package.manifest.card.description,
-        "labels": sorted(set(package.manifest.labels)),
-    }
+    artifacts = register_entry(
+        reg.git.read_file(parent, ARTIFACTS_FILE) if parent else None,
+        name,
+        path=target_dir,
+        description=package.manifest.card.description,
+        labels=package.manifest.labels,
+        where=f"{reg.display_location}:{ARTIFACTS_FILE}",
+    )
     commit = reg.git.write_commit(
         parent,
         replace_dir=target_dir,
         files=files,
-        blobs={ARTIFACTS_FILE: dump_artifacts(artifacts)},
+        blobs={ARTIFACTS_FILE: artifacts},
         message=f"Register {name} {version}",
     )
     reg.git.update_branch(branch, commit, parent)
@@ -227,8 +224,10 @@ def deregister(reg: RegistryRepo, name: str, version: str) -> TagWritten:
 
 
 def deprecate(reg: RegistryRepo, name: str) -> TagWritten | None:
-    """Tag NAME@deprecated (None when it already is). The model leaves artifacts.yaml, since
-    gto counts a later commit that still lists it as activity that revives it."""
+    """Tag NAME@deprecated (None when it already is). The model's entry leaves artifacts.yaml
+    (the rest of the file stays as written): gto 1.10 counts any later commit that still lists
+    it as activity that revives the model, so a kept entry would be undone by the next
+    unrelated registry write. The entry stays in git history."""
 
     check_name(name)
     reg.refresh()
@@ -250,12 +249,17 @@ def deprecate(reg: RegistryRepo, name: str) -> TagWritten | None:
     if name not in view.artifacts:
         return publish_tag(reg, name=name, tag=tag, commit=target, message=message, after=after)
     branch = current_branch(reg)
-    artifacts = {k: v for k, v in view.artifacts.items() if k != name}
+    assert view.head is not None  # the model is listed in artifacts.yaml at HEAD
+    artifacts = remove_entry(
+        reg.git.read_file(view.head, ARTIFACTS_FILE),
+        name,
+        where=f"{reg.display_location}:{ARTIFACTS_FILE}",
+    )
     commit = reg.git.write_commit(
         view.head,
         replace_dir=ARTIFACTS_FILE,
         files={},
-        blobs={ARTIFACTS_FILE: dump_artifacts(artifacts)},
+        blobs={ARTIFACTS_FILE: artifacts},
         message=f"Deprecate {name}",
     )
     reg.git.update_branch(branch, commit, view.head)

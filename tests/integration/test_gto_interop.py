@@ -288,21 +288,33 @@ def test_environment_without_git_identity_still_writes_tags_gto_reads(
     assert reg.history("m")[0].author == "stageserve"
 
 
-def test_stageserve_writes_mean_the_same_to_gto_even_when_the_clock_stands_still(
+def test_stageserve_writes_mean_the_same_to_gto_when_events_share_a_second(
     repo: Path, packages: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GIT_COMMITTER_DATE", "@1727740800 +0000")
+    # A fake clock that moves only where stageserve must wait for it: every other write
+    # shares a second with the one before, the case where gto's tie rules decide.
+    start = 1727740800
+
+    def at(offset: int) -> None:
+        monkeypatch.setenv("GIT_COMMITTER_DATE", f"@{start + offset} +0000")
+
+    at(0)
     reg = GitRegistry(repo)
     reg.register("m", packages[0])
     reg.register("m", packages[1])
-    for version in ("v0.0.1", "v0.0.2", "v0.0.1"):
-        reg.assign("m", "prod", version)
+    reg.assign("m", "prod", "v0.0.1")
+    at(1)
+    reg.assign("m", "prod", "v0.0.2")
+    at(2)
+    reg.assign("m", "prod", "v0.0.1")  # a rollback
     reg.assign("m", "dev", "v0.0.2")
-    reg.unassign("m", "dev")
+    reg.unassign("m", "dev")  # in its assignment's second: gto lets the unassignment win
     assert gto_stage(repo, "m", "prod") == "v0.0.1" == reg.which("m", "prod").version
     assert gto_stage(repo, "m", "dev") is None
+    at(3)
     reg.deprecate("m")
     assert gto_stage(repo, "m", "prod") is None
+    at(4)
     reg.register("m", packages[2])  # a new version lifts the deprecation
     assert gto_stage(repo, "m", "prod") == "v0.0.1" == reg.which("m", "prod").version
     assert gto_registry(repo)["m"]["version"] == "v0.0.3"

@@ -4,6 +4,7 @@ and the Python API's `load` on a real trained model."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +208,89 @@ def test_check_prints_each_problem_and_exits_1(
     assert lines[-1].startswith("FAILED: 3 tags, 2 versions, 0 stages, 2 problems")
     code, out, _ = _run(capsys, "check", "--registry", str(repo), "--json")
     assert code == 1 and len(json.loads(out)["problems"]) == 2
+
+
+def test_a_relative_package_path_is_read_from_the_callers_folder(
+    repo: Path, tmp_path: Path
+) -> None:
+    # What every CI job that registers from a build folder does, local and remote registries.
+    build = tmp_path / "build"
+    write_package(build / "pkgs" / "lin", name="lin")
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
+    for registry in (str(repo), f"file://{bare}"):
+        done = subprocess.run(
+            [str(STAGESERVE), "registry", "register", "lin", "pkgs/lin", "--registry", registry],
+            cwd=build,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+        )
+        assert done.returncode == 0, done.stderr
+        assert "created tag lin@v0.0.1" in done.stdout
+
+
+def test_register_keeps_what_gto_and_people_wrote_in_artifacts_yaml(
+    repo: Path, tmp_path: Path
+) -> None:
+    from gto.api import describe
+    from gto.index import FileIndexManager
+
+    from tests.registry_packages import git
+
+    api.register("m", write_package(tmp_path / "a", name="m", description=""), registry=repo)
+    # gto's own artifacts.yaml writer (what its annotate did): description, labels, custom.
+    FileIndexManager.from_path(str(repo)).add(
+        "m", type="model", path="models/m", must_exist=False, allow_same_path=False,
+        labels=["team-fleet"], description="Written with gto", custom={"owner": "fleet"},
+        update=True,
+    )  # fmt: skip
+    text = "# Registry of the fleet team\n" + (repo / "artifacts.yaml").read_text()
+    (repo / "artifacts.yaml").write_text(text)
+    git(repo, "commit", "-qam", "annotate with gto")
+    api.register("m", write_package(tmp_path / "b", name="m", payload=b"b", description=""),
+                 registry=repo)  # fmt: skip
+    assert (repo / "artifacts.yaml").read_text().startswith("# Registry of the fleet team\n")
+    described = describe(str(repo), "m")
+    assert described is not None
+    assert described.description == "Written with gto"
+    assert described.custom == {"owner": "fleet"}
+    assert sorted(described.labels) == ["regression", "team-fleet"]
+    api.register("n", write_package(tmp_path / "n", name="n"), registry=repo)
+    api.deprecate("n", registry=repo)  # only n's entry goes (gto would revive it otherwise)
+    kept = (repo / "artifacts.yaml").read_text()
+    assert kept.startswith("# Registry of the fleet team\n") and "owner: fleet" in kept
+    assert "\nn:" not in kept
+
+
+def test_which_without_at_sees_an_assignment_of_this_very_second(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    api.register("m", write_package(tmp_path / "a", name="m"), registry=repo)
+    # Dated a little ahead, as a writer's clock may be: "now" on this machine is the second
+    # of the assignment or before it, never after (the case an --at of now always missed).
+    monkeypatch.setenv("GIT_COMMITTER_DATE", f"@{int(time.time()) + 30} +0000")
+    api.assign("m", "prod", "v0.0.1", registry=repo)
+    monkeypatch.delenv("GIT_COMMITTER_DATE")
+    assert main(["which", "m", "prod", "--registry", str(repo), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["assigned"]["version"] == "v0.0.1"
+
+
+def test_load_without_a_cache_dir_leaves_no_folder_behind(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from tests.models import example_rows, save_sklearn_package
+
+    api.register("cost_predictor", save_sklearn_package(tmp_path / "v1"), registry=repo)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    model = api.load("cost_predictor", version="v0.0.1", registry=repo)
+    assert model.predict(example_rows(2)).shape == (2,)
+    assert list(scratch.iterdir()) == []

@@ -70,3 +70,14 @@ def test_a_stage_on_an_unregistered_commit_or_outside_dot_gto_is_reported(
     problems = {p.subject: p.message for p in check_registry(reg).problems}
     assert "not a registered version" in problems["m#dev"]
     assert problems["m#qa"] == "stage is not listed in .gto"
+
+
+def test_a_deleted_numbered_tag_is_reported_as_a_gap(reg: GitRegistry, tmp_path: Path) -> None:
+    reg.register("m", write_package(tmp_path / "pkg2", name="m", payload=b"v2"))
+    reg.assign("m", "dev", "v0.0.2")
+    reg.assign("m", "prod", "v0.0.2")
+    assert check_registry(reg).ok
+    git(reg.path, "tag", "-d", "m#dev#2")  # history rewritten: dev never had v0.0.2
+    [problem] = check_registry(reg).problems
+    assert problem.subject == "m"
+    assert problem.message.startswith("tag #2 missing: a deleted tag rewrites the history")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from registry_sync.errors import (
     NotARegistryError,
     NoVersionInStageError,
     StageNotAllowedError,
+    TagTimeError,
     VersionExistsError,
     VersionNotFoundError,
 )
@@ -202,14 +205,17 @@ def test_deregistering_the_serving_version_hands_the_stage_back(
 def test_deprecate_hides_the_model_and_a_new_version_brings_it_back(
     reg: GitRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GIT_COMMITTER_DATE", "@1727740800 +0000")  # all in one second
+    clock = iter(range(1727740800, 1727740900))  # a fake clock, one second per write
+    monkeypatch.setenv("GIT_COMMITTER_DATE", f"@{next(clock)} +0000")
     reg.register("m", _pkg(tmp_path, "a"))
     reg.assign("m", "prod", "v0.0.1")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", f"@{next(clock)} +0000")
     assert reg.deprecate("m") is not None
     assert reg.deprecate("m") is None  # already deprecated: nothing to do
     assert reg.list_models() == [] and reg.resolve_stages() == []
     with pytest.raises(NoVersionInStageError):
         reg.which("m", "prod")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", f"@{next(clock)} +0000")
     reg.register("m", _pkg(tmp_path, "b"))
     assert [m.name for m in reg.list_models()] == ["m"]
     assert reg.which("m", "prod").version == "v0.0.1"
@@ -238,27 +244,44 @@ def test_which_at_answers_over_the_events_before_that_time(
     assert [e.time for e in history][-1] == "2024-10-06T00:00:00Z"
 
 
-def test_assignments_to_a_stage_never_share_a_second_so_the_newest_always_wins(
+def test_a_write_that_cannot_be_dated_after_the_stages_newest_event_is_refused(
     reg: GitRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A fixed clock cannot put a second assignment of a stage after the first: the write is
+    # refused and changes nothing, rather than dated a second into the future (which would
+    # make history and `which --at` show it in prod before it ever was).
     monkeypatch.setenv("GIT_COMMITTER_DATE", "@1727740800 +0000")  # the clock stands still
     reg.register("m", _pkg(tmp_path, "a"))
     reg.register("m", _pkg(tmp_path, "b"))
     reg.assign("m", "prod", "v0.0.2")
-    reg.assign("m", "dev", "v0.0.2")
-    reg.assign("m", "prod", "v0.0.1")
-    reg.unassign("m", "dev")
-    times = {(e.tag, e.time) for e in reg.history("m")}
-    assert times == {
-        ("m@v0.0.1", "2024-10-01T00:00:00Z"),
-        ("m@v0.0.2", "2024-10-01T00:00:00Z"),
-        ("m#prod#1", "2024-10-01T00:00:00Z"),
-        ("m#dev#2", "2024-10-01T00:00:00Z"),
-        ("m#prod#3", "2024-10-01T00:00:01Z"),  # after m#prod#1, so it is the newest
-        ("m#dev!#4", "2024-10-01T00:00:00Z"),  # ties its assignment, and wins as in gto
-    }
+    reg.assign("m", "dev", "v0.0.2")  # another stage: may share the second
+    head = git(reg.path, "rev-parse", "HEAD")
+    tags = git(reg.path, "tag")
+    with pytest.raises(TagTimeError, match="GIT_COMMITTER_DATE fixes the clock"):
+        reg.assign("m", "prod", "v0.0.1")
+    reg.unassign("m", "dev")  # may tie its assignment: gto lets the unassignment win
+    assert set(git(reg.path, "tag").split()) == {*tags.split(), "m#dev!#3"}
+    assert git(reg.path, "rev-parse", "HEAD") == head
+    assert reg.which("m", "prod").version == "v0.0.2"
+    with pytest.raises(TagTimeError):
+        reg.deprecate("m")  # would tie the model's newest events
+    assert reg.list_models()[0].name == "m"
+
+
+def test_rapid_writes_wait_out_the_second_and_are_never_dated_in_the_future(
+    reg: GitRegistry, tmp_path: Path
+) -> None:
+    # The four assigns within 0.26 s were dated :50, :51, :52, :53. Now each waits
+    # for the clock to pass the stage's newest event: real times, in #N order.
+    reg.register("m", _pkg(tmp_path, "a"))
+    reg.register("m", _pkg(tmp_path, "b"))
+    for version in ("v0.0.1", "v0.0.2", "v0.0.1"):
+        reg.assign("m", "prod", version)
+    finished = time.time()
+    times = [_unix(e.time) for e in reg.history("m") if e.stage == "prod"]
+    assert times == sorted(set(times))  # one second each, in order
+    assert max(times) <= finished
     assert reg.which("m", "prod").version == "v0.0.1"
-    assert reg.resolve_stages(stages=["dev"]) == []
 
 
 def test_list_filters_by_label_and_searches_names_and_descriptions(
@@ -304,3 +327,7 @@ def test_a_detached_head_cannot_take_a_new_version(
     git(repo, "checkout", "-q", "--detach")
     with pytest.raises(NotARegistryError, match="detached"):
         reg.register("m", _pkg(tmp_path, "a"))
+
+
+def _unix(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
