@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from types import FrameType
 
@@ -62,7 +63,7 @@ class DrainingServer(uvicorn.Server):
         self._timer.daemon = True
         self._timer.start()
 
-    def run_until_stopped(self) -> None:
+    def run_until_stopped(self, sockets: list[socket.socket] | None = None) -> None:
         """Run; a SIGTERM that led to a clean shutdown is a normal exit (status 0).
 
         uvicorn re-raises the signals it captured once it has shut down; with the default
@@ -70,7 +71,7 @@ class DrainingServer(uvicorn.Server):
         """
         previous = signal.signal(signal.SIGTERM, _ignore)
         try:
-            self.run()
+            self.run(sockets=sockets)
         finally:
             signal.signal(signal.SIGTERM, previous)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.pool.snapshot_source import DesiredStateSource
-from gateway.settings import Settings, load_settings
+from gateway.settings import ENV_PREFIX, Settings, load_settings
 from gateway.telemetry.metrics import GatewayMetrics
 from registry_sync.registry.git import redact_url
 
@@ -27,19 +28,24 @@ def add_commands(sub: Any) -> None:
         description="Serve POST /predict/{model}?stage=... from a snapshot (--cache) "
         "or a registry synced in-process (--registry). Flags beat STAGESERVE_* "
         "environment variables, which beat the --config file.",
+        epilog=_environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8000)")
     p.add_argument("--cache", dest="cache_dir", metavar="DIR", help="watch DIR/snapshot.json")
     p.add_argument("--registry", metavar="PATH_OR_URL", help="sync from this registry in-process")
-    p.add_argument("--config", metavar="FILE", help="YAML settings file")
+    p.add_argument("--config", metavar="FILE", help="YAML settings file (env STAGESERVE_CONFIG)")
     p.add_argument("--default-stage", help="stage when the request names none (default prod)")
     p.add_argument(
         "--default-model",
         help="model of MLflow's POST /invocations without ?model= (default: the only one served)",
     )
     p.add_argument(
-        "--log-level", choices=["critical", "error", "warning", "info", "debug"], default=None
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        default=None,
+        help="least severe JSON log lines written to stderr (default info)",
     )
     p.add_argument("--audit-path", metavar="FILE", help="JSON-lines audit file (rotated)")
     p.add_argument("--journal-path", metavar="FILE", help="activation journal (JSON lines)")
@@ -61,6 +67,28 @@ def add_commands(sub: Any) -> None:
         help="embedded: poll only, do not watch a local registry for changes",
     )
     p.set_defaults(handler=serve)
+
+
+def _environment_help() -> str:
+    """Every setting's environment variable and default, for `serve --help`."""
+    import msgspec
+
+    lines = [
+        "environment: every setting is also read from STAGESERVE_<KEY> (below the flags, above",
+        "the --config file, or STAGESERVE_CONFIG); mappings are JSON. Keys and their defaults:",
+    ]
+    for field in msgspec.structs.fields(Settings):
+        default = field.default_factory() if field.default is msgspec.NODEFAULT else field.default
+        shown = (
+            "unset"
+            if default is None
+            else str(default).lower()
+            if isinstance(default, bool)
+            else default
+        )
+        lines.append(f"  {ENV_PREFIX}{field.name.upper():<32} {shown}")
+    lines.append("See the README's configuration table for what each one does.")
+    return "\n".join(lines)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -117,6 +145,24 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStat
     )
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket uvicorn serves on (bound as uvicorn would bind it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise GatewayError(
+            f"cannot listen on {host}:{port}: {reason} (is another server on that port? "
+            "choose one with --port or STAGESERVE_PORT)"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def _cache_dir(settings: Settings) -> Path:
     return Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
 
@@ -133,6 +179,9 @@ def run(settings: Settings) -> int:
     configure_logging(settings.log_level)
     if settings.cache_dir is None and settings.registry is None:
         raise GatewayError("nothing to serve: give --cache DIR (sidecar) or --registry PATH_OR_URL")
+    # Bound before anything else happens: a busy port is one clear line, not a sync and model
+    # loads that end in uvicorn's exit 3.
+    listener = _bind(settings.host, settings.port)
     metrics = GatewayMetrics()
     source = _registry_source(settings, metrics) if settings.registry else None
     journal = ActivationJournal(Path(settings.journal_path)) if settings.journal_path else None
@@ -168,7 +217,7 @@ def run(settings: Settings) -> int:
     )
     server = DrainingServer(config, gateway_of(app).drain, settings.drain_s)
     try:
-        server.run_until_stopped()
+        server.run_until_stopped(sockets=[listener])
     finally:
         if journal is not None:
             journal.close()

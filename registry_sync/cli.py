@@ -46,17 +46,27 @@ def add_commands(sub: Any) -> None:
         return command
 
     cmd = add("register", _register, "commit a package folder as a new version", as_json)
-    cmd.add_argument("name")
-    cmd.add_argument("path", help="the package folder (holding model.yaml)")
+    cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
+    cmd.add_argument(
+        "path",
+        metavar="PATH",
+        help="the package folder (holding model.yaml), relative to the current folder",
+    )
     bump = cmd.add_mutually_exclusive_group()
     bump.add_argument("--version", help="the version, vX.Y.Z (default: bump the latest)")
     for part in ("major", "minor", "patch"):
-        bump.add_argument(f"--bump-{part}", dest="bump", action="store_const", const=part)
+        bump.add_argument(
+            f"--bump-{part}",
+            dest="bump",
+            action="store_const",
+            const=part,
+            help=f"the next {part} version of the latest (--bump-patch is the default)",
+        )
 
     cmd = add("assign", _assign, "assign a version to a stage (tag NAME#STAGE#N)", as_json)
-    cmd.add_argument("name")
-    cmd.add_argument("stage")
-    cmd.add_argument("--version", required=True)
+    cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
+    cmd.add_argument("stage", metavar="STAGE", help="the stage, e.g. prod")
+    cmd.add_argument("--version", required=True, help="the registered version, vX.Y.Z")
     cmd.add_argument(
         "--force",
         action="store_true",
@@ -64,16 +74,16 @@ def add_commands(sub: Any) -> None:
     )
 
     cmd = add("unassign", _unassign, "take a stage away (tag NAME#STAGE!#N)", as_json)
-    cmd.add_argument("name")
-    cmd.add_argument("stage")
+    cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
+    cmd.add_argument("stage", metavar="STAGE", help="the stage, e.g. prod")
     cmd.add_argument("--version", help="only drop this version from the stage")
 
     cmd = add("deregister", _deregister, "withdraw a version (tag NAME@vX.Y.Z!)", as_json)
-    cmd.add_argument("name")
-    cmd.add_argument("--version", required=True)
+    cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
+    cmd.add_argument("--version", required=True, help="the version to withdraw, vX.Y.Z")
 
     cmd = add("deprecate", _deprecate, "deprecate a model (tag NAME@deprecated)", as_json)
-    cmd.add_argument("name")
+    cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
 
     cmd = add("list", _list, "every model, its latest version and its stages", as_json)
     cmd.add_argument("--label", help="only models with this label")
@@ -81,11 +91,11 @@ def add_commands(sub: Any) -> None:
     cmd.add_argument("--deprecated", action="store_true", help="include deprecated models")
 
     cmd = add("show", _show, "versions, stages, card and signature of a model", as_json)
-    cmd.add_argument("name")
+    cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
 
     cmd = add("which", _which, "the version in a stage, now or at a time", as_json)
-    cmd.add_argument("name")
-    cmd.add_argument("stage")
+    cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
+    cmd.add_argument("stage", metavar="STAGE", help="the stage, e.g. prod")
     cmd.add_argument(
         "--at",
         type=_time,
@@ -94,7 +104,7 @@ def add_commands(sub: Any) -> None:
     )
 
     cmd = add("history", _history, "every registry event of a model, oldest first", as_json)
-    cmd.add_argument("name", nargs="?")
+    cmd.add_argument("name", metavar="NAME", nargs="?", help="only this model (default: all)")
 
     add("check", _check, "check tags, packages and stages (exit 1 on any problem)", as_json)
 

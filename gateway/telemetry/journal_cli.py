@@ -30,8 +30,8 @@ def add_commands(sub: Any) -> None:
             "was assigned then."
         ),
     )
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("stage", metavar="STAGE")
+    p.add_argument("name", metavar="NAME", help="the model name, e.g. cost_predictor")
+    p.add_argument("stage", metavar="STAGE", help="the stage, e.g. prod")
     p.add_argument(
         "--at",
         default="now",

@@ -29,6 +29,13 @@ def test_the_installed_wheel_imports_the_app_and_the_api(tmp_path: Path) -> None
         if p.suffix in (".py", ".csv", ".typed") and "__pycache__" not in p.parts
     }
     assert sources - names == set()
+    # The license as an SPDX expression (PEP 639) with its full text, and no warning about it.
+    [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
+    text = zipfile.ZipFile(wheel).read(metadata).decode()
+    assert "License-Expression: Apache-2.0" in text
+    assert "Classifier: Typing :: Typed" in text
+    [license_file] = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    assert zipfile.ZipFile(wheel).read(license_file) == (ROOT / "LICENSE").read_bytes()
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), wheel],
