@@ -89,6 +89,10 @@ def test_access_control_end_to_end(tmp_path: Path) -> None:
                         for n, v in example_rows(1)[0].items()]},
         )  # fmt: skip
         assert v2.status == 200, v2.body
+        mlflow = "/invocations?model=cost_predictor"
+        records = {"dataframe_records": example_rows(1)}
+        assert _post(server, mlflow, {}, records).status == 401
+        assert _post(server, mlflow, key, records).status == 200
 
         _check_refusals(server, key)
         _check_reads_and_metrics(server, key)
