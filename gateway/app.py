@@ -122,6 +122,7 @@ def _pool(
         allow_non_finite=settings.allow_non_finite,
         max_rows=settings.max_rows,
         policy=load_policy(settings),
+        trust_signed=settings.unpickle_trust_signed,
     )
     pool = ModelPool(metrics, loader, retry_failed_load_s=settings.retry_failed_load_s)
     for listener in activation_listeners:
@@ -136,6 +137,11 @@ def load_policy(settings: Settings) -> LoadPolicy:
             "model files may also name globals from %s (unpickle_allow): code there may run "
             "while a model loads",
             ", ".join(settings.unpickle_allow),
+        )
+    if settings.unpickle_trust_signed:
+        log.warning(
+            "versions whose assignment is signed by an allowed signer load without the "
+            "allowlist (unpickle_trust_signed): their model files may run code"
         )
     return LoadPolicy(extra=tuple(settings.unpickle_allow))
 

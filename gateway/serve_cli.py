@@ -142,6 +142,7 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStat
         poll_interval_s=settings.poll_interval_s,
         watch=settings.watch_registry,
         metrics=SyncMetrics(metrics.registry),
+        trust=settings.trust_policy,
     )
 
 

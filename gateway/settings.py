@@ -10,7 +10,7 @@ import msgspec
 
 from registry_sync.errors import SettingsError
 from registry_sync.settings_layers import ENV_PREFIX, load_layered
-from registry_sync.sync.settings import SyncSettings
+from registry_sync.sync.settings import SYNC_JSON_FIELDS, SyncSettings
 
 __all__ = ["ENV_PREFIX", "AccessRule", "Settings", "load_settings"]
 
@@ -105,6 +105,10 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     ["cost_*"], "stages": ["prod"]}]}` (JSON in the environment)."""
     metrics_auth: bool = False
     """With `auth`: /metrics also needs a credential whose roles grant `metrics`."""
+    unpickle_trust_signed: bool = False
+    """Load a version's pickles without the allowlist when the assignment it serves was
+    signed by an allowed signer of `trust_policy` (its origin is then trusted); versions in
+    unprotected stages still load under the allowlist."""
     shadow: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
     """Shadow traffic, `{model: {stage: shadow_stage}}`: requests to `stage` are also predicted
     by the version in `shadow_stage`, after the answer is sent, and the two compared. In the
@@ -121,7 +125,7 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 # Mappings and lists: an environment variable (or flag) gives them as one JSON value.
-_JSON_FIELDS = frozenset(
+_JSON_FIELDS = SYNC_JSON_FIELDS | frozenset(
     {"shadow", "shadow_sample_by_model", "unpickle_allow", "access_policy", "jwt_algorithms"}
 )
 

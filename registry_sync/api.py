@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from registry_sync.registry.git import Signing
 from registry_sync.registry.git_registry import GitRegistry
 from registry_sync.registry.views import (
     HistoryEvent,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from registry_sync.runtimes import LoadedModel
 
 __all__ = [
+    "Signing",
     "assign",
     "deprecate",
     "deregister",
@@ -71,15 +73,24 @@ def register(
     version: str | None = None,
     bump: Bump = "patch",
     registry: Location = ".",
+    sign: Signing | None = None,
 ) -> TagWritten:
     """Commit the package folder `path` as the next (or the given) version of `name`."""
-    return open_registry(registry).register(name, path, version=version, bump=bump)
+    return open_registry(registry).register(name, path, version=version, bump=bump, sign=sign)
 
 
 def assign(
-    name: str, stage: str, version: str, *, force: bool = False, registry: Location = "."
+    name: str,
+    stage: str,
+    version: str,
+    *,
+    force: bool = False,
+    registry: Location = ".",
+    sign: Signing | None = None,
 ) -> TagWritten:
-    return open_registry(registry).assign(name, stage, version, force=force)
+    """Tag the assignment; `sign=Signing(key=..., format="ssh")` (or `Signing()` for git's
+    configured key) signs it, as a stage protected by a trust policy requires."""
+    return open_registry(registry).assign(name, stage, version, force=force, sign=sign)
 
 
 def unassign(

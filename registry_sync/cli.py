@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from registry_sync import cli_format
+from registry_sync.registry.git import Signing
 from registry_sync.registry.git_registry import GitRegistry
 from registry_sync.registry.views import parse_time
 
@@ -26,17 +27,7 @@ def add_commands(sub: Any) -> None:
         description="A git registry in GTO's tag format: `gto` reads what this writes.",
     )
     commands = parser.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
-    where = argparse.ArgumentParser(add_help=False)
-    where.add_argument(
-        "--registry",
-        "--repo",
-        dest="registry",
-        default=None,
-        metavar="PATH_OR_URL",
-        help=f"registry git repository: a path or a URL (default ${_REGISTRY_ENV}, else .)",
-    )
-    as_json = argparse.ArgumentParser(add_help=False)
-    as_json.add_argument("--json", action="store_true", help="print JSON")
+    where, as_json, signing, trust = _shared_options()
 
     def add(name: str, handler: Any, help_text: str, *parents: argparse.ArgumentParser) -> Any:
         command = commands.add_parser(
@@ -45,7 +36,7 @@ def add_commands(sub: Any) -> None:
         command.set_defaults(handler=handler)
         return command
 
-    cmd = add("register", _register, "commit a package folder as a new version", as_json)
+    cmd = add("register", _register, "commit a package folder as a new version", as_json, signing)
     cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
     cmd.add_argument(
         "path",
@@ -63,7 +54,7 @@ def add_commands(sub: Any) -> None:
             help=f"the next {part} version of the latest (--bump-patch is the default)",
         )
 
-    cmd = add("assign", _assign, "assign a version to a stage (tag NAME#STAGE#N)", as_json)
+    cmd = add("assign", _assign, "assign a version to a stage (tag NAME#STAGE#N)", as_json, signing)
     cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
     cmd.add_argument("stage", metavar="STAGE", help="the stage, e.g. prod")
     cmd.add_argument("--version", required=True, help="the registered version, vX.Y.Z")
@@ -73,7 +64,7 @@ def add_commands(sub: Any) -> None:
         help="assign even if the version's inputs break the stage's clients",
     )
 
-    cmd = add("unassign", _unassign, "take a stage away (tag NAME#STAGE!#N)", as_json)
+    cmd = add("unassign", _unassign, "take a stage away (tag NAME#STAGE!#N)", as_json, signing)
     cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
     cmd.add_argument("stage", metavar="STAGE", help="the stage, e.g. prod")
     cmd.add_argument("--version", help="only drop this version from the stage")
@@ -93,7 +84,12 @@ def add_commands(sub: Any) -> None:
     cmd = add("show", _show, "versions, stages, card and signature of a model", as_json)
     cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
 
-    cmd = add("which", _which, "the version in a stage, now or at a time", as_json)
+    cmd = add("which", _which, "the version in a stage, now or at a time", as_json, trust)
+    cmd.add_argument(
+        "--trusted",
+        action="store_true",
+        help="follow only assignments the trust policy trusts, and name their signer",
+    )
     cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
     cmd.add_argument("stage", metavar="STAGE", help="the stage, e.g. prod")
     cmd.add_argument(
@@ -106,7 +102,72 @@ def add_commands(sub: Any) -> None:
     cmd = add("history", _history, "every registry event of a model, oldest first", as_json)
     cmd.add_argument("name", metavar="NAME", nargs="?", help="only this model (default: all)")
 
-    add("check", _check, "check tags, packages and stages (exit 1 on any problem)", as_json)
+    cmd = add(
+        "check", _check, "check tags, packages and stages (exit 1 on any problem)", as_json, trust
+    )
+    cmd.add_argument(
+        "--verify-signatures",
+        action="store_true",
+        help="also fail on any unsigned or untrusted tag in a stage the trust policy protects",
+    )
+
+
+def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
+    """Options several commands share: where, --json, signing, the trust policy."""
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--registry",
+        "--repo",
+        dest="registry",
+        default=None,
+        metavar="PATH_OR_URL",
+        help=f"registry git repository: a path or a URL (default ${_REGISTRY_ENV}, else .)",
+    )
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON")
+    signing = argparse.ArgumentParser(add_help=False)
+    signing.add_argument(
+        "--sign", action="store_true", help="sign the tag (git tag -s: SSH or OpenPGP)"
+    )
+    signing.add_argument(
+        "--signing-key",
+        metavar="KEY",
+        help="SSH key file or OpenPGP key id (default: git's user.signingkey); implies --sign",
+    )
+    signing.add_argument(
+        "--signing-format",
+        choices=["ssh", "openpgp"],
+        help="default: git's gpg.format; implies --sign",
+    )
+    trust = argparse.ArgumentParser(add_help=False)
+    trust.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings file holding trust_policy (default $STAGESERVE_CONFIG)",
+    )
+    return where, as_json, signing, trust
+
+
+def _signing(args: argparse.Namespace) -> Signing | None:
+    if not (args.sign or args.signing_key or args.signing_format):
+        return None
+    return Signing(key=args.signing_key, format=args.signing_format)
+
+
+def _trusted(args: argparse.Namespace) -> GitRegistry:
+    """The registry with the settings' trust policy applied (errors when there is none)."""
+    from registry_sync.errors import SettingsError
+    from registry_sync.registry.trust import TagTrust, TrustPolicy
+    from registry_sync.sync.settings import load_sync_settings
+
+    settings = load_sync_settings(environ=os.environ, config_file=args.config)
+    if not settings.trust_policy:
+        raise SettingsError(
+            "trust_policy", "the settings", "none given (--config FILE or STAGESERVE_CONFIG)"
+        )
+    reg = _open(args)
+    reg.trust = TagTrust(reg.git, TrustPolicy(settings.trust_policy))
+    return reg
 
 
 def _time(text: str) -> int:
@@ -131,18 +192,24 @@ def _emit(args: argparse.Namespace, result: Any, human: str) -> int:
 
 def _register(args: argparse.Namespace) -> int:
     written = _open(args).register(
-        args.name, args.path, version=args.version, bump=args.bump or "patch"
+        args.name,
+        args.path,
+        version=args.version,
+        bump=args.bump or "patch",
+        sign=_signing(args),
     )
     return _emit(args, written, cli_format.format_written([written]))
 
 
 def _assign(args: argparse.Namespace) -> int:
-    written = _open(args).assign(args.name, args.stage, args.version, force=args.force)
+    written = _open(args).assign(
+        args.name, args.stage, args.version, force=args.force, sign=_signing(args)
+    )
     return _emit(args, written, cli_format.format_written([written]))
 
 
 def _unassign(args: argparse.Namespace) -> int:
-    written = _open(args).unassign(args.name, args.stage, args.version)
+    written = _open(args).unassign(args.name, args.stage, args.version, sign=_signing(args))
     return _emit(args, written, cli_format.format_written(written))
 
 
@@ -170,7 +237,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _which(args: argparse.Namespace) -> int:
-    found = _open(args).which(args.name, args.stage, at=args.at)
+    reg = _trusted(args) if args.trusted else _open(args)
+    found = reg.which(args.name, args.stage, at=args.at)
     return _emit(args, found, cli_format.format_which(found))
 
 
@@ -182,6 +250,7 @@ def _history(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from registry_sync.registry.check import check_registry
 
-    report = check_registry(_open(args))
+    reg = _trusted(args) if args.verify_signatures else _open(args)
+    report = check_registry(reg, verify_signatures=args.verify_signatures)
     _emit(args, report, cli_format.format_check(report))
     return 0 if report.ok else 1

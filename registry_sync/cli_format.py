@@ -89,7 +89,10 @@ def format_detail(detail: ModelDetail) -> str:
 
 def format_which(found: StageResolution) -> str:
     rows = [[found.model, found.stage, found.version, found.commit[:7], found.assigned_at]]
-    return table(["MODEL", "STAGE", "VERSION", "COMMIT", "ASSIGNED"], rows)
+    text = table(["MODEL", "STAGE", "VERSION", "COMMIT", "ASSIGNED"], rows)
+    if found.signed_by:
+        text += f"\npromoted by {found.signed_by}"
+    return text
 
 
 def format_history(events: Sequence[HistoryEvent]) -> str:

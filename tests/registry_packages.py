@@ -46,9 +46,13 @@ def write_package(
     return folder
 
 
-def git(cwd: Path, *args: str) -> str:
+def git(cwd: Path, *args: str, input_text: str | None = None) -> str:
     done = subprocess.run(
-        ["git", "-C", str(cwd), *args], capture_output=True, text=True, check=True
+        ["git", "-C", str(cwd), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        input=input_text,
     )
     return done.stdout
 

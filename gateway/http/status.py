@@ -21,6 +21,8 @@ def _stage_status(pool: ModelPool, model: str, stage: str) -> dict[str, Any]:
         "stage": stage,
         "assigned_version": st.wanted.version,
         "assigned_digest": st.wanted.digest,
+        # Under a trust policy, for a protected stage: who signed the assignment followed.
+        "signed_by": st.wanted.signed_by,
         "state": st.state,
         "version": None,
         "digest": None,
@@ -49,11 +51,13 @@ def _stage_status(pool: ModelPool, model: str, stage: str) -> dict[str, Any]:
 def _sync(pool: ModelPool, model: str) -> dict[str, Any]:
     state = pool.desired
     if state is None:
-        return {"generated_at": None, "registry": None, "errors": []}
+        return {"generated_at": None, "registry": None, "errors": [], "untrusted": []}
     return {
         "generated_at": state.generated_at,
         "registry": state.registry,
         "errors": [msgspec.to_builtins(e) for e in state.errors if e.model == model],
+        # Assignments the trust policy did not follow (unsigned, or not an allowed signer).
+        "untrusted": [msgspec.to_builtins(u) for u in state.untrusted if u.model == model],
     }
 
 
@@ -62,7 +66,11 @@ def model_status(
 ) -> dict[str, Any] | None:
     """One model's stages, or None when the desired state does not name it."""
     stages = pool.wanted_stages(model)
-    has_errors = pool.desired is not None and any(e.model == model for e in pool.desired.errors)
+    desired = pool.desired
+    has_errors = desired is not None and (
+        any(e.model == model for e in desired.errors)
+        or any(u.model == model for u in desired.untrusted)
+    )
     if not stages and not has_errors:
         return None
     plans = shadow.plans.get(model, {}) if shadow is not None else {}

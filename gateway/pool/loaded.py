@@ -130,6 +130,7 @@ def load_version(
     allow_non_finite: bool = False,
     max_rows: int = 10_000,
     policy: LoadPolicy | None = None,
+    trust_signed: bool = False,
 ) -> LoadedVersion:
     """Read and verify the package, load its predictor, build its decoder and warm it up.
 
@@ -147,6 +148,9 @@ def load_version(
                 entry.version,
                 f"package digest {package.digest} differs from the snapshot's {entry.digest}",
             )
+        if trust_signed and entry.signed_by:
+            # The assignment was signed by an allowed signer: its origin is trusted.
+            policy = LoadPolicy(extra=policy.extra if policy else (), unrestricted=True)
         predictor = load_predictor(package, policy=policy)
         schema = RequestSchema(
             package.manifest.signature, allow_non_finite=allow_non_finite, max_rows=max_rows

@@ -49,6 +49,7 @@ class ModelPool:
         self._retired: list[LoadedVersion] = []
         self._failed: dict[tuple[str, str, str], tuple[float, str, str]] = {}
         self._listeners: list[ActivationListener] = []
+        self._refusals_seen: set[str] = set()
         self._releases: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
 
@@ -104,6 +105,7 @@ class ModelPool:
 
     async def _reconcile(self, state: DesiredState) -> None:
         self.desired = state
+        self._journal_refusals(state)
         wanted = {(e.model, e.stage): e for e in state.entries}
         old_statuses = self.statuses
         self.statuses = {key: old_statuses.get(key) or StageStatus(e) for key, e in wanted.items()}
@@ -136,6 +138,22 @@ class ModelPool:
                             self._retired.append(replaced)
                         self._loaded[key] = loaded
             self._switch(model, {s: e for (m, s), e in wanted.items() if m == model})
+
+    def _journal_refusals(self, state: DesiredState) -> None:
+        """Each assignment the sync's trust policy refused goes into the journal once."""
+        for refused in state.untrusted:
+            if refused.tag in self._refusals_seen:
+                continue
+            self._refusals_seen.add(refused.tag)
+            notify(
+                self._listeners,
+                refused.model,
+                refused.stage,
+                refused.version or "",
+                "",
+                kind="refused",
+                message=refused.describe(),
+            )
 
     def _switch(self, model: str, wanted: dict[str, DesiredEntry]) -> None:
         old = self.routes.get(model, {})

@@ -13,7 +13,8 @@ __all__ = ["ActivationEvent", "ActivationListener", "notify", "utc_now_iso"]
 
 log = logging.getLogger("stageserve.pool")
 
-ActivationKind = Literal["activated", "deactivated", "failed"]
+# "refused": an assignment the trust policy did not follow (version = the refused one).
+ActivationKind = Literal["activated", "deactivated", "failed", "refused"]
 
 
 def utc_now_iso() -> str:

@@ -10,7 +10,7 @@ import msgspec
 
 from registry_sync.errors import RegistryError
 from registry_sync.registry.gto_tags import looks_like_ours, parse_tag
-from registry_sync.registry.repository import RegistryRepo
+from registry_sync.registry.repository import RegistryRepo, RegistryView
 
 __all__ = ["CheckReport", "Problem", "check_registry"]
 
@@ -58,10 +58,11 @@ def _counter_gaps(names: list[str]) -> list[Problem]:
     return problems
 
 
-def check_registry(reg: RegistryRepo) -> CheckReport:
+def check_registry(reg: RegistryRepo, *, verify_signatures: bool = False) -> CheckReport:
     """Every GTO-looking tag parses, no numbered tag is missing (#N has no gaps), every
     registered version's package at its commit is valid with matching digests, and every
-    stage resolves to a registered version."""
+    stage resolves to a registered version; with `verify_signatures` (and a trust policy on
+    `reg`), every stage tag of a protected stage is signed by an allowed signer."""
     from registry_sync.package.read import read_package
 
     problems: list[Problem] = []
@@ -124,6 +125,8 @@ def check_registry(reg: RegistryRepo) -> CheckReport:
                         message=f"resolves to commit {found.commit[:12]}, not a registered version",
                     )
                 )
+    if verify_signatures:
+        problems.extend(_signature_problems(view))
     return CheckReport(
         registry=reg.display_location,
         tags=len(names),
@@ -131,3 +134,10 @@ def check_registry(reg: RegistryRepo) -> CheckReport:
         stages=stages,
         problems=problems,
     )
+
+
+def _signature_problems(view: RegistryView) -> list[Problem]:
+    return [
+        Problem(subject=event.tag or event.model, message=f"{check.status}: {check.reason}")
+        for event, check in sorted(view.refused, key=lambda pair: (pair[0].time, pair[0].tag or ""))
+    ]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from registry_sync.errors import GitCommandError, NotARegistryError, RegistryError
 
-__all__ = ["Git", "TagRecord", "ensure_repo", "redact_url"]
+__all__ = ["Git", "Signing", "TagRecord", "ensure_repo", "redact_url"]
 
 _FIELD, _RECORD = "\x1f", "\x1e"
 _TAG_FORMAT = (
@@ -26,6 +26,9 @@ _TAG_FORMAT = (
             "%(taggeremail:trim)",
             "%(taggerdate:unix)",
             "%(*committerdate:unix)",
+            "%(objectname)",
+            "%(tag)",
+            "%(contents:signature)",
             "%(contents)",
         ]
     )
@@ -35,6 +38,16 @@ _TAG_FORMAT = (
 # works on a fresh machine or in CI.
 _FALLBACK_NAME, _FALLBACK_EMAIL = "stageserve", "stageserve@localhost"
 _TIMEOUT_S = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Signing:
+    """How to sign a tag: git's own signing (user.signingkey and gpg.format unless given)."""
+
+    key: str | None = None
+    """An SSH key file (or its public key) or an OpenPGP key id; default user.signingkey."""
+    format: str | None = None
+    """"ssh" or "openpgp"; default gpg.format."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +61,11 @@ class TagRecord:
     time: int
     commit_time: int
     message: str
+    object: str = ""
+    """The tag object's id (what a signature covers; another id once rewritten)."""
+    tag_name: str = ""
+    """The name written inside the tag object (a copy under another ref name keeps it)."""
+    signed: bool = False
 
 
 def redact_url(url: str) -> str:
@@ -134,12 +152,23 @@ class Git:
         records = []
         for raw in out.split(_RECORD):
             fields = raw.lstrip("\n").split(_FIELD)
-            if len(fields) != 9 or fields[1] != "tag" or fields[2] != "commit":
+            if len(fields) != 12 or fields[1] != "tag" or fields[2] != "commit":
                 continue
-            name, _, _, commit, tagger, email, time, commit_time, message = fields
+            name, _, _, commit, tagger, email, time, commit_time, obj, inner, sig, text = fields
+            # The message without its signature block (which %(contents) ends with).
+            message = text[: len(text) - len(sig)] if sig and text.endswith(sig) else text
             records.append(
                 TagRecord(
-                    name, commit, tagger, email, int(time or 0), int(commit_time or 0), message
+                    name,
+                    commit,
+                    tagger,
+                    email,
+                    int(time or 0),
+                    int(commit_time or 0),
+                    message,
+                    object=obj,
+                    tag_name=inner,
+                    signed=bool(sig.strip()),
                 )
             )
         return records
@@ -269,9 +298,17 @@ class Git:
         if any(listed):
             self.run("checkout", "HEAD", "--", *paths)
 
-    def create_tag(self, name: str, commit: str, message: str, time: int) -> None:
+    def create_tag(
+        self, name: str, commit: str, message: str, time: int, sign: Signing | None = None
+    ) -> None:
+        """An annotated tag; with `sign`, signed by git (`tag -s`, SSH or OpenPGP)."""
         env = {**self.identity_env(), "GIT_COMMITTER_DATE": f"@{time} +0000"}
-        self.run("tag", "-a", name, commit, "-m", message, env=env)
+        if sign is None:
+            self.run("tag", "-a", name, commit, "-m", message, env=env)
+            return
+        config = ["-c", f"gpg.format={sign.format}"] if sign.format else []
+        key = ["-u", sign.key] if sign.key else []
+        self.run(*config, "tag", "-s", *key, name, commit, "-m", message, env=env)
 
     def delete_tag(self, name: str) -> None:
         self.run("tag", "-d", name)

@@ -19,6 +19,7 @@ class GitRegistry(RegistryRepo):
     history = queries.history
     resolve_stages = queries.resolve_stages
     resolve_all = queries.resolve_stages
+    refused_assignments = queries.refused_assignments
 
     register = writer.register
     assign = writer.assign

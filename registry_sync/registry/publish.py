@@ -9,6 +9,7 @@ import time
 
 from registry_sync.errors import GitCommandError, NotARegistryError, RegistryError, TagTimeError
 from registry_sync.registry.events import ArtifactState
+from registry_sync.registry.git import Signing
 from registry_sync.registry.gto_tags import parse_tag
 from registry_sync.registry.repository import RegistryRepo
 from registry_sync.registry.views import TagWritten, iso_time
@@ -50,6 +51,7 @@ def publish_tag(
     version: str | None = None,
     stage: str | None = None,
     after: int = 0,
+    sign: Signing | None = None,
 ) -> TagWritten:
     """Create the tag (dated now, and later than unix time `after`), sync the work tree, push.
 
@@ -64,7 +66,7 @@ def publish_tag(
         if branch is not None:  # a refused write changes nothing
             reg.git.reset_branch(branch, old)
         raise
-    reg.git.create_tag(tag, commit, message, tag_time)
+    reg.git.create_tag(tag, commit, message, tag_time, sign)
     if reg.mirror is not None:
         refs = ([branch] if branch else []) + [f"refs/tags/{tag}"]
         try:

@@ -6,19 +6,29 @@ import math
 from collections.abc import Sequence
 
 from registry_sync.errors import ManifestError, NoVersionInStageError
-from registry_sync.registry.events import PRIORITY, ArtifactState
+from registry_sync.registry.events import PRIORITY, ArtifactState, VersionState
+from registry_sync.registry.gto_tags import TagKind
 from registry_sync.registry.repository import RegistryRepo, RegistryView
 from registry_sync.registry.views import (
     HistoryEvent,
     ModelDetail,
     ModelSummary,
+    RefusedAssignment,
     ResolvedStage,
     StageResolution,
     VersionInfo,
     iso_time,
 )
 
-__all__ = ["history", "list_models", "resolve_stages", "show", "which"]
+__all__ = [
+    "history",
+    "list_models",
+    "refused_assignments",
+    "resolve_stages",
+    "show",
+    "signer_of",
+    "which",
+]
 
 
 def list_models(
@@ -111,7 +121,18 @@ def which(reg: RegistryRepo, name: str, stage: str, *, at: float | None = None) 
         commit=found.commit,
         assigned_at=iso_time(found.assigned_at(stage)),
         at=iso_time(at) if at is not None else None,
+        signed_by=signer_of(view, found, stage),
     )
+
+
+def signer_of(view: RegistryView, version: VersionState, stage: str) -> str | None:
+    """Who signed the assignment that put `version` in `stage` (checked under the trust
+    policy: None when the stage is not protected or no policy is given)."""
+    assigns = [e for e in version.stages.get(stage, []) if e.kind == TagKind.ASSIGN and e.tag]
+    if not assigns:
+        return None
+    check = view.checks.get(max(assigns, key=lambda e: e.time).tag or "")
+    return check.describe().removeprefix("signed by ") if check and check.trusted else None
 
 
 def history(reg: RegistryRepo, name: str | None = None) -> list[HistoryEvent]:
@@ -162,8 +183,51 @@ def resolve_stages(
                 continue
             version = art.resolve(stage)
             if version is not None:
-                found.append(ResolvedStage(name, stage, version.version, version.commit))
+                signer = signer_of(view, version, stage)
+                found.append(ResolvedStage(name, stage, version.version, version.commit, signer))
     return found
+
+
+def refused_assignments(
+    reg: RegistryRepo, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None
+) -> list[RefusedAssignment]:
+    """Stage tags of protected stages not followed for want of a trusted signature, that
+    would otherwise have changed what serves (newer than the newest trusted stage event)."""
+    view = reg.view()
+    found = []
+    for event, check in view.refused:
+        stage = str(event.stage)
+        if (models is not None and event.model not in models) or (
+            stages is not None and stage not in stages
+        ):
+            continue
+        art = view.state.get(event.model)
+        trusted = [e.time for v in (art.versions if art else []) for e in v.stages.get(stage, [])]
+        if trusted and event.time < max(trusted):
+            continue  # superseded by a trusted event anyway
+        serving = art.resolve(stage) if art else None
+        found.append(
+            RefusedAssignment(
+                model=event.model,
+                stage=stage,
+                tag=event.tag or "",
+                version=_version_at(view, event.model, event.commit),
+                time=iso_time(event.time),
+                status=check.status,
+                reason=check.reason,
+                serving=serving.version if serving else None,
+                serving_signed_by=signer_of(view, serving, stage) if serving else None,
+            )
+        )
+    return found
+
+
+def _version_at(view: RegistryView, model: str, commit: str) -> str | None:
+    art = view.state.get(model)
+    for version in art.registered_versions() if art else []:
+        if version.commit == commit:
+            return version.version
+    return None
 
 
 def _about(reg: RegistryRepo, view: RegistryView, art: ArtifactState) -> tuple[str, list[str]]:

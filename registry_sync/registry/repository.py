@@ -6,9 +6,9 @@ Queries (queries.py) and writes (writer.py) take this handle; `GitRegistry`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import msgspec
 import yaml
@@ -22,8 +22,11 @@ from registry_sync.errors import (
 from registry_sync.package.manifest import Manifest
 from registry_sync.registry.events import ArtifactState, Event, VersionState, fold
 from registry_sync.registry.git import Git, TagRecord, ensure_repo
-from registry_sync.registry.gto_tags import parse_tag
+from registry_sync.registry.gto_tags import TagKind, parse_tag
 from registry_sync.registry.remote import Mirror, default_mirror_dir, is_url
+
+if TYPE_CHECKING:
+    from registry_sync.registry.trust import SignatureCheck, TagTrust
 
 __all__ = ["ARTIFACTS_FILE", "CONFIG_FILE", "RegistryRepo", "RegistryView"]
 
@@ -40,6 +43,10 @@ class RegistryView:
     head: str | None
     artifacts: dict[str, dict[str, Any]]  # artifacts.yaml at HEAD
     state: dict[str, ArtifactState]
+    # With a trust policy: the check of every stage tag in a protected stage, by tag name,
+    # and the events left out of `state` because their signature is not trusted.
+    checks: dict[str, SignatureCheck] = field(default_factory=dict)
+    refused: list[tuple[Event, SignatureCheck]] = field(default_factory=list)
 
     def artifact(self, name: str) -> ArtifactState:
         found = self.state.get(name)
@@ -64,6 +71,9 @@ class RegistryRepo:
         self.mirror = mirror
         self.git = Git(self.path, display=display or str(path))
         ensure_repo(self.git)
+        # Set by whoever holds a trust policy (the sync, `which --trusted`): then, in a
+        # protected stage, only assignments signed by an allowed signer count.
+        self.trust: TagTrust | None = None
 
     @classmethod
     def open(
@@ -91,6 +101,10 @@ class RegistryRepo:
     def view(self, *, at: int | None = None) -> RegistryView:
         tags = self.git.tags()
         events = [event for tag in tags if (event := _event(tag)) is not None]
+        checks: dict[str, SignatureCheck] = {}
+        refused: list[tuple[Event, SignatureCheck]] = []
+        if self.trust is not None:
+            events = self._trusted(events, {t.name: t for t in tags}, checks, refused)
         commit_times = {tag.commit: tag.commit_time for tag in tags}
         # As of `at`, HEAD was the newest commit no later than `at` (gto reads HEAD's
         # artifacts.yaml); after that, `at` only filters events by time.
@@ -100,7 +114,31 @@ class RegistryRepo:
         if head is not None:
             head_info = (head, self.git.commit_time(head), frozenset(artifacts))
         state = fold(events, commit_times, head=head_info, at=at)
-        return RegistryView(tags, events, head, artifacts, state)
+        return RegistryView(tags, events, head, artifacts, state, checks, refused)
+
+    def _trusted(
+        self,
+        events: list[Event],
+        tags: dict[str, TagRecord],
+        checks: dict[str, SignatureCheck],
+        refused: list[tuple[Event, SignatureCheck]],
+    ) -> list[Event]:
+        """The events that count: stage events of protected stages only when trusted."""
+        assert self.trust is not None
+        kept = []
+        for event in events:
+            rule = None
+            if event.kind in (TagKind.ASSIGN, TagKind.UNASSIGN) and event.stage and event.tag:
+                rule = self.trust.rule_for(event.model, event.stage)
+            if rule is None or event.tag is None:
+                kept.append(event)
+                continue
+            check = checks[event.tag] = self.trust.check(tags[event.tag], rule)
+            if check.trusted:
+                kept.append(event)
+            else:
+                refused.append((event, check))
+        return kept
 
     def artifacts_at(self, commit: str) -> dict[str, dict[str, Any]]:
         raw = self.git.read_file(commit, ARTIFACTS_FILE)

@@ -12,6 +12,7 @@ __all__ = [
     "HistoryEvent",
     "ModelDetail",
     "ModelSummary",
+    "RefusedAssignment",
     "ResolvedStage",
     "StageResolution",
     "TagWritten",
@@ -38,6 +39,32 @@ class ResolvedStage(msgspec.Struct, frozen=True):
     stage: str
     version: str
     commit: str
+    # Under a trust policy, for a protected stage: who signed the assignment that counts.
+    signed_by: str | None = None
+
+
+class RefusedAssignment(msgspec.Struct, frozen=True, kw_only=True):
+    """A stage tag of a protected stage that is not followed: its signature is not trusted."""
+
+    model: str
+    stage: str
+    tag: str
+    version: str | None
+    time: str
+    status: str  # unsigned, untrusted
+    reason: str
+    # The version the stage serves instead (None: nothing trusted), and who signed that.
+    serving: str | None = None
+    serving_signed_by: str | None = None
+
+    def describe(self) -> str:
+        instead = (
+            f"; {self.serving} keeps serving ({self.serving_signed_by})"
+            if self.serving
+            else "; no trusted assignment"
+        )
+        what = f"{self.tag} ({self.version})" if self.version else self.tag
+        return f"{what} not followed: {self.status}: {self.reason}{instead}"
 
 
 class VersionInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +102,8 @@ class StageResolution(msgspec.Struct, frozen=True, kw_only=True):
     assigned_at: str
     # The time the question was asked about (None: now).
     at: str | None = None
+    # With a trust policy (`which --trusted`) in a protected stage: who signed the assignment.
+    signed_by: str | None = None
 
 
 class HistoryEvent(msgspec.Struct, frozen=True, kw_only=True):

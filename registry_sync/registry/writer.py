@@ -23,6 +23,7 @@ from registry_sync.errors import (
 )
 from registry_sync.registry.artifacts_file import register_entry, remove_entry
 from registry_sync.registry.events import ArtifactState
+from registry_sync.registry.git import Signing
 from registry_sync.registry.gto_tags import (
     TagKind,
     bump_version,
@@ -48,8 +49,11 @@ def register(
     package_path: Path | str,
     version: str | None = None,
     bump: Bump = "patch",
+    *,
+    sign: Signing | None = None,
 ) -> TagWritten:
-    """Commit the package under models/NAME, record it in artifacts.yaml, tag NAME@vX.Y.Z."""
+    """Commit the package under models/NAME, record it in artifacts.yaml, tag NAME@vX.Y.Z
+    (signed with `sign`)."""
     from registry_sync.package.read import MANIFEST_FILE, read_package
 
     check_name(name)
@@ -109,14 +113,22 @@ def register(
         version=version,
         # Not before a deprecation it is meant to lift (a tie goes to the registration).
         after=_last_deprecation(art) - 1,
+        sign=sign,
     )
 
 
 def assign(
-    reg: RegistryRepo, name: str, stage: str, version: str, force: bool = False
+    reg: RegistryRepo,
+    name: str,
+    stage: str,
+    version: str,
+    force: bool = False,
+    *,
+    sign: Signing | None = None,
 ) -> TagWritten:
-    """Tag NAME#STAGE#N on the version's commit; refuse a version that breaks the stage's
-    clients (inputs removed, added as required or retyped) unless `force`."""
+    """Tag NAME#STAGE#N on the version's commit (signed with `sign`: what a protected stage
+    of a trust policy needs); refuse a version that breaks the stage's clients (inputs
+    removed, added as required or retyped) unless `force`."""
     from registry_sync.package.signature import breaking_changes
 
     check_name(name)
@@ -155,11 +167,17 @@ def assign(
         # After every event of this stage (a tie would let gto pick by registration order),
         # and not before a deprecation it lifts.
         after=max(newest_event_time(art, stage), _last_deprecation(art) - 1),
+        sign=sign,
     )
 
 
 def unassign(
-    reg: RegistryRepo, name: str, stage: str, version: str | None = None
+    reg: RegistryRepo,
+    name: str,
+    stage: str,
+    version: str | None = None,
+    *,
+    sign: Signing | None = None,
 ) -> list[TagWritten]:
     """Tag NAME#STAGE!#N so the stage serves nothing (or only drop `version` from it).
 
@@ -193,6 +211,7 @@ def unassign(
             stage=stage,
             # Not before the assignment it cancels (in the same second it wins in gto).
             after=newest_event_time(art, stage) - 1,
+            sign=sign,
         )
         written.append(done)
     return written

@@ -136,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         poll_interval_s=settings.poll_interval_s,
         watch=settings.watch_registry,
         metrics=SyncMetrics(registry),
+        trust=settings.trust_policy,
     )
     log.info(
         "sync %s -> %s (%s)",

@@ -103,6 +103,7 @@ class SyncLoop:
             self.metrics.record_poll(result, now_s=time.time(), failures=self.failures)
             if isinstance(state, DesiredState):
                 self.metrics.record_model_errors(state.errors)
+                self.metrics.record_untrusted(state)
         status = SyncStatus(
             registry=self.sync.reader.display_location,
             last_attempt_at=attempt_at,
@@ -160,6 +161,7 @@ def _differs(state: DesiredState, previous: DesiredState | None) -> bool:
         previous is None
         or state.entries != previous.entries
         or _messages(state) != _messages(previous)
+        or state.untrusted != previous.untrusted
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from registry_sync.sync.snapshot import ModelSyncError
+from registry_sync.sync.snapshot import DesiredState, ModelSyncError
 
 __all__ = ["SyncMetrics"]
 
@@ -32,6 +32,13 @@ class SyncMetrics:
             ["model", "stage"],
             registry=registry,
         )
+        self.untrusted = Gauge(
+            "stageserve_sync_untrusted_assignments",
+            "Assignments to a protected stage not followed: unsigned or not by an allowed "
+            "signer (the newest trusted assignment keeps serving).",
+            ["model", "stage"],
+            registry=registry,
+        )
         self.consecutive_failures = Gauge(
             "stageserve_sync_consecutive_failures",
             "Polls in a row that could not read the registry (drives the backoff).",
@@ -43,6 +50,15 @@ class SyncMetrics:
         self.consecutive_failures.set(failures)
         if result != "error":
             self.last_success.set(now_s)
+
+    def record_untrusted(self, state: DesiredState) -> None:
+        self.untrusted.clear()
+        counts: dict[tuple[str, str], int] = {}
+        for refused in state.untrusted:
+            key = (refused.model, refused.stage)
+            counts[key] = counts.get(key, 0) + 1
+        for (model, stage), count in counts.items():
+            self.untrusted.labels(model=model, stage=stage).set(count)
 
     def record_model_errors(self, errors: list[ModelSyncError]) -> None:
         self.model_errors.clear()

@@ -13,16 +13,25 @@ from registry_sync.errors import RegistryUnreachableError
 from registry_sync.registry.git import redact_url
 from registry_sync.registry.git_registry import GitRegistry
 from registry_sync.registry.remote import is_url
-from registry_sync.registry.views import ResolvedStage
+from registry_sync.registry.trust import TagTrust, TrustPolicy
+from registry_sync.registry.views import RefusedAssignment, ResolvedStage
 
 __all__ = ["LazyRegistryReader", "open_reader"]
 
 
 class LazyRegistryReader:
-    def __init__(self, location: str, *, mirror_dir: Path, models_dir: str = "models") -> None:
+    def __init__(
+        self,
+        location: str,
+        *,
+        mirror_dir: Path,
+        models_dir: str = "models",
+        trust: TrustPolicy | None = None,
+    ) -> None:
         self.location = location
         self.mirror_dir = mirror_dir
         self.models_dir = models_dir
+        self.trust = trust
         self._registry: GitRegistry | None = None
 
     @property
@@ -34,6 +43,8 @@ class LazyRegistryReader:
             self._registry = GitRegistry.open(
                 self.location, mirror_dir=self.mirror_dir, models_dir=self.models_dir
             )
+            if self.trust:
+                self._registry.trust = TagTrust(self._registry.git, self.trust)
             return
         if self._registry.mirror is None and not Path(self.location).is_dir():
             # A local registry moved away: say so plainly instead of a git error.
@@ -45,6 +56,13 @@ class LazyRegistryReader:
     ) -> list[ResolvedStage]:
         return self._opened().resolve_stages(stages=stages, models=models)
 
+    def refused_assignments(
+        self, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None
+    ) -> list[RefusedAssignment]:
+        if not self.trust:
+            return []
+        return self._opened().refused_assignments(stages=stages, models=models)
+
     def export_package(self, name: str, version: str, dest: Path) -> Path:
         return self._opened().export_package(name, version, dest)
 
@@ -55,5 +73,7 @@ class LazyRegistryReader:
         return self._registry
 
 
-def open_reader(location: str, *, mirror_dir: Path) -> LazyRegistryReader:
-    return LazyRegistryReader(location, mirror_dir=mirror_dir)
+def open_reader(
+    location: str, *, mirror_dir: Path, trust: TrustPolicy | None = None
+) -> LazyRegistryReader:
+    return LazyRegistryReader(location, mirror_dir=mirror_dir, trust=trust)

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from registry_sync.errors import PackageError, RegistryError
-from registry_sync.registry.views import ResolvedStage
+from registry_sync.registry.views import RefusedAssignment, ResolvedStage
 from registry_sync.sync.materialize import Materializer, PackageExporter
 from registry_sync.sync.snapshot import (
     SNAPSHOT_FILE,
@@ -48,6 +48,15 @@ class RegistryReader(PackageExporter, Protocol):
     ) -> list[ResolvedStage]: ...
 
 
+@runtime_checkable
+class TrustingReader(Protocol):
+    """A reader that applies a trust policy (GitRegistry's): it also reports what it refused."""
+
+    def refused_assignments(
+        self, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None
+    ) -> list[RefusedAssignment]: ...
+
+
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -59,6 +68,7 @@ class RegistrySync:
     stages: Sequence[str] | None = None
     models: Sequence[str] | None = None
     _last_good: dict[tuple[str, str], DesiredEntry] = field(default_factory=dict)
+    _untrusted_seen: set[str] = field(default_factory=set)
 
     @classmethod
     def create(
@@ -119,6 +129,7 @@ class RegistrySync:
                     version=item.version,
                     package_path=str(done.path),
                     digest=done.digest,
+                    signed_by=item.signed_by,
                 )
             )
         entries.sort(key=lambda e: (e.model, e.stage))
@@ -130,7 +141,19 @@ class RegistrySync:
             registry=self.reader.display_location,
             entries=entries,
             errors=errors,
+            untrusted=self._untrusted(),
         )
+
+    def _untrusted(self) -> list[RefusedAssignment]:
+        """Assignments the trust policy refused; each is logged once, when first seen."""
+        if not isinstance(self.reader, TrustingReader):
+            return []
+        found = self.reader.refused_assignments(stages=self.stages, models=self.models)
+        for refused in found:
+            if refused.tag not in self._untrusted_seen:
+                log.warning("%s#%s: %s", refused.model, refused.stage, refused.describe())
+        self._untrusted_seen = {r.tag for r in found}
+        return found
 
     def _remember(self, entries: Iterable[DesiredEntry]) -> None:
         for entry in entries:

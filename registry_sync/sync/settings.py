@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 import msgspec
 
+from registry_sync.registry.trust.policy import TrustRule
 from registry_sync.settings_layers import load_layered
 
-__all__ = ["LogLevel", "SyncSettings", "load_sync_settings"]
+__all__ = ["SYNC_JSON_FIELDS", "LogLevel", "SyncSettings", "load_sync_settings"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -43,6 +44,11 @@ class SyncSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     gateway's /metrics)."""
     sync_metrics_host: str = "127.0.0.1"
     """`sync` only: the address for `sync_metrics_port`."""
+    trust_policy: list[TrustRule] = msgspec.field(default_factory=list)
+    """Protected stages and whose signatures count there: in a stage a rule covers, only
+    assignments signed by an allowed signer are followed (see the README's Security). Its
+    files (allowed_signers, keys) come from the sync's own mounts, never from the registry.
+    JSON in the environment."""
 
 
 def load_sync_settings(
@@ -52,4 +58,15 @@ def load_sync_settings(
 ) -> SyncSettings:
     """Flags → `STAGESERVE_*` → file → defaults. Keys of the file that are not the sync's are
     `serve`'s (one file per pod) and are skipped here; `serve` refuses unknown keys."""
-    return load_layered(SyncSettings, flags, environ, config_file, foreign_file_keys_ok=True)
+    return load_layered(
+        SyncSettings,
+        flags,
+        environ,
+        config_file,
+        foreign_file_keys_ok=True,
+        json_fields=SYNC_JSON_FIELDS,
+    )
+
+
+# Lists of structs: an environment variable gives them as one JSON value.
+SYNC_JSON_FIELDS = frozenset({"trust_policy"})

@@ -6,6 +6,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from registry_sync.registry.trust.policy import TrustRule
 from registry_sync.sync.loop import SyncLoop
 from registry_sync.sync.metrics import SyncMetrics
 from registry_sync.sync.registry_sync import RegistrySync
@@ -23,10 +24,13 @@ def build_sync(
     stages: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
     gc_grace_s: float = 600.0,
+    trust: Sequence[TrustRule] = (),
 ) -> RegistrySync:
+    from registry_sync.registry.trust import TrustPolicy
     from registry_sync.sync.reader import open_reader
 
-    reader = open_reader(location, mirror_dir=cache_dir / MIRROR_DIRNAME)
+    policy = TrustPolicy(trust) if trust else None
+    reader = open_reader(location, mirror_dir=cache_dir / MIRROR_DIRNAME, trust=policy)
     return RegistrySync.create(
         reader, cache_dir, stages=stages, models=models, gc_grace_s=gc_grace_s
     )
@@ -42,6 +46,7 @@ def build_loop(
     poll_interval_s: float,
     watch: bool,
     metrics: SyncMetrics | None,
+    trust: Sequence[TrustRule] = (),
 ) -> SyncLoop:
     """The sync loop both modes run (sidecar `stageserve sync`, embedded `serve --registry`);
     `stages` and `models` are comma-separated lists as flags and env give them."""
@@ -52,6 +57,7 @@ def build_loop(
         stages=split_list(stages),
         models=split_list(models),
         gc_grace_s=gc_grace_s,
+        trust=trust,
     )
     return SyncLoop(
         sync,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 
+from registry_sync.registry.views import RefusedAssignment
+
 __all__ = [
     "SNAPSHOT_FILE",
     "STATUS_FILE",
@@ -38,6 +40,8 @@ class DesiredEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     package_path: str
     # "sha256:<hex>" of the package's model.yaml bytes (which pin every file's digest).
     digest: str
+    # In a stage the trust policy protects: who signed the assignment being followed.
+    signed_by: str | None = None
 
 
 class ModelSyncError(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -55,6 +59,8 @@ class DesiredState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     registry: str
     entries: list[DesiredEntry]
     errors: list[ModelSyncError] = []
+    # Assignments to protected stages not followed: unsigned, or not by an allowed signer.
+    untrusted: list[RefusedAssignment] = []
     schema_version: int = 1
 
 

@@ -47,3 +47,19 @@ def test_a_value_that_does_not_cast_names_the_key_and_its_source() -> None:
         load_sync_settings({}, environ={"STAGESERVE_GC_GRACE_S": "soon"})
     assert caught.value.key == "gc_grace_s"
     assert "STAGESERVE_GC_GRACE_S" in str(caught.value)
+
+
+def test_the_trust_policy_comes_from_the_file_or_as_json_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "pod.yaml"
+    config.write_text("trust_policy:\n  - stages: [prod]\n    allowed_signers: /t/signers\n")
+    from_file = load_sync_settings({}, environ={}, config_file=config).trust_policy
+    environ = {"STAGESERVE_TRUST_POLICY": '[{"stages": ["prod"], "allowed_signers": "/t/signers"}]'}
+    assert load_sync_settings({}, environ=environ).trust_policy == from_file
+    assert from_file[0].models == ["*"]
+    # serve reads the same file without complaint (one settings file per pod).
+    assert load_settings({}, environ={}, config_file=config).trust_policy == from_file
+    config.write_text("trust_policy:\n  - stages: [prod]\n    alowed_signers: /t/signers\n")
+    with pytest.raises(SettingsError, match="alowed_signers"):
+        load_sync_settings({}, environ={}, config_file=config)
