@@ -280,6 +280,46 @@ def test_each_overlay_serves_its_stage_in_its_own_namespace(
         assert set(stages) | set(stages.values()) <= set(served)
 
 
+def test_prod_turns_on_access_control_and_signed_promotion_with_keys_from_secrets(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = rendered["overlays/prod"]
+    maps = {m["metadata"]["name"].rsplit("-", 1)[0]: m["data"] for m in by_kind(docs, "ConfigMap")}
+    settings = yaml.safe_load(maps["stageserve-settings"]["settings.yaml"])
+    assert settings["auth"] is True and settings["metrics_auth"] is True
+    assert settings["api_keys_file"].startswith("/etc/stageserve-access/")
+    (rule,) = settings["trust_policy"]
+    assert rule["stages"] == ["prod"] and rule["allowed_signers"].startswith(
+        "/etc/stageserve-trust/"
+    )
+    volumes = {v["name"]: v for v in _pod(docs)["volumes"]}
+    assert volumes["access"]["secret"]["secretName"] == "stageserve-access"
+    assert volumes["trust"]["secret"]["secretName"] == "stageserve-trust"
+    for c in pod_containers(docs):
+        mounts = {m["name"]: m for m in c.spec["volumeMounts"]}
+        wants = {"access"} if c.name == "gateway" else {"trust", "settings"}
+        assert wants <= set(mounts), c.name
+        assert all(mounts[name].get("readOnly") for name in wants), c.name
+        if c.name != "gateway":  # the sync reads trust_policy from the pod's settings file
+            assert "access" not in mounts
+            assert {e["name"]: e.get("value") for e in c.spec["env"]}["STAGESERVE_CONFIG"]
+        else:
+            assert "trust" not in mounts
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    bearer = monitor["spec"]["endpoints"][0]["authorization"]
+    assert bearer == {
+        "type": "Bearer",
+        "credentials": {"name": "stageserve-metrics-token", "key": "token"},
+    }
+    # dev keeps auth and signing off, like `make demo`.
+    dev = {
+        m["metadata"]["name"].rsplit("-", 1)[0]: m["data"]
+        for m in by_kind(rendered["overlays/dev"], "ConfigMap")
+    }
+    dev_settings = yaml.safe_load(dev["stageserve-settings"]["settings.yaml"])
+    assert not dev_settings.get("auth") and not dev_settings.get("trust_policy")
+
+
 def test_the_dev_overlay_shadows_dev_traffic_with_the_staging_candidate(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:

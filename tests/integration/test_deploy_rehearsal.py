@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from registry_sync.registry import writer
 from registry_sync.registry.git_registry import GitRegistry
 from registry_sync.sync.snapshot import SNAPSHOT_FILE, read_snapshot
+from tests.access_keys import write_keys
 from tests.deploy_render import (
     Container,
     LocalPod,
@@ -35,11 +36,15 @@ from tests.deploy_render import (
 from tests.integration.server import ROOT, free_port, wait_until
 from tests.models import example_rows, save_sklearn_package
 from tests.registry_packages import init_registry
+from tests.signing_keys import SshKey, make_ssh_key, write_signers
 
 pytestmark = pytest.mark.slow
 
 MODEL = "cost_predictor"
 POD_TARGET = "overlays/prod"
+# The prod overlay turns auth on: the rehearsal's Secret holds this key's hash, with the
+# overlay's roles for predicting on prod and scraping /metrics.
+API_KEY = "rehearsal-key-5f0c2d7e9a1b4c3d8e6f"
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_sum", "_count", "_created"),
@@ -92,10 +97,14 @@ def _start(name: str, argv: list[str], env: dict[str, str], logs: Path) -> Proce
     return Process(name, proc, log)
 
 
-def _get(port: int, path: str, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+def _get(
+    port: int, path: str, body: bytes | None = None, *, key: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         headers = {"content-type": "application/json"} if body else {}
+        if key is not None:
+            headers["authorization"] = f"Bearer {key}"
         conn.request("POST" if body else "GET", path, body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
@@ -121,13 +130,14 @@ class Pod:
     init: subprocess.CompletedProcess[str]
     sync: Process
     gateway: Process
+    releaser: SshKey
 
     def port_of(self, container: str, name: str) -> int:
         return self.ports[self.containers[container].ports[name]]
 
     def predict(self) -> tuple[int, dict[str, str], bytes]:
         body = json.dumps({"inputs": example_rows(1)}).encode()
-        return _get(self.port_of("gateway", "http"), f"/predict/{MODEL}", body)
+        return _get(self.port_of("gateway", "http"), f"/predict/{MODEL}", body, key=API_KEY)
 
 
 @pytest.fixture(scope="module")
@@ -135,17 +145,25 @@ def pod(
     rendered: dict[str, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pod]:
     base = tmp_path_factory.mktemp("pod")
+    releaser = make_ssh_key(base / "keys", "release@example.com")
     registry = GitRegistry(init_registry(base / "registry"))
     for version, offset in (("v1.0.0", 0.0), ("v1.1.0", 100.0)):
         package = save_sklearn_package(base / f"pkg-{version}", offset=offset)
         writer.register(registry, MODEL, package, version=version)
-    writer.assign(registry, MODEL, "prod", "v1.0.0")
+    # prod is protected by the overlay's trust policy: its assignments are signed.
+    writer.assign(registry, MODEL, "prod", "v1.0.0", sign=releaser.signing)
     writer.assign(registry, MODEL, "dev", "v1.1.0")  # not this overlay's stage
 
     docs = rendered[POD_TARGET]
     containers = {c.name: c for c in pod_containers(docs)}
     ports = {p: free_port() for c in containers.values() for p in c.ports.values()}
     local = LocalPod(docs, base / "pod", ports)
+    # The Secrets the overlay mounts (created with kubectl in a cluster, see deploy/README.md).
+    write_signers(local.volumes["trust"] / "allowed_signers", releaser)
+    write_keys(
+        local.volumes["access"] / "api-keys.yaml",
+        {API_KEY: ("rehearsal", ["predict-prod", "monitoring"])},
+    )
     overrides = {"REGISTRY_URL": str(registry.path)}  # the overlay's url, pointed at the test's
 
     argv, env = local.command(containers["sync-once"], overrides)
@@ -178,7 +196,7 @@ def pod(
             return _answers(http_port, "/healthz") and _answers(metrics_port, "/metrics")
 
         wait_until(up, 60, "the gateway and the sync sidecar to answer")
-        yield Pod(docs, local, containers, ports, registry, init, sync, gateway)
+        yield Pod(docs, local, containers, ports, registry, init, sync, gateway, releaser)
     finally:
         for p in reversed(started):
             p.stop()
@@ -201,10 +219,14 @@ def test_every_probe_path_answers_on_the_port_the_manifest_names(pod: Pod) -> No
         assert pod.port_of("gateway", get["port"]) == port
         status, _, body = _get(port, get["path"])
         assert status == 200, f"{probe} {get['path']}: {status} {body!r}"
+    # Probes are open; predictions and metrics need a credential in prod.
+    body = json.dumps({"inputs": example_rows(1)}).encode()
+    assert _get(port, f"/predict/{MODEL}", body)[0] == 401
+    assert _get(port, "/metrics")[0] == 401
 
 
 def _exported(port: int) -> set[str]:
-    status, _, body = _get(port, "/metrics")
+    status, _, body = _get(port, "/metrics", key=API_KEY)  # as the ServiceMonitor sends it
     assert status == 200
     names: set[str] = set()
     for family in text_string_to_metric_families(body.decode()):
@@ -242,7 +264,7 @@ def test_reassigning_the_stage_swaps_the_gateway_through_the_sidecar(pod: Pod) -
     assert headers["x-model-version"] == "v1.0.0"
     before = json.loads(body)["predictions"][0]
 
-    writer.assign(pod.registry, MODEL, "prod", "v1.1.0")
+    writer.assign(pod.registry, MODEL, "prod", "v1.1.0", sign=pod.releaser.signing)
 
     def swapped() -> bool:
         pod.sync.check_running()
