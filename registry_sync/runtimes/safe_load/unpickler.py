@@ -18,6 +18,7 @@ one: ~2 ms for a 60-tree boosting model, paid once per load) with those opcodes 
 
 from __future__ import annotations
 
+import _compat_pickle
 import copyreg
 import io
 import pickle
@@ -60,6 +61,13 @@ class _RestrictedUnpickler(pickle._Unpickler):
         self._extra_ids: set[int] = set()
 
     def find_class(self, module: str, name: str) -> Any:
+        if self.proto < 3 and self.fix_imports:  # type: ignore[attr-defined]
+            # Protocols 0-2 name Python 2's modules (copy_reg, __builtin__), as pickle's own
+            # find_class maps them.
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
         found = resolve_global(module, name, self._policy)
         if self._policy.is_extra(module, name):
             self._extra_ids.add(id(found))

@@ -265,3 +265,32 @@ def test_a_payload_package_with_correct_digests_is_refused_at_load(tmp_path: Pat
     assert "model.pkl: refused builtins.eval" in str(caught.value)
     assert not marker.exists()
     assert load_predictor(read_package(good)).engine == "statsmodels"
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_every_pickle_protocol_of_a_real_model_loads(models: dict[str, Any], protocol: int) -> None:
+    # Protocol 0 rebuilds plain objects with copyreg._reconstructor(cls, object, state) and
+    # arrays with numpy's _reconstruct; 2+ with NEWOBJ; 5 adds out-of-band-capable buffers.
+    model = models["pipeline"]
+    loaded = _load(pickle.dumps(model, protocol=protocol))
+    frame = mtcars().head(3)[list(model.feature_names_in_)]
+    np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
+
+
+def test_copyreg_reconstructor_only_rebuilds_on_a_plain_base() -> None:
+    import copyreg
+
+    from sklearn.linear_model import LinearRegression
+
+    # base.__init__(obj, state) would run the DataFrame constructor on the file's data.
+    crafted = pickled(_Reduce(copyreg._reconstructor, LinearRegression, pd.DataFrame, {}))
+    with pytest.raises(RefusedError, match=r"copyreg\._reconstructor"):
+        restricted_loads(crafted)
+
+
+def test_functools_partial_wraps_only_what_the_allowlist_allows() -> None:
+    import functools
+
+    assert restricted_loads(pickled(functools.partial(np.abs)))(-2) == 2
+    with pytest.raises(RefusedError, match=r"\.system"):
+        restricted_loads(pickled(functools.partial(os.system, "true")))
