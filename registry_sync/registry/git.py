@@ -207,6 +207,11 @@ class Git:
             except tarfile.ReadError:
                 pass  # git failed before writing a tar: reported below
             finally:
+                # tarfile stops at the end-of-archive blocks; git may still be writing the
+                # record padding after them, and closing the pipe then kills it (SIGPIPE,
+                # exit -13): read to the end first.
+                while process.stdout.read(1 << 16):
+                    pass
                 process.stdout.close()
                 code = process.wait(timeout=_TIMEOUT_S)
             if code != 0:
