@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -42,11 +43,26 @@ class Drain:
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, drain: Drain, drain_s: float) -> None:
+    """`every_second(server)` runs on uvicorn's own once-a-second tick (the edge's deadline
+    sweep): no task or timer of its own."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Drain,
+        drain_s: float,
+        every_second: Callable[[uvicorn.Server], object] | None = None,
+    ) -> None:
         super().__init__(config)
         self.drain = drain
         self.drain_s = drain_s
+        self.every_second = every_second
         self._timer: threading.Timer | None = None
+
+    async def on_tick(self, counter: int) -> bool:
+        if counter % 10 == 0 and self.every_second is not None:
+            self.every_second(self)
+        return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig != signal.SIGTERM or self.drain_s <= 0 or not self.drain.begin():

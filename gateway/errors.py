@@ -9,6 +9,7 @@ GatewayError
     ├── ForbiddenError            403: the principal may not take this action on this stage
     ├── UnknownModelError         404: no such model or stage (lists what exists)
     ├── MethodNotAllowedError     405: the route exists, the method does not
+    ├── RequestTimeoutError       408: the body did not arrive (timed out, or the client left)
     ├── PayloadTooLargeError      413: body bytes or row count over the limit
     ├── UnsupportedMediaTypeError 415: content-type is not application/json
     ├── InputValidationError      422: the inputs do not match the signature (names the path)
@@ -35,6 +36,7 @@ __all__ = [
     "OutputInvalidError",
     "PayloadTooLargeError",
     "RequestError",
+    "RequestTimeoutError",
     "SettingsError",
     "UnauthorizedError",
     "UnknownModelError",
@@ -109,6 +111,10 @@ class MethodNotAllowedError(RequestError):
         self.method = method
         self.allowed = allowed
         super().__init__(f"method {method} is not allowed here", {"allowed": list(allowed)})
+
+
+class RequestTimeoutError(RequestError):
+    code = "request_timeout"
 
 
 class PayloadTooLargeError(RequestError):

@@ -7,13 +7,17 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gateway.edge.limits import EdgeLimits, fit_to_fd_limit
 from gateway.errors import GatewayError
 from gateway.pool.snapshot_source import DesiredStateSource
 from gateway.settings import ENV_PREFIX, Settings, load_settings
 from gateway.telemetry.metrics import GatewayMetrics
 from registry_sync.registry.git import redact_url
+
+if TYPE_CHECKING:
+    from gateway.edge.protocol import BoundedHttpToolsProtocol
 
 __all__ = ["add_commands", "serve"]
 
@@ -164,6 +168,23 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _edge(settings: Settings) -> type[BoundedHttpToolsProtocol]:
+    """uvicorn's httptools protocol with the edge's limits (see gateway/edge/)."""
+    from gateway.edge.protocol import EdgeCounters, bounded_protocol
+
+    limits = fit_to_fd_limit(
+        EdgeLimits(
+            max_header_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
+            header_timeout_s=settings.header_timeout_s,
+            body_timeout_s=settings.body_timeout_s,
+            max_connections=settings.max_connections,
+            retry_after_s=settings.retry_after_s,
+        )
+    )
+    return bounded_protocol(limits, EdgeCounters())
+
+
 def _cache_dir(settings: Settings) -> Path:
     return Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
 
@@ -173,6 +194,7 @@ def run(settings: Settings) -> int:
 
     from gateway.app import create_app, gateway_of
     from gateway.drain import DrainingServer
+    from gateway.edge.protocol import EdgeCollector, sweep
     from gateway.telemetry.journal import ActivationJournal
     from registry_sync.logs import configure_logging
     from registry_sync.sync.snapshot import STATUS_FILE
@@ -193,8 +215,10 @@ def run(settings: Settings) -> int:
         activation_listeners=[journal] if journal is not None else [],
         sync_status_path=_cache_dir(settings) / STATUS_FILE,
     )
+    edge = _edge(settings)
     config = uvicorn.Config(
         app,
+        http=edge,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -216,7 +240,15 @@ def run(settings: Settings) -> int:
         if settings.registry
         else f"cache {settings.cache_dir}",
     )
-    server = DrainingServer(config, gateway_of(app).drain, settings.drain_s)
+    server = DrainingServer(
+        config,
+        gateway_of(app).drain,
+        settings.drain_s,
+        every_second=lambda s: sweep(s.server_state.connections),
+    )
+    metrics.registry.register(
+        EdgeCollector(edge.counters, lambda: len(server.server_state.connections))
+    )
     try:
         server.run_until_stopped(sockets=[listener])
     finally:

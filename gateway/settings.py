@@ -52,6 +52,18 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """While a version is failed, its load is retried every this many seconds (not sooner)."""
     inference_threads: int = 4
     """Inference threads for what must not run on the event loop (slow versions, big batches)."""
+    max_header_bytes: int = 65_536
+    """Request line + headers larger than this get 431 and the connection is closed."""
+    max_headers: int = 100
+    """More header fields than this get 431 and the connection is closed."""
+    header_timeout_s: float = 10.0
+    """A request's headers must arrive within this many seconds of its first byte (or of the
+    connection opening): else 408 (a connection that sent nothing is just closed)."""
+    body_timeout_s: float = 30.0
+    """A request's body must arrive within this many seconds of its headers: else 408."""
+    max_connections: int = 1000
+    """Client connections served at once; past it a request gets 503 + Retry-After (and the
+    connection is closed); far past it (a quarter more) a connection is closed at once."""
     drain_s: float = 5.0
     """On SIGTERM: fail readiness at once, keep serving this long, then stop accepting."""
     shutdown_timeout_s: int = 30
@@ -146,9 +158,20 @@ def load_settings(
 
 
 def _check(settings: Settings) -> None:
-    for key in ("max_body_bytes", "max_rows", "audit_max_bytes", "inference_threads"):
+    for key in (
+        "max_body_bytes",
+        "max_rows",
+        "audit_max_bytes",
+        "inference_threads",
+        "max_header_bytes",
+        "max_headers",
+        "max_connections",
+    ):
         if getattr(settings, key) < 1:
             raise SettingsError(key, "settings", "must be at least 1")
+    for key in ("header_timeout_s", "body_timeout_s"):
+        if not getattr(settings, key) > 0:
+            raise SettingsError(key, "settings", "must be more than 0")
     _check_shadow(settings)
     if settings.metrics_auth and not settings.auth:
         raise SettingsError("metrics_auth", "settings", "needs auth: true")

@@ -9,7 +9,12 @@ from urllib.parse import parse_qs
 
 from litestar.types import Receive
 
-from gateway.errors import MalformedRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from gateway.errors import (
+    MalformedRequestError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    UnsupportedMediaTypeError,
+)
 
 __all__ = ["decode_content", "media_type", "query_value", "read_body", "stage_of"]
 
@@ -26,6 +31,8 @@ async def read_body(receive: Receive, declared: bytes | None, limit: int) -> byt
     more = True
     while more:
         message: Any = await receive()
+        if message["type"] == "http.disconnect":  # the edge timed the body out, or the client left
+            raise RequestTimeoutError("the request body did not arrive in time")
         chunk: bytes = message.get("body", b"")
         more = bool(message.get("more_body", False))
         size += len(chunk)

@@ -21,7 +21,15 @@ from typing import Any
 from registry_sync.package.read import read_package
 from registry_sync.sync.snapshot import DesiredEntry, DesiredState, ModelSyncError, write_snapshot
 
-__all__ = ["Served", "ServerProcess", "entry", "free_port", "wait_until", "write_state"]
+__all__ = [
+    "Served",
+    "ServerProcess",
+    "entry",
+    "free_port",
+    "wait_until",
+    "with_rlimits",
+    "write_state",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +64,22 @@ def write_state(
     return state
 
 
+_SET_RLIMITS_AND_EXEC = (
+    "import os, resource, sys\n"
+    "for which, soft, hard in eval(sys.argv[1]): resource.setrlimit(which, (soft, hard))\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])\n"
+)
+
+
+def with_rlimits(rlimits: dict[int, tuple[int, int]]) -> list[str]:
+    """The interpreter's command line, set to start under `rlimits` (an exec wrapper rather
+    than `preexec_fn`, which is unsafe in a process with threads)."""
+    if not rlimits:
+        return [sys.executable]
+    limits = repr([(which, soft, hard) for which, (soft, hard) in rlimits.items()])
+    return [sys.executable, "-c", _SET_RLIMITS_AND_EXEC, limits]
+
+
 def wait_until(predicate: Any, timeout_s: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -82,6 +106,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # Resource limits of the server process, e.g. {resource.RLIMIT_NOFILE: (128, 128)}.
+    rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def __enter__(self) -> ServerProcess:
         self.start()
@@ -98,7 +124,7 @@ class ServerProcess:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                *with_rlimits(self.rlimits),
                 "-m",
                 "gateway.cli",
                 "serve",

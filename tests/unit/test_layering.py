@@ -29,10 +29,11 @@ RANKS: dict[str, int] = {
     "registry_sync.api": 5,
     "registry_sync.cli_format": 5,
     "registry_sync.cli": 6,
-    # gateway: its errors, then settings and the drain flag, underneath everything
+    # gateway: its errors, then settings, the drain flag and the HTTP edge, underneath everything
     "gateway.errors": 10,
     "gateway.settings": 11,
     "gateway.drain": 11,
+    "gateway.edge": 11,
     "gateway.schema": 12,
     "gateway.access": 12,
     "gateway.telemetry": 13,
