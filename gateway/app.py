@@ -31,6 +31,7 @@ from gateway.shadow.metrics import ShadowMetrics
 from gateway.shadow.worker import Shadow
 from gateway.telemetry.activation import ActivationListener
 from gateway.telemetry.audit import AuditWriter
+from gateway.telemetry.audit_sinks import AuditCollector
 from gateway.telemetry.metrics import GatewayMetrics
 from registry_sync.runtimes.safe_load import LoadPolicy
 from registry_sync.sync.snapshot import STATUS_FILE
@@ -146,6 +147,20 @@ def load_policy(settings: Settings) -> LoadPolicy:
     return LoadPolicy(extra=tuple(settings.unpickle_allow))
 
 
+def _audit(settings: Settings, metrics: GatewayMetrics) -> AuditWriter:
+    audit = AuditWriter(
+        settings.audit_path,
+        stdout=settings.audit_stdout,
+        max_bytes=settings.audit_max_bytes,
+        backups=settings.audit_backups,
+        include_inputs=settings.audit_include_inputs,
+        queue_max=settings.audit_queue_max,
+        failure_mode=settings.audit_failure_mode,
+    )
+    metrics.registry.register(AuditCollector(audit.health))
+    return audit
+
+
 def create_app(
     settings: Settings,
     *,
@@ -165,14 +180,7 @@ def create_app(
     pool = _pool(settings, metrics, loader, activation_listeners)
     if state_source is None and settings.cache_dir is not None:
         state_source = SnapshotFileSource(settings.cache_dir)
-    audit = AuditWriter(
-        settings.audit_path,
-        stdout=settings.audit_stdout,
-        max_bytes=settings.audit_max_bytes,
-        backups=settings.audit_backups,
-        include_inputs=settings.audit_include_inputs,
-        queue_max=settings.audit_queue_max,
-    )
+    audit = _audit(settings, metrics)
     inference = Inference(settings.inference_threads)
     access = build_access(settings)
     # Always registered (shadow on or off), so dashboards and alerts find the series.
@@ -242,6 +250,7 @@ def create_app(
                 sync_status_path=sync_status_path,
                 shadow=shadow,
                 access=access,
+                audit=audit,
             ),
         ],
         lifespan=[lifespan],

@@ -13,7 +13,8 @@ GatewayError
     ├── PayloadTooLargeError      413: body bytes or row count over the limit
     ├── UnsupportedMediaTypeError 415: content-type is not application/json
     ├── InputValidationError      422: the inputs do not match the signature (names the path)
-    └── ModelNotReadyError        503: the stage has no loaded version yet
+    ├── ModelNotReadyError        503: the stage has no loaded version yet
+    └── AuditUnavailableError     503: fail_closed, and audit records cannot be written now
 
 `SettingsError` (a setting could not be read or cast; names the key and source) comes from
 `registry_sync.errors`: the settings loader is shared with `stageserve sync`.
@@ -26,6 +27,7 @@ from typing import Any
 from registry_sync.errors import SettingsError
 
 __all__ = [
+    "AuditUnavailableError",
     "ForbiddenError",
     "GatewayError",
     "InputValidationError",
@@ -139,3 +141,7 @@ class InputValidationError(RequestError):
 
 class ModelNotReadyError(RequestError):
     code = "not_ready"
+
+
+class AuditUnavailableError(RequestError):
+    code = "audit_unavailable"

@@ -79,7 +79,12 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     audit_include_inputs: bool = False
     """Put the decoded inputs themselves in each audit record (off: only their sha256)."""
     audit_queue_max: int = 100_000
-    """Audit records waiting for the writer before requests wait for it (never dropped)."""
+    """Audit records waiting for the writer before requests wait for it; while writes fail,
+    also the most records held for the retry."""
+    audit_failure_mode: Literal["fail_open", "fail_closed"] = "fail_open"
+    """While audit records cannot be written (disk full): `fail_closed` answers predict with
+    503 `audit_unavailable` (nothing answered that is not recorded); `fail_open` answers and
+    counts what is lost (past `audit_queue_max` records held)."""
     unpickle_allow: list[str] = msgspec.field(default_factory=list)
     """More modules (or single globals) a model file may name when it is loaded, beyond the
     runtimes' own libraries, e.g. `["mycompany.features"]` for a pipeline with your own

@@ -14,6 +14,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from gateway.errors import (
+    AuditUnavailableError,
     ForbiddenError,
     InputValidationError,
     MalformedRequestError,
@@ -49,6 +50,7 @@ STATUS_BY_ERROR: dict[type[RequestError], int] = {
     UnsupportedMediaTypeError: 415,
     InputValidationError: 422,
     ModelNotReadyError: 503,
+    AuditUnavailableError: 503,
 }
 _CODE_BY_STATUS = {
     400: "bad_request",
@@ -98,7 +100,7 @@ def error_headers(exc: RequestError, retry_after_s: int) -> list[tuple[bytes, by
         return [(b"www-authenticate", f'Bearer realm="stageserve"{error}'.encode())]
     if isinstance(exc, MethodNotAllowedError):
         return [(b"allow", ", ".join(exc.allowed).encode())]
-    if isinstance(exc, ModelNotReadyError):
+    if isinstance(exc, ModelNotReadyError | AuditUnavailableError):
         return [(b"retry-after", str(retry_after_s).encode())]
     return []
 

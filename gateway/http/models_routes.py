@@ -19,6 +19,7 @@ from gateway.http.openapi import openapi_document
 from gateway.http.status import model_status, models_status, sync_overview
 from gateway.pool.model_pool import ModelPool
 from gateway.shadow.worker import Shadow
+from gateway.telemetry.audit import AuditWriter
 from gateway.telemetry.metrics import GatewayMetrics
 
 __all__ = ["models_routes"]
@@ -33,7 +34,12 @@ def models_routes(
     sync_status_path: Path | None = None,
     shadow: Shadow | None = None,
     access: Access | None = None,
+    audit: AuditWriter | None = None,
 ) -> list[HTTPRouteHandler]:
+
+    def audit_health() -> dict[str, Any] | None:
+        return msgspec.to_builtins(audit.health()) if audit is not None else None
+
     def draining() -> bool:
         return drain is not None and drain.draining
 
@@ -61,7 +67,11 @@ def models_routes(
                 for s in found
                 if access.policy.allows_some_stage(principal, "read", s["name"])
             ]
-        return {"models": found, "sync": sync_overview(sync_status_path)}
+        return {
+            "models": found,
+            "sync": sync_overview(sync_status_path),
+            "audit": audit_health(),
+        }
 
     @get("/models/{model:str}", sync_to_thread=False)
     def show_model(model: FromPath[str], request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -95,11 +105,18 @@ def models_routes(
     @get("/readyz", sync_to_thread=False)
     def readyz() -> Response[bytes]:
         ready, missing = pool.ready() if not draining() else (False, ["shutting down"])
+        audit_now = audit_health()
+        if audit is not None and audit.refusing:  # fail_closed: predict answers 503 now
+            ready, missing = False, [*missing, "audit records cannot be written"]
         if ready:
-            body = msgspec.json.encode({"status": "ready", "pending": pool.pending()})
+            body = msgspec.json.encode(
+                {"status": "ready", "pending": pool.pending(), "audit": audit_now}
+            )
             return Response(body, media_type="application/json")
         body = error_payload(
-            "not_ready", "a stage has no loaded version to answer with", {"missing": missing}
+            "not_ready",
+            "a stage has no loaded version to answer with",
+            {"missing": missing, "audit": audit_now},
         )
         return Response(body, status_code=503, media_type="application/json")
 

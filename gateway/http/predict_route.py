@@ -19,6 +19,7 @@ from litestar.types import Receive, Scope, Send
 
 from gateway.access import Access, Principal
 from gateway.errors import (
+    AuditUnavailableError,
     MethodNotAllowedError,
     ModelNotReadyError,
     RequestError,
@@ -265,8 +266,9 @@ class PredictRoute:
     ) -> tuple[Route, bytes]:
         """The route that answers, and the body (decompressed), or the refusal."""
         stages = self.pool.routes.get(model)
-        if stages is None or stage not in stages:
-            raise self._missing(model, stage, principal)
+        # fail_closed: while audit records cannot be written, nothing is answered.
+        if stages is None or stage not in stages or self.audit.refusing:
+            raise self._refused(model, stage, principal)
         body = await read_body(receive, declared, self.max_body_bytes)
         if encoding is not None:
             body = decode_content(body, encoding, self.max_body_bytes)
@@ -411,6 +413,15 @@ class PredictRoute:
         raise UnknownModelError(
             f"no stage of {model!r} serves {version}", {"model": model, "served": served}
         )
+
+    def _refused(self, model: str, stage: str, principal: Principal | None) -> RequestError:
+        stages = self.pool.routes.get(model)
+        if stages is not None and stage in stages:
+            return AuditUnavailableError(
+                "audit records cannot be written right now, and nothing is answered unrecorded",
+                {"retry": "when the audit backlog is written (see /models audit)"},
+            )
+        return self._missing(model, stage, principal)
 
     def _missing(self, model: str, stage: str, principal: Principal | None) -> RequestError:
         stages = self.pool.wanted_stages(model)

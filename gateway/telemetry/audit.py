@@ -9,6 +9,8 @@ the GIL. Two earlier designs were slower: a writer thread that encoded the lines
 while onnxruntime (which releases it) ran, and even a thread that only popped lines from a
 deque cost ~15-50 µs per request in GIL hand-offs. Past `queue_max` pending lines, requests
 wait (asynchronously) for the writer instead of dropping records; `stop()` writes the rest.
+A write that fails (full disk) is kept and retried (audit_sinks.py): `refusing` tells predict
+to answer 503 meanwhile in `fail_closed` mode, the one check a request pays for it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
@@ -27,10 +29,9 @@ import msgspec
 
 from gateway.schema.request_schema import InputBatch
 from gateway.telemetry.audit_file import RotatingFile
+from gateway.telemetry.audit_sinks import AuditHealth, AuditSinks, FailureMode
 
 __all__ = ["AuditRecord", "AuditWriter"]
-
-log = logging.getLogger("stageserve.audit")
 
 
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -90,6 +91,8 @@ class AuditWriter:
         queue_max: int = 100_000,
         stream: IO[bytes] | None = None,
         flush_interval_s: float = 0.05,
+        failure_mode: FailureMode = "fail_open",
+        retry_s: float = 1.0,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.enabled = self.path is not None or stdout
@@ -108,7 +111,19 @@ class AuditWriter:
         self._stop = asyncio.Event()
         self._second = -1
         self._second_text = ""
-        self.written = 0
+        self.failure_mode = failure_mode
+        self.retry_s = retry_s
+        self._sinks = self._make_sinks()
+        # Read by predict on every request (fail_closed: 503 while records cannot be written).
+        self.refusing = False
+
+    @property
+    def written(self) -> int:
+        """Records written to the first sink (the file, else the stream)."""
+        return self._sinks.written
+
+    def health(self) -> AuditHealth:
+        return self._sinks.health(len(self._pending))
 
     def submit(self, entry: Entry) -> None:
         self._pending.append((entry, None))
@@ -127,6 +142,22 @@ class AuditWriter:
         """Open the file (creating its folder); before the first `submit`."""
         if self.path is not None and self._file is None:
             self._file = RotatingFile(self.path, max_bytes=self.max_bytes, backups=self.backups)
+            self._sinks = self._make_sinks()
+
+    def _make_sinks(self) -> AuditSinks:
+        sinks: list[tuple[str, Callable[[bytes], None]]] = []
+        if self._file is not None:
+            sinks.append((str(self.path), self._file.write))
+        if self._stream is not None:
+            sinks.append(("stdout", self._write_stream))
+        return AuditSinks(
+            sinks, mode=self.failure_mode, max_records=self.queue_max, retry_s=self.retry_s
+        )
+
+    def _write_stream(self, data: bytes) -> None:
+        assert self._stream is not None
+        self._stream.write(data)
+        self._stream.flush()
 
     async def run(self) -> None:
         """Flush every `flush_interval_s` until `stop()`; the write runs on a worker thread."""
@@ -135,7 +166,8 @@ class AuditWriter:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.flush_interval_s)
-            if self._pending:
+            # While failing, also with nothing new: the retry of what is held is due.
+            if self._pending or self._sinks.failing:
                 data, count = self._take()
                 await loop.run_in_executor(self._executor, self._write, data, count)
 
@@ -150,17 +182,21 @@ class AuditWriter:
         self.close()
 
     def flush(self) -> None:
-        """Write everything pending, on the calling thread."""
-        if self._pending:
-            self._write(*self._take())
+        """Write everything pending (and retry what failed before), on the calling thread."""
+        if self._pending or self._sinks.failing:
+            self._write(*self._take(), force=True)
 
     def close(self) -> None:
         self.flush()
+        if self._sinks.failing:
+            self._sinks.give_up()
         if self._file is not None:
             self._file.close()
             self._file = None
 
     def _take(self) -> tuple[bytes, int]:
+        if not self._pending:
+            return b"", 0
         items, self._pending = self._pending, []
         line = self._line
         lines = [
@@ -213,13 +249,6 @@ class AuditWriter:
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._second_text}.{int((t - second) * 1e6):06d}Z"
 
-    def _write(self, data: bytes, count: int) -> None:
-        try:
-            if self._file is not None:
-                self._file.write(data)
-            if self._stream is not None:
-                self._stream.write(data)
-                self._stream.flush()
-            self.written += count
-        except OSError as exc:
-            log.error("audit write failed: %s (%d records)", exc.strerror or exc, count)
+    def _write(self, data: bytes, count: int, *, force: bool = False) -> None:
+        self._sinks.write(data, count, force=force)
+        self.refusing = self._sinks.refusing

@@ -1,13 +1,23 @@
-"""A JSON-lines file rotated by size (`audit.jsonl`, `.1` ... `.N`), written in whole batches."""
+"""A JSON-lines file rotated by size (`audit.jsonl`, `.1` ... `.N`), written in whole batches.
+
+A batch is written with `os.write` on an O_APPEND descriptor (no userspace buffer that a full
+disk could leave half-flushed, and no flush that raises at close); if the disk refuses part of
+a batch, the file is cut back to where the batch began, so a failed write never leaves a torn
+line and the retry writes the batch whole.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
-from typing import IO
 
 __all__ = ["RotatingFile"]
+
+log = logging.getLogger("stageserve.audit")
+
+_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
 class RotatingFile:
@@ -23,37 +33,55 @@ class RotatingFile:
         self.backups = backups
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] | None = path.open("ab")
-        self._size = self._file.tell()
+        self._fd: int | None = os.open(path, _FLAGS, 0o666)
+        self._size = os.fstat(self._fd).st_size
 
     def write(self, data: bytes) -> None:
+        """Append `data` whole, or raise OSError and leave the file as it was."""
         with self._lock:
-            if self._file is None:
+            if self._fd is None:
                 raise OSError(f"{self.path} is closed")
             if self._size and self._size + len(data) > self.max_bytes:
                 self._rotate()
-            assert self._file is not None
-            self._file.write(data)
-            self._file.flush()
-            self._size += len(data)
+            fd, start = self._fd, self._size
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError:
+                self._cut_back(fd, start)
+                raise
+            self._size = start + len(data)
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def _cut_back(self, fd: int, size: int) -> None:
+        # Shrinking needs no free space; should it still fail, say so (the line is torn).
+        try:
+            os.ftruncate(fd, size)
+        except OSError as exc:
+            log.error("audit file %s: could not remove a partial batch: %s", self.path, exc)
+            self._size = os.fstat(fd).st_size
 
     def _rotate(self) -> None:
-        assert self._file is not None
-        self._file.close()
+        # Rename first and open the new file before closing the old one: a rename or open
+        # that fails (disk full) leaves a descriptor that still works.
         name = self.path.name
         for i in range(self.backups - 1, 0, -1):
             src = self.path.with_name(f"{name}.{i}")
             if src.exists():
                 os.replace(src, self.path.with_name(f"{name}.{i + 1}"))
-        if self.backups > 0:
-            os.replace(self.path, self.path.with_name(f"{name}.1"))
-        else:
-            self.path.unlink()
-        self._file = self.path.open("ab")
+        if self.path.exists():
+            if self.backups > 0:
+                os.replace(self.path, self.path.with_name(f"{name}.1"))
+            else:
+                self.path.unlink()
+        fd = os.open(self.path, _FLAGS, 0o666)
+        assert self._fd is not None
+        os.close(self._fd)
+        self._fd = fd
         self._size = 0
