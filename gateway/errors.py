@@ -13,6 +13,7 @@ GatewayError
     ├── PayloadTooLargeError      413: body bytes or row count over the limit
     ├── UnsupportedMediaTypeError 415: content-type is not application/json
     ├── InputValidationError      422: the inputs do not match the signature (names the path)
+    │   └── InputOutOfRangeError  422: valid inputs the model computes a non-finite output for
     ├── ModelNotReadyError        503: the stage has no loaded version yet
     └── AuditUnavailableError     503: fail_closed, and audit records cannot be written now
 
@@ -22,6 +23,7 @@ GatewayError
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from registry_sync.errors import SettingsError
@@ -30,6 +32,7 @@ __all__ = [
     "AuditUnavailableError",
     "ForbiddenError",
     "GatewayError",
+    "InputOutOfRangeError",
     "InputValidationError",
     "MalformedRequestError",
     "MethodNotAllowedError",
@@ -43,7 +46,21 @@ __all__ = [
     "UnauthorizedError",
     "UnknownModelError",
     "UnsupportedMediaTypeError",
+    "shown",
 ]
+
+# What an error message may repeat of a name the client sent (a model, a stage, a field): a
+# short prefix, with anything but these characters replaced.
+SHOWN_NAME_MAX = 64
+_NOT_SHOWN = re.compile(r"[^A-Za-z0-9._\-/@#:+=]")
+
+
+def shown(name: str) -> str:
+    """A client-sent name as error messages may repeat it: at most 64 safe characters
+    (others become '?'; longer names end in '...'), so an error never reflects what a client
+    smuggles into a name, nor grows with it."""
+    head = _NOT_SHOWN.sub("?", name[:SHOWN_NAME_MAX])
+    return head + "..." if len(name) > SHOWN_NAME_MAX else head
 
 
 class GatewayError(Exception):
@@ -137,6 +154,19 @@ class InputValidationError(RequestError):
         # non_finite, shape.
         self.kind = kind
         super().__init__(f"{path}: {reason}", {"path": path, "reason": reason})
+
+
+class InputOutOfRangeError(InputValidationError):
+    code = "input_out_of_range"
+
+    def __init__(self, row: int) -> None:
+        super().__init__(
+            f"row {row}",
+            "the model's output is not finite for this row: an input is outside the range "
+            "the model can compute with",
+            "range",
+        )
+        self.details = {"row": row}
 
 
 class ModelNotReadyError(RequestError):

@@ -11,6 +11,7 @@ RegistryError
 ├── IncompatibleSignatureError assign would break the stage's clients
 ├── InvalidTagError            a tag (or name, version) that looks like ours but does not parse
 ├── TagTimeError               a write cannot be dated truthfully after the events it follows
+├── UnservableNameError        a model name gto allows but HTTP routes cannot carry ('/')
 ├── GitCommandError            a git command failed in a way none of the others describes
 ├── SettingsError              a setting could not be read or cast (names the key and source)
 └── PackageError               a model package is invalid
@@ -49,6 +50,7 @@ __all__ = [
     "StageNotAllowedError",
     "TagTimeError",
     "UnsafeArtifactError",
+    "UnservableNameError",
     "UnsupportedFormatError",
     "VersionExistsError",
     "VersionNotFoundError",
@@ -145,6 +147,16 @@ class InvalidTagError(RegistryError):
         self.tag = tag
         self.reason = reason
         super().__init__(f"tag {tag!r}: {reason}")
+
+
+class UnservableNameError(RegistryError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"model name {name!r} contains '/': gto allows it, but stageserve serves each model "
+            "at one URL path segment (/predict/{model}, /v2/models/{model}/..., "
+            "/models/{model}), so it cannot serve it; use '_' or '-' instead"
+        )
 
 
 class PackageError(RegistryError):

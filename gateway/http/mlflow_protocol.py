@@ -23,6 +23,7 @@ import msgspec
 from gateway.errors import InputValidationError, MalformedRequestError, UnsupportedMediaTypeError
 from gateway.http.predict_route import Headers, RequestHead
 from gateway.pool.route_table import Route
+from gateway.schema.duplicate_keys import refuse_duplicate_keys
 from gateway.schema.request_schema import InputBatch, RequestSchema
 from gateway.telemetry.metrics import GatewayMetrics
 
@@ -124,6 +125,10 @@ def _from_json(schema: RequestSchema, body: bytes) -> tuple[InputBatch, list[str
         doc = msgspec.json.decode(body)
     except msgspec.DecodeError:
         raise MalformedRequestError("request body is not valid JSON") from None
+    except RecursionError:  # nested ~1000 deep (`params` is free-form)
+        raise MalformedRequestError("request body nests too deeply") from None
+    # Read as a plain dict a repeated key would vanish: check this (rare) body exactly.
+    refuse_duplicate_keys(body, 0)
     if not isinstance(doc, dict):
         raise InputValidationError("$", "expected an object", "type")
     params = doc.pop("params", None)

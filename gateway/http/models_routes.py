@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.access import Access, Principal
 from gateway.drain import Drain
-from gateway.errors import UnknownModelError
+from gateway.errors import UnknownModelError, shown
 from gateway.http.errors import error_payload
 from gateway.http.openapi import openapi_document
 from gateway.http.status import model_status, models_status, sync_overview
@@ -79,7 +79,7 @@ def models_routes(
         check_read(principal, model)
         status = model_status(pool, model, shadow)
         if status is None:
-            raise UnknownModelError(f"no model {model!r}", {"models": visible(principal)})
+            raise UnknownModelError(f"no model {shown(model)!r}", {"models": visible(principal)})
         status["sync"]["last_poll"] = sync_overview(sync_status_path)
         return readable(principal, status)
 
@@ -93,7 +93,7 @@ def models_routes(
         check_read(principal, model)
         configured = shadow is not None and model in shadow.plans
         if not configured and model_status(pool, model) is None:
-            raise UnknownModelError(f"no model {model!r}", {"models": visible(principal)})
+            raise UnknownModelError(f"no model {shown(model)!r}", {"models": visible(principal)})
         if shadow is None:
             return {"model": model, "config": [], "pairs": []}
         return shadow.report(model)

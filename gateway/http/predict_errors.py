@@ -41,6 +41,7 @@ async def send_error(
     *,
     fmt: ErrorBodyFormat | None = None,
     route: Route | None = None,
+    client_rid: str | None = None,
 ) -> int:
     """Send the error response in the protocol's shape (`fmt`, default ours), with the version
     headers when a version (`route`) handled the request; returns its status."""
@@ -60,6 +61,8 @@ async def send_error(
         *extra,
         *(route.version_headers if route is not None else ()),
     ]
+    if client_rid:
+        headers.append((b"x-client-request-id", client_rid.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload, "more_body": False})
     return status

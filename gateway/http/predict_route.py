@@ -20,11 +20,13 @@ from litestar.types import Receive, Scope, Send
 from gateway.access import Access, Principal
 from gateway.errors import (
     AuditUnavailableError,
+    InputOutOfRangeError,
     MethodNotAllowedError,
     ModelNotReadyError,
     RequestError,
     UnknownModelError,
     UnsupportedMediaTypeError,
+    shown,
 )
 from gateway.http.errors import error_payload
 from gateway.http.predict_errors import ServerFailureError, count_error, send_error
@@ -33,6 +35,7 @@ from gateway.http.request_io import decode_content, media_type, read_body, stage
 from gateway.pool.inference import Inference
 from gateway.pool.model_pool import ModelPool
 from gateway.pool.route_table import Route
+from gateway.schema.outputs import NonFiniteOutputError
 from gateway.schema.request_schema import InputBatch
 from gateway.shadow.worker import Shadow
 from gateway.telemetry.audit import AuditWriter
@@ -42,6 +45,7 @@ __all__ = ["BodyFormat", "Headers", "PredictBody", "PredictResponse", "PredictRo
 
 log = logging.getLogger("stageserve.predict")
 _JSON = b"application/json"
+_RANGE_LOG_S = 60.0
 
 
 class PredictResponse(msgspec.Struct, frozen=True):
@@ -150,6 +154,7 @@ class PredictRoute:
         self.ids = RequestIds()
         self.inflight = 0
         self.body_format: BodyFormat = PredictBody()
+        self._range_logged: dict[str, float] = {}
         metrics.track_inflight(lambda: self.inflight)
 
     def handler(self) -> ASGIRouteHandler:
@@ -196,7 +201,8 @@ class PredictRoute:
                 header_length = value
             elif name in (b"authorization", b"x-api-key"):
                 credential = (name, value)
-        rid = self.ids.keep_or_new(incoming)
+        rid = self.ids.next()
+        client_rid = self.ids.client(incoming) if incoming is not None else None
         method: str = scope["method"]  # type: ignore[typeddict-item]
         route: Route | None = None
         batch: InputBatch | None = None
@@ -227,18 +233,29 @@ class PredictRoute:
             head = RequestHead(media, header_length, scope["query_string"])
             batch, context = fmt.decode(route, body, head)
             await self._answer(
-                send, route, batch, rid=rid, fmt=fmt, context=context, principal=principal
+                send,
+                route,
+                batch,
+                rid=rid,
+                client_rid=client_rid,
+                fmt=fmt,
+                context=context,
+                principal=principal,
             )
             status = 200
         except (RequestError, ServerFailureError) as exc:
-            status = await send_error(send, exc, rid, self.retry_after_s, fmt=fmt, route=route)
+            status = await send_error(
+                send, exc, rid, self.retry_after_s, fmt=fmt, route=route, client_rid=client_rid
+            )
             count_error(
                 self.metrics, self.pool, route, model=model, stage=stage, exc=exc, status=status
             )
         except Exception as exc:  # a bug: still one JSON 500, one metric, one audit record
             log.exception("predict %s failed", model)
             failure = ServerFailureError("internal_error", "internal server error")
-            status = await send_error(send, failure, rid, self.retry_after_s, fmt=fmt, route=route)
+            status = await send_error(
+                send, failure, rid, self.retry_after_s, fmt=fmt, route=route, client_rid=client_rid
+            )
             count_error(
                 self.metrics, self.pool, route, model=model, stage=stage, exc=exc, status=status
             )
@@ -251,6 +268,7 @@ class PredictRoute:
             status=status,
             batch=batch,
             principal=principal,
+            client_rid=client_rid,
         )
 
     async def _admit(
@@ -295,6 +313,7 @@ class PredictRoute:
         status: int,
         batch: InputBatch | None,
         principal: Principal | None,
+        client_rid: str | None,
     ) -> None:
         """The latency metric and the audit record every request leaves, answered or not."""
         latency = time.perf_counter() - started
@@ -318,6 +337,7 @@ class PredictRoute:
                     batch.rows if batch else 0,
                     batch,
                     principal.name if principal is not None else None,
+                    client_rid,
                 )
             )
             # Never drop a record: past the limit, wait for the writer. A plain call and a
@@ -332,6 +352,7 @@ class PredictRoute:
         batch: InputBatch,
         *,
         rid: str,
+        client_rid: str | None,
         fmt: BodyFormat,
         context: Any,
         principal: Principal | None,
@@ -354,6 +375,9 @@ class PredictRoute:
             inference_s = time.perf_counter() - t
             try:
                 predictions = lv.schema.predictions(out, batch.rows)
+            except NonFiniteOutputError as exc:
+                self._log_out_of_range(lv.model, lv.version, exc.row)
+                raise InputOutOfRangeError(exc.row) from None
             except ValueError as exc:
                 log.error("%s %s output invalid: %s", lv.model, lv.version, exc)
                 raise ServerFailureError(
@@ -372,6 +396,7 @@ class PredictRoute:
                     *route.version_headers,
                     (b"content-length", str(len(payload)).encode()),
                     (b"x-request-id", rid.encode()),
+                    *(((b"x-client-request-id", client_rid.encode()),) if client_rid else ()),
                 ],
             }
         )
@@ -382,7 +407,22 @@ class PredictRoute:
         m.rows.observe(batch.rows)
         if self.shadow is not None:  # after the response: an O(1) enqueue (see shadow.py)
             name = principal.name if principal is not None else None
-            self.shadow.offer(route, batch, predictions, inference_s, rid, principal=name)
+            self.shadow.offer(
+                route, batch, predictions, inference_s, rid, principal=name, client_rid=client_rid
+            )
+
+    def _log_out_of_range(self, model: str, version: str, row: int) -> None:
+        # The client's input, not a server fault: info, at most once a minute per model.
+        now = time.monotonic()
+        if now - self._range_logged.get(model, -_RANGE_LOG_S) >= _RANGE_LOG_S:
+            self._range_logged[model] = now
+            log.info(
+                "%s %s: non-finite output for an input out of range (row %d); answered 422 "
+                "(logged at most once a minute)",
+                model,
+                version,
+                row,
+            )
 
     def _authorize(
         self, access: Access, principal: Principal, model: str, stage: str, version: str | None
@@ -408,10 +448,12 @@ class PredictRoute:
             if route.loaded.version == version:
                 return stage
         if not self.pool.wanted_stages(model):
-            raise UnknownModelError(f"no model {model!r}", {"models": self._known(principal)})
+            raise UnknownModelError(
+                f"no model {shown(model)!r}", {"models": self._known(principal)}
+            )
         served = sorted({r.loaded.version for r in self.pool.routes.get(model, {}).values()})
         raise UnknownModelError(
-            f"no stage of {model!r} serves {version}", {"model": model, "served": served}
+            f"no stage of {model!r} serves {shown(version)}", {"model": model, "served": served}
         )
 
     def _refused(self, model: str, stage: str, principal: Principal | None) -> RequestError:
@@ -432,6 +474,6 @@ class PredictRoute:
             )
         if stages:
             return UnknownModelError(
-                f"model {model!r} has no stage {stage!r}", {"model": model, "stages": stages}
+                f"model {model!r} has no stage {shown(stage)!r}", {"model": model, "stages": stages}
             )
-        return UnknownModelError(f"no model {model!r}", {"models": self._known(principal)})
+        return UnknownModelError(f"no model {shown(model)!r}", {"models": self._known(principal)})

@@ -1,4 +1,9 @@
-"""Request ids: an incoming `x-request-id` is kept, else a short unique one is made cheaply."""
+"""Request ids: the server's own, unique and cheap; a client's `x-request-id` kept beside it.
+
+The server's id keys the audit record and the response (`x-request-id`, `request_id`): a
+client's id can repeat or be forged, so it is never used in its place. A client id that is
+short printable ASCII is recorded (`client_request_id`) and echoed in `x-client-request-id`.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +25,12 @@ class RequestIds:
     def next(self) -> str:
         return f"{self._prefix}-{next(self._count):x}"
 
-    def keep_or_new(self, incoming: bytes | None) -> str:
-        # An incoming id is kept when it is short, printable ASCII (it goes back in a header).
+    @staticmethod
+    def client(incoming: bytes) -> str | None:
+        """The client's id if it is short, printable ASCII without spaces (it goes back in a
+        header and into the audit record); else None (ignored)."""
         if incoming and len(incoming) <= _MAX_REQUEST_ID and incoming.isascii():
             text = incoming.decode()
             if text.isprintable() and " " not in text:
                 return text
-        return self.next()
+        return None

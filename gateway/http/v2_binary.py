@@ -80,7 +80,8 @@ def _frombuffer(raw: memoryview, dtype: np.dtype[Any], count: int, where: str) -
     if len(raw) != count * dtype.itemsize:
         raise InputValidationError(
             where,
-            f"binary_data_size is {len(raw)} bytes, the shape needs {count * dtype.itemsize}",
+            # No numbers quoted back: the shape and the size are the client's values.
+            "binary_data_size does not match the tensor's shape and datatype",
             "shape",
         )
     return np.frombuffer(raw, dtype=dtype, count=count)
@@ -105,7 +106,7 @@ def _decode_bytes(raw: memoryview, count: int, where: str) -> np.ndarray:
         offset += length
     if len(values) != count:
         raise InputValidationError(
-            where, f"{len(values)} BYTES elements, the shape needs {count}", "shape"
+            where, "the number of BYTES elements does not match the shape", "shape"
         )
     array = np.empty(count, dtype=object)
     array[:] = values

@@ -27,6 +27,7 @@ from gateway.http.v2_binary import (
     encode_tensor_bytes,
     split_body,
 )
+from gateway.schema.duplicate_keys import refuse_duplicate_keys
 from gateway.schema.request_schema import InputBatch, RequestSchema
 from gateway.schema.validation_errors import validation_error
 
@@ -114,6 +115,9 @@ def decode_v2(
         raise validation_error(exc) from None
     except msgspec.DecodeError:
         raise MalformedRequestError("request body is not valid JSON") from None
+    except RecursionError:  # arrays nested ~1000 deep in `parameters` or `data`
+        raise MalformedRequestError("request body nests too deeply") from None
+    refuse_duplicate_keys(header, _distinct_keys(request))
     if not request.inputs:
         raise InputValidationError("$.inputs", "no input tensors", "shape")
     _check_outputs(schema, request)
@@ -128,6 +132,18 @@ def decode_v2(
         return request, schema.decode_columns(columns)
     except InputValidationError as exc:
         raise _relocate(exc, where) from None
+
+
+def _distinct_keys(request: V2Request) -> int:
+    """The keys the decoder saw at least (an explicit null counts as absent)."""
+    params, outputs = request.parameters, request.outputs
+    n = 1 + (request.id is not None) + (params is not None) + len(params or ())
+    for o in outputs or ():
+        n += 1 + (o.parameters is not None) + len(o.parameters or ())
+    n += outputs is not None
+    for t in request.inputs:
+        n += 3 + (t.data is not None) + (t.parameters is not None) + len(t.parameters or ())
+    return n
 
 
 def _check_outputs(schema: RequestSchema, request: V2Request) -> None:
@@ -179,10 +195,9 @@ def _tensor_values(tensors: list[V2Tensor], binary: memoryview) -> list[np.ndarr
             else tensor.data
         )
         if count != len(data):
+            # No values quoted back: the shape's numbers are the client's.
             raise InputValidationError(
-                f"$.inputs[{i}].shape",
-                f"shape {tensor.shape} does not match {len(data)} data elements",
-                "shape",
+                f"$.inputs[{i}].shape", "shape does not match the number of data elements", "shape"
             )
         values.append(data)
     if offset != len(binary):

@@ -25,6 +25,7 @@ from gateway.errors import (
     RequestError,
     UnknownModelError,
     UnsupportedMediaTypeError,
+    shown,
 )
 from gateway.http.predict_errors import send_error
 from gateway.http.predict_route import Headers, PredictRoute, RequestHead
@@ -123,7 +124,7 @@ def v2_routes(pool: ModelPool, predict: PredictRoute) -> list[HTTPRouteHandler |
             status, body = _describe(pool, model, stage, action, pinned, known=known())
             await _send_json(send, status, body)
         except RequestError as exc:
-            rid = predict.ids.keep_or_new(None)
+            rid = predict.ids.next()
             await send_error(send, exc, rid, predict.retry_after_s, fmt=body_format)
 
     handlers: dict[int | type[Exception], Any] = {HTTPException: _litestar_error}
@@ -178,7 +179,7 @@ def _describe(
         )
     stages = pool.routes.get(model, {})
     if not stages and not pool.wanted_stages(model):
-        raise UnknownModelError(f"no model {model!r}", {"models": known})
+        raise UnknownModelError(f"no model {shown(model)!r}", {"models": known})
     route = _route_for(pool, model, stage, pinned)
     if action == "ready":
         body: dict[str, Any] = {"name": model, "ready": route is not None}
@@ -199,8 +200,8 @@ def _route_for(pool: ModelPool, model: str, stage: str, pinned: str | None) -> R
     if pinned is None:
         if stage not in stages and stage not in pool.wanted_stages(model):
             raise UnknownModelError(
-                f"model {model!r} has no stage {stage!r}",
-                {"model": model, "stages": pool.wanted_stages(model)},
+                f"model {shown(model)!r} has no stage {shown(stage)!r}",
+                {"model": shown(model), "stages": pool.wanted_stages(model)},
             )
         return stages.get(stage)
     for _, route in sorted(stages.items()):
@@ -208,7 +209,8 @@ def _route_for(pool: ModelPool, model: str, stage: str, pinned: str | None) -> R
             return route
     served = sorted({r.loaded.version for r in stages.values()})
     raise UnknownModelError(
-        f"no stage of {model!r} serves {pinned}", {"model": model, "served": served}
+        f"no stage of {shown(model)!r} serves {shown(pinned)}",
+        {"model": shown(model), "served": served},
     )
 
 

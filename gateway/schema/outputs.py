@@ -1,4 +1,9 @@
-"""Output validation: one prediction per row, of the declared type, finite; else ValueError."""
+"""Output validation: one prediction per row, of the declared type, finite; else ValueError.
+
+A non-finite value is a `NonFiniteOutputError` naming the row: a version that passed its
+warm-up computes finite outputs for sane inputs, so this is the request's inputs being out of
+the range the model can compute with (e.g. wt=-1.79e308 overflowing a linear model), a 422.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,19 @@ import numpy as np
 
 from registry_sync.package.manifest import ColumnSpec
 
-__all__ = ["OutputCheck"]
+__all__ = ["NonFiniteOutputError", "OutputCheck"]
+
+
+class NonFiniteOutputError(ValueError):
+    def __init__(self, output: str, row: int) -> None:
+        self.output = output
+        self.row = row
+        super().__init__(f"output {output!r}: non-finite value (row {row})")
+
+
+def _first_non_finite(values: np.ndarray) -> int:
+    return int(np.flatnonzero(~np.isfinite(values))[0])
+
 
 _NUMERIC = frozenset({"double", "float", "long", "integer", "boolean"})
 
@@ -32,7 +49,7 @@ class OutputCheck:
             values: list[float] = out.reshape(n).tolist()
             finite = all(map(math.isfinite, values)) if n <= 64 else np.isfinite(out).all()
             if not finite:
-                raise ValueError(f"output {self.output_names[0]!r}: non-finite value")
+                raise NonFiniteOutputError(self.output_names[0], _first_non_finite(out.reshape(n)))
             return values
         k = len(self.outputs)
         if k == 1:
@@ -61,11 +78,13 @@ def _check_column(col: np.ndarray, spec: ColumnSpec) -> np.ndarray:
         if kind not in "fiub":
             raise ValueError(f"output {spec.name!r}: expected numbers, got dtype {col.dtype}")
         if kind == "f" and not np.isfinite(col).all():
-            raise ValueError(f"output {spec.name!r}: non-finite value")
+            raise NonFiniteOutputError(spec.name, _first_non_finite(col))
         return col.astype(np.float64, copy=False)
     if spec.type in ("long", "integer"):
         if kind == "f":
-            if not np.isfinite(col).all() or not (col == np.round(col)).all():
+            if not np.isfinite(col).all():
+                raise NonFiniteOutputError(spec.name, _first_non_finite(col))
+            if not (col == np.round(col)).all():
                 raise ValueError(f"output {spec.name!r}: expected integers")
             return col.astype(np.int64)
         if kind not in "iub":

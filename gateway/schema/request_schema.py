@@ -8,25 +8,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
 from gateway.errors import InputValidationError, MalformedRequestError, PayloadTooLargeError
+from gateway.schema.duplicate_keys import refuse_duplicate_keys
 from gateway.schema.outputs import OutputCheck
 from gateway.schema.validation_errors import validation_error
 from registry_sync.package.manifest import Signature
 
 __all__ = ["InputBatch", "RequestSchema"]
 
+# long and integer are MLflow's int64 and int32: a JSON integer outside them is refused (422)
+# at decode, before it reaches numpy (which raised OverflowError past float64's range: a 500).
+_INT_RANGE = {"long": 2**63, "integer": 2**31}
 _PY_TYPES: dict[str, Any] = {
     "double": float,
     "float": float,
     # An integral float (6.0, what pandas writes for an integer column holding a NaN) is an
     # integer value, as MLflow reads it: decoded as either, then checked by _check_integral.
-    "long": int | float,
-    "integer": int | float,
+    "long": Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | float,
+    "integer": Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)] | float,
     "boolean": bool,
     "string": str,
 }
@@ -95,6 +99,7 @@ class RequestSchema:
         self._integral = tuple(j for j, c in enumerate(self.inputs) if c.type in _INTEGRAL)
         self.output_names = tuple(c.name for c in self.outputs)
         self.numeric = all(c.type in _NUMERIC for c in self.inputs)
+        self._required = sum(1 for c in self.inputs if c.required)
         self._outputs = OutputCheck(signature.outputs)
         self.max_rows = max_rows
         self._categories = {
@@ -156,7 +161,12 @@ class RequestSchema:
             raise validation_error(exc) from None
         except msgspec.DecodeError:
             raise MalformedRequestError("request body is not valid JSON") from None
+        except RecursionError:  # arrays nested ~1000 deep in a field typed Any (index, data)
+            raise MalformedRequestError("request body nests too deeply") from None
         inputs = req.inputs
+        # Each row (or the columns object) has at least the required keys: the lower bound
+        # of distinct keys that refuse_duplicate_keys compares with the body's ':' count.
+        required = self._required
         # The common case first: only `inputs`, decided with three identity checks.
         if (
             inputs is not None
@@ -165,7 +175,9 @@ class RequestSchema:
             and req.instances is None
         ):
             if type(inputs) is list:
+                refuse_duplicate_keys(body, 1 + len(inputs) * required)
                 return self._from_rows(inputs, "$.inputs")
+            refuse_duplicate_keys(body, 1 + required)
             return self._from_columns(inputs, "$.inputs")
         present = [f for f in _FORMATS if getattr(req, f) is not None]
         if len(present) != 1:
@@ -173,11 +185,15 @@ class RequestSchema:
                 "$", "expected exactly one of " + ", ".join(_FORMATS), "shape"
             )
         if req.dataframe_split is not None:
+            refuse_duplicate_keys(body, 3)  # dataframe_split, columns, data
             return self.decode_split(req.dataframe_split.columns, req.dataframe_split.data)
         if req.dataframe_records is not None:
+            refuse_duplicate_keys(body, 1 + len(req.dataframe_records) * required)
             return self._from_rows(req.dataframe_records, "$.dataframe_records")
         if type(req.instances) is list:
+            refuse_duplicate_keys(body, 1 + len(req.instances) * required)
             return self._from_rows(req.instances, "$.instances")
+        refuse_duplicate_keys(body, 1 + required)
         return self._from_columns(req.instances, "$.instances")
 
     def decode_split(
@@ -209,6 +225,9 @@ class RequestSchema:
             req = self._positional_decoder.decode(body)
         except msgspec.ValidationError as exc:
             raise validation_error(exc) from None
+        except RecursionError:
+            raise MalformedRequestError("request body nests too deeply") from None
+        refuse_duplicate_keys(body, 1)
         if (req.inputs is None) == (req.instances is None):
             raise InputValidationError("$", "expected exactly one of inputs, instances", "shape")
         key = "inputs" if req.inputs is not None else "instances"
@@ -312,6 +331,14 @@ class RequestSchema:
             if bad.size:
                 raise InputValidationError(
                     where(int(bad[0]), name), "expected an integer, got a fraction", "type"
+                )
+            limit = _INT_RANGE[self.inputs[j].type]
+            far = np.flatnonzero(np.isfinite(col) & ((col >= limit) | (col < -limit)))
+            if far.size:
+                raise InputValidationError(
+                    where(int(far[0]), name),
+                    f"integer out of range (|value| < 2^{limit.bit_length() - 1})",
+                    "range",
                 )
 
     def _from_split(

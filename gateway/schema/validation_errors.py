@@ -6,7 +6,7 @@ import re
 
 import msgspec
 
-from gateway.errors import InputValidationError
+from gateway.errors import InputValidationError, shown
 
 __all__ = ["validation_error"]
 
@@ -22,6 +22,7 @@ _JSON_NAMES = {
 _EXPECTED = re.compile(r"^Expected `([^`]+)`, got `([^`]+)`(?: - at `([^`]+)`)?$")
 _MISSING = re.compile(r"^Object missing required field `([^`]+)`(?: - at `([^`]+)`)?$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `([^`]+)`(?: - at `([^`]+)`)?$")
+_BOUND = re.compile(r"^Expected `int` ([<>]=) (-?\d+)(?: - at `([^`]+)`)?$")
 _AT = re.compile(r" - at `([^`]+)`$")
 
 
@@ -50,8 +51,12 @@ def validation_error(exc: msgspec.ValidationError, prefix: str = "$") -> InputVa
         path = prefix + (m[2] or "$")[1:] + "." + m[1]
         return InputValidationError(path, "required field is missing", "missing")
     if m := _UNKNOWN.match(text):
-        path = prefix + (m[2] or "$")[1:] + "." + m[1]
+        # The one name here that the client made up: only a bounded, sanitised prefix of it.
+        path = prefix + (m[2] or "$")[1:] + "." + shown(m[1])
         return InputValidationError(path, "unknown field", "unknown")
+    if m := _BOUND.match(text):
+        path = prefix + (m[3] or "$")[1:]
+        return InputValidationError(path, f"expected an integer {m[1]} {m[2]}", "range")
     at = _AT.search(text)
     path = prefix + (at[1] if at else "$")[1:]
     if text.startswith("Number out of range"):

@@ -41,9 +41,9 @@ _NO_ROUTES: dict[str, Route] = {}
 # Audit status of a shadow prediction, by error kind (None: compared).
 _STATUS: dict[str | None, int] = {None: 200, "input_mismatch": 422, "timeout": 504}
 
-# (plan, primary route, decoded batch, primary predictions, primary inference s, request id)
-# (plan, primary route, batch, primary predictions, primary inference s, request id, principal)
-Item = tuple[ShadowPlan, Route, InputBatch, list[Any], float, str, "str | None"]
+# (plan, primary route, batch, primary predictions, primary inference s, request id, principal,
+#  the client's request id)
+Item = tuple[ShadowPlan, Route, InputBatch, list[Any], float, str, "str | None", "str | None"]
 
 
 class Shadow:
@@ -88,8 +88,12 @@ class Shadow:
         rid: str,
         *,
         principal: str | None = None,
+        client_rid: str | None = None,
     ) -> None:
-        """Queue a shadow prediction of an answered request, or count why not. O(1)."""
+        """Queue a shadow prediction of an answered request, or count why not. O(1).
+
+        The sample is chosen by the client's request id when it sent one (the same id is in
+        or out on every replica), else by the server's."""
         stages = self.plans.get(route.model)
         if stages is None:
             return
@@ -97,7 +101,7 @@ class Shadow:
         if plan is None:
             return
         skips = self._skips[route.model]
-        if plan.sample < 1.0 and sample_point(rid) >= plan.sample:
+        if plan.sample < 1.0 and sample_point(client_rid or rid) >= plan.sample:
             skips["not_sampled"].inc()
             return
         target = self.pool.routes.get(route.model, _NO_ROUTES).get(plan.shadow_stage)
@@ -111,7 +115,9 @@ class Shadow:
             skips["queue_full"].inc()
             self.pair(plan, route.loaded, target.loaded).queue_full += 1
             return
-        self._queue.append((plan, route, batch, predictions, inference_s, rid, principal))
+        self._queue.append(
+            (plan, route, batch, predictions, inference_s, rid, principal, client_rid)
+        )
         self._wake.set()
 
     # -- the worker -----------------------------------------------------------------------
@@ -157,7 +163,7 @@ class Shadow:
         return len(self._queue)
 
     async def _process(self, item: Item) -> None:
-        plan, route, batch, predictions, primary_s, rid, principal = item
+        plan, route, batch, predictions, primary_s, rid, principal, client_rid = item
         target = self.pool.routes.get(plan.model, _NO_ROUTES).get(plan.shadow_stage)
         skips = self._skips[plan.model]
         if target is None:
@@ -207,6 +213,7 @@ class Shadow:
                 batch.rows,
                 shadow_batch,
                 principal,
+                client_rid,
             )
             self.audit.submit_shadow(entry, rid, kind)
             while self.audit.is_full():  # records are never dropped; the queue absorbs this

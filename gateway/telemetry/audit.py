@@ -53,6 +53,9 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     inputs: dict[str, Any] | None = None
     # Who asked (the API key's principal or the JWT's subject); omitted while auth is off.
     principal: str | None = None
+    # The client's own `x-request-id`, when it sent a valid one: recorded beside the server's
+    # unique `request_id` (the key), never in its place (client ids can repeat or be forged).
+    client_request_id: str | None = None
     # Shadow predictions only (omitted from primary records): the primary request they copy,
     # and what went wrong when the shadow failed (a kind of stageserve_shadow_errors_total).
     shadow: bool = False
@@ -61,7 +64,7 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
 
 
 # (unix time, request id, model, stage, version, digest, status, latency s, rows, inputs,
-#  principal)
+#  principal, the client's request id)
 Entry = tuple[
     float,
     str,
@@ -73,6 +76,7 @@ Entry = tuple[
     float,
     int,
     "InputBatch | None",
+    "str | None",
     "str | None",
 ]
 
@@ -215,7 +219,20 @@ class AuditWriter:
         primary_request_id: str | None = None,
         error: str | None = None,
     ) -> bytes:
-        t, rid, model, stage, version, digest, status, latency_s, rows, batch, principal = entry
+        (
+            t,
+            rid,
+            model,
+            stage,
+            version,
+            digest,
+            status,
+            latency_s,
+            rows,
+            batch,
+            principal,
+            client_rid,
+        ) = entry
         sha = inputs = None
         if batch is not None:
             canonical = batch.canonical_json()
@@ -235,6 +252,7 @@ class AuditWriter:
             input_sha256=sha,
             inputs=inputs,
             principal=principal,
+            client_request_id=client_rid,
             shadow=shadow,
             primary_request_id=primary_request_id,
             shadow_error=error,

@@ -12,13 +12,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from registry_sync.errors import InvalidTagError
+from registry_sync.errors import InvalidTagError, UnservableNameError
 
 __all__ = [
     "ParsedTag",
     "TagKind",
     "bump_version",
     "check_name",
+    "check_servable_name",
     "check_version",
     "format_tag",
     "is_valid_version",
@@ -150,6 +151,15 @@ def check_name(value: str, what: str = "model name") -> str:
             f"invalid {what}: only letters, digits, '_', '-' and '/' are allowed, "
             "and it must start and end with a letter or a digit",
         )
+    return value
+
+
+def check_servable_name(value: str) -> str:
+    """A model name stageserve can serve: gto's grammar without '/'. Every route takes the
+    model as one path segment, and an encoded slash (%2F) is decoded, refused or merged
+    differently by each proxy on the way, so such a model would load but be unreachable."""
+    if "/" in value:
+        raise UnservableNameError(value)
     return value
 
 

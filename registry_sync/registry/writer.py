@@ -28,6 +28,7 @@ from registry_sync.registry.gto_tags import (
     TagKind,
     bump_version,
     check_name,
+    check_servable_name,
     check_version,
     format_tag,
     next_counter,
@@ -56,7 +57,7 @@ def register(
     (signed with `sign`)."""
     from registry_sync.package.read import MANIFEST_FILE, read_package
 
-    check_name(name)
+    check_servable_name(check_name(name))
     if version is not None:
         check_version(version)
     # Resolved here, against the caller's working directory: git runs in the registry.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from registry_sync.errors import PackageError, RegistryError
+from registry_sync.registry.gto_tags import check_servable_name
 from registry_sync.registry.views import RefusedAssignment, ResolvedStage
 from registry_sync.sync.materialize import Materializer, PackageExporter
 from registry_sync.sync.snapshot import (
@@ -103,6 +104,7 @@ class RegistrySync:
         errors: list[ModelSyncError] = []
         for item in resolved:
             try:
+                check_servable_name(item.model)  # gto allows '/', no route can carry it
                 done = self.materializer.materialize(
                     self.reader, item.model, item.version, item.commit
                 )

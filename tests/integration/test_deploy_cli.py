@@ -91,6 +91,9 @@ def test_the_settings_file_of_every_target_loads_with_the_real_settings_loader(
     settings = load_settings(environ=env)
     assert settings.audit_path is not None
     assert Path(settings.audit_path).parent == pod.mounts["/var/log/stageserve"]
+    # Prod answers nothing it cannot record; elsewhere an audit outage does not stop serving.
+    expected_mode = "fail_closed" if target.startswith("overlays/prod") else "fail_open"
+    assert settings.audit_failure_mode == expected_mode
     raw = yaml.safe_load(Path(env["STAGESERVE_CONFIG"]).read_text())
     assert "host" not in raw and "port" not in raw, "the command line sets them"
 

@@ -126,6 +126,7 @@ def test_the_alerts_cover_errors_latency_sync_loading_and_shadow(
         "StageserveSyncFailing": "stageserve_sync_polls_total",
         "StageserveStageNotServing": "stageserve_requests_total",
         "StageserveShadowDivergence": "stageserve_shadow_abs_diff_bucket",
+        "StageserveAuditFailing": "stageserve_audit_failing",
     }
     for alert, metric in needed.items():
         assert metric in metrics.get(alert, set()), alert

@@ -53,7 +53,9 @@ def test_every_answered_request_has_exactly_one_record_after_sigterm(tmp_path: P
     assert all(n == 1 for n in ids.values())
     # Every request the server answered (the stream's and the four above) left a record.
     assert len(records) == len(answered) + 4
-    by_id = {r["request_id"]: r for r in records}
+    # The server keys each record by its own id; the client's x-request-id is kept beside it.
+    by_id = {r["client_request_id"]: r for r in records if "client_request_id" in r}
+    assert by_id["rows-1"]["request_id"] == rows.body["request_id"] != "rows-1"
     assert (rows.status, cols.status, bad.status, missing.status) == (200, 200, 422, 404)
     first = by_id["rows-1"]
     assert first["model"] == "cost"

@@ -136,9 +136,7 @@ def test_fail_open_answers_through_a_full_disk_and_counts_every_record_lost(
         wait_until(lambda: audit.exists() and len(_records(audit)) == 10, 30, "10 records")
         disk.fill()
         assert all(client.send().status == 200 for _ in range(60))
-        wait_until(
-            lambda: server.get("/models").body["audit"]["state"] == "failing", 30, "failing"
-        )
+        wait_until(lambda: server.get("/models").body["audit"]["state"] == "failing", 30, "failing")
         assert server.get("/readyz").status == 200  # fail_open: still ready
         disk.free()
         wait_until(lambda: server.get("/models").body["audit"]["state"] == "ok", 30, "recovered")

@@ -151,10 +151,10 @@ def test_stage_query_selects_that_stages_version(server: ServerProcess) -> None:
     assert staging.body["predictions"][0] - prod.body["predictions"][0] == pytest.approx(100)
 
 
-def test_incoming_request_id_is_kept(server: ServerProcess) -> None:
+def test_incoming_request_id_is_echoed_beside_the_servers_own(server: ServerProcess) -> None:
     answer = server.predict("cost", {"inputs": ROWS[:1]}, x_request_id="abc-123")
-    assert answer.headers["x-request-id"] == "abc-123"
-    assert answer.body["request_id"] == "abc-123"
+    assert answer.headers["x-client-request-id"] == "abc-123"
+    assert answer.headers["x-request-id"] == answer.body["request_id"] != "abc-123"
 
 
 def _error(answer: object, status: int, code: str) -> dict[str, object]:
@@ -268,11 +268,15 @@ def test_a_value_outside_the_declared_categories_is_422(server: ServerProcess) -
     assert error["message"] == "$.inputs[0].cyl: value is not one of the declared categories"
 
 
-def test_non_finite_model_output_is_a_counted_500_never_an_answer(server: ServerProcess) -> None:
-    before = _sample(server, "stageserve_requests_total", model="cost", stage="prod", status="500")
+def test_inputs_the_model_overflows_on_are_a_counted_422_never_an_answer(
+    server: ServerProcess,
+) -> None:
+    # Finite inputs, non-finite output: the input is out of the model's range (the client's
+    # to fix), not a server fault (500 stays for those).
+    before = _sample(server, "stageserve_requests_total", model="cost", stage="prod", status="422")
     huge = {"inputs": [{k: 1.7e308 for k in FEATURES}]}
-    _error(server.predict("cost", huge), 500, "output_invalid")
-    after = _sample(server, "stageserve_requests_total", model="cost", stage="prod", status="500")
+    _error(server.predict("cost", huge), 422, "input_out_of_range")
+    after = _sample(server, "stageserve_requests_total", model="cost", stage="prod", status="422")
     assert after == before + 1
 
 

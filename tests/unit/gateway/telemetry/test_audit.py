@@ -28,6 +28,7 @@ def _entry(i: int, batch: object = None, principal: str | None = None) -> Entry:
         1,
         batch,
         principal,
+        None,
     )  # type: ignore[return-value]
 
 
