@@ -47,6 +47,13 @@ def _refused(answer: Served, status: int, code: str) -> dict[str, Any]:
     return error
 
 
+def _v2_refused(answer: Served, status: int) -> str:
+    """V2 errors have the protocol's shape, `{"error": "<message>"}`."""
+    assert answer.status == status, answer.body
+    message: str = answer.body["error"]
+    return message
+
+
 def _deep(depth: int) -> str:
     return "[" * depth + "]" * depth
 
@@ -58,9 +65,9 @@ def test_deep_nesting_in_fields_typed_any_is_a_400(server: ServerProcess) -> Non
     _refused(_post(server, "/predict/cost", in_data), 400, "malformed_request")
     tensor = {"name": "hp", "shape": [1], "datatype": "FP64", "data": [1.0]}
     v2 = json.dumps({"inputs": [tensor], "parameters": {"x": "@"}}).replace('"@"', _deep(5000))
-    _refused(_post(server, "/v2/models/cost/infer", v2), 400, "malformed_request")
+    assert "nests too deeply" in _v2_refused(_post(server, "/v2/models/cost/infer", v2), 400)
     v2_data = json.dumps({"inputs": [{**tensor, "data": "@"}]}).replace('"@"', _deep(5000))
-    _refused(_post(server, "/v2/models/cost/infer", v2_data), 400, "malformed_request")
+    assert "nests" in _v2_refused(_post(server, "/v2/models/cost/infer", v2_data), 400)
 
 
 def test_integers_past_the_inputs_type_are_a_422_naming_the_field(server: ServerProcess) -> None:
@@ -109,8 +116,7 @@ def test_error_bodies_never_reflect_what_the_client_smuggles_into_names(
     assert shown.status == 404 and "<img" not in json.dumps(shown.body)
     tensor = {"name": "hp", "shape": [987654321], "datatype": "FP64", "data": [1.0]}
     answer = _post(server, "/v2/models/cost/infer", json.dumps({"inputs": [tensor]}))
-    _refused(answer, 422, "schema_mismatch")
-    assert "987654321" not in json.dumps(answer.body)
+    assert "987654321" not in _v2_refused(answer, 422)
 
 
 def test_a_repeated_key_is_a_422(server: ServerProcess) -> None:
@@ -122,7 +128,7 @@ def test_a_repeated_key_is_a_422(server: ServerProcess) -> None:
     _refused(_post(server, "/predict/cost", top), 422, "schema_mismatch")
     tensor = '{"name": "hp", "name": "wt", "shape": [1], "datatype": "FP64", "data": [1.0]}'
     v2 = '{"inputs": [' + tensor + "]}"
-    _refused(_post(server, "/v2/models/cost/infer", v2), 422, "schema_mismatch")
+    assert "appears twice" in _v2_refused(_post(server, "/v2/models/cost/infer", v2), 422)
     # A ':' inside a string is not a key: such bodies are still answered.
     split = {"dataframe_split": {"columns": list(ROWS[0]), "data": [list(ROWS[0].values())]}}
     split["dataframe_split"]["index"] = ["12:30"]
