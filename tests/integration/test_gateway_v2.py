@@ -138,12 +138,15 @@ def test_a_version_pinned_request_for_an_unserved_version_is_counted_and_audited
         {"x-request-id": "pinned-unserved-1"},
     )
     assert answer.status == 404
-    assert answer.headers["x-request-id"] == "pinned-unserved-1"
+    # The server's own id keys the record; the client's is kept beside it.
+    assert answer.headers["x-client-request-id"] == "pinned-unserved-1"
+    rid = answer.headers["x-request-id"]
 
     def record() -> dict[str, Any] | None:
         for line in audit.read_text().splitlines():
             entry = json.loads(line)
-            if entry["request_id"] == "pinned-unserved-1":
+            if entry["request_id"] == rid:
+                assert entry["client_request_id"] == "pinned-unserved-1"
                 return entry  # type: ignore[no-any-return]
         return None
 
