@@ -16,11 +16,11 @@ from litestar.datastructures import State
 from gateway.access import Access, build_access
 from gateway.drain import Drain
 from gateway.http.errors import exception_handlers
-from gateway.http.fast_lane import install_fast_lane
+from gateway.http.fast_lane import V2_MODELS_PREFIX, install_fast_lane
 from gateway.http.mlflow_route import mlflow_routes
 from gateway.http.models_routes import models_routes
 from gateway.http.predict_route import PredictRoute
-from gateway.http.v2_route import v2_routes
+from gateway.http.v2_route import V2_MODELS_ROUTE, v2_routes
 from gateway.pool.inference import Inference
 from gateway.pool.loaded import Loader, load_version
 from gateway.pool.model_pool import ModelPool
@@ -261,5 +261,5 @@ def create_app(
         state=State({"gateway": gateway}),
     )
     if fast_lane:
-        install_fast_lane(app, predict)
+        install_fast_lane(app, predict, {V2_MODELS_PREFIX: V2_MODELS_ROUTE})
     return app

@@ -35,7 +35,9 @@ from gateway.pool.model_pool import ModelPool
 from gateway.pool.route_table import Route
 from gateway.schema.request_schema import InputBatch
 
-__all__ = ["V2Body", "v2_routes"]
+__all__ = ["V2_MODELS_ROUTE", "V2Body", "v2_routes"]
+
+V2_MODELS_ROUTE = "v2-models"  # the mount's route name (the fast lane finds it by name)
 
 _JSON = [(b"content-type", b"application/json")]
 _JSON_HEADERS: Headers = ((b"content-type", b"application/json"),)
@@ -142,7 +144,7 @@ def v2_routes(pool: ModelPool, predict: PredictRoute) -> list[HTTPRouteHandler |
         ok, _ = pool.ready()
         return Response({"ready": ok}, status_code=200 if ok else 503)
 
-    mount = asgi("/v2/models", is_mount=True, copy_scope=False, name="v2-models")(models)
+    mount = asgi("/v2/models", is_mount=True, copy_scope=False, name=V2_MODELS_ROUTE)(models)
     return [server_metadata, live, ready, mount]
 
 

@@ -40,8 +40,14 @@ def test_both_predict_lanes_answer_the_same(fast_lane: bool) -> None:
         ("GET", "/predict/cost", None),
         ("POST", "/predict/cost/extra", rows),
         ("GET", "/models/cost", None),
+        (
+            "POST",
+            "/v2/models/cost/infer",
+            {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [10.0, 1.0]}]},
+        ),
+        ("GET", "/v2/models/cost/ready?stage=staging", None),
     ]
-    ok, staging, unknown, get, extra, model = asyncio.run(_exchange(fast_lane, calls))
+    ok, staging, unknown, get, extra, model, v2, ready = asyncio.run(_exchange(fast_lane, calls))
     assert ok[0] == 200
     assert ok[1]["predictions"] == [20.0]  # the fake predicts hp * version number
     assert ok[2] == "v2"
@@ -52,6 +58,8 @@ def test_both_predict_lanes_answer_the_same(fast_lane: bool) -> None:
     assert extra[0] == 404
     assert model[0] == 200
     assert model[1]["stages"]["prod"]["version"] == "v2"
+    assert (v2[0], v2[1]["outputs"][0]["data"], v2[2]) == (200, [20.0], "v2")
+    assert ready[:2] == (200, {"name": "cost", "ready": True, "version": "v3"})
 
 
 class _FlakySource:
