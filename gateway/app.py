@@ -17,6 +17,7 @@ from gateway.access import Access, build_access
 from gateway.drain import Drain
 from gateway.http.errors import exception_handlers
 from gateway.http.fast_lane import V2_MODELS_PREFIX, install_fast_lane
+from gateway.http.metrics_route import metrics_route
 from gateway.http.mlflow_route import mlflow_routes
 from gateway.http.models_routes import models_routes
 from gateway.http.predict_route import PredictRoute
@@ -25,6 +26,7 @@ from gateway.pool.inference import Inference
 from gateway.pool.loaded import Loader, load_version
 from gateway.pool.model_pool import ModelPool
 from gateway.pool.snapshot_source import DesiredStateSource, SnapshotFileSource
+from gateway.pool.stage_gauge import StageLoadedGauge
 from gateway.settings import Settings
 from gateway.shadow.config import shadow_plans
 from gateway.shadow.metrics import ShadowMetrics
@@ -178,6 +180,7 @@ def create_app(
     shown in /models so a registry outage is visible there."""
     metrics = metrics or GatewayMetrics()
     pool = _pool(settings, metrics, loader, activation_listeners)
+    metrics.registry.register(StageLoadedGauge(pool))
     if state_source is None and settings.cache_dir is not None:
         state_source = SnapshotFileSource(settings.cache_dir)
     audit = _audit(settings, metrics)
@@ -244,7 +247,6 @@ def create_app(
             *mlflow_routes(pool, predict, metrics, default_model=settings.default_model),
             *models_routes(
                 pool,
-                metrics,
                 default_stage=settings.default_stage,
                 drain=drain,
                 sync_status_path=sync_status_path,
@@ -252,6 +254,7 @@ def create_app(
                 access=access,
                 audit=audit,
             ),
+            metrics_route(metrics, access),
         ],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),

@@ -1,4 +1,6 @@
-"""The non-predict routes: /models, /models/{model}, /healthz, /readyz, /metrics, /schema."""
+"""The non-predict routes: /models, /models/{model}, /healthz, /readyz, /schema.
+
+(`/metrics` is metrics_route.py: prometheus-client's own exposition.)"""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.access import Access, Principal
 from gateway.drain import Drain
@@ -20,14 +21,12 @@ from gateway.http.status import model_status, models_status, sync_overview
 from gateway.pool.model_pool import ModelPool
 from gateway.shadow.worker import Shadow
 from gateway.telemetry.audit import AuditWriter
-from gateway.telemetry.metrics import GatewayMetrics
 
 __all__ = ["models_routes"]
 
 
 def models_routes(
     pool: ModelPool,
-    metrics: GatewayMetrics,
     *,
     default_stage: str = "prod",
     drain: Drain | None = None,
@@ -120,16 +119,8 @@ def models_routes(
         )
         return Response(body, status_code=503, media_type="application/json")
 
-    @get("/metrics", sync_to_thread=False)
-    def prometheus(request: Request[Any, Any, Any]) -> Response[bytes]:
-        if access is not None and access.metrics_auth:
-            principal = caller(request)
-            assert principal is not None
-            access.check_metrics(principal)
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
     schema = schema_route(pool, default_stage, access)
-    return [list_models, show_model, shadow_report, healthz, readyz, prometheus, schema]
+    return [list_models, show_model, shadow_report, healthz, readyz, schema]
 
 
 def schema_route(pool: ModelPool, default_stage: str, access: Access | None) -> HTTPRouteHandler:

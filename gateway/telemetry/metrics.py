@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.telemetry.fast_metrics import CounterChild, FastCounter, FastHistogram
 
@@ -131,9 +131,6 @@ class GatewayMetrics:
 
     def route(self, model: str, stage: str, version: str) -> RouteMetrics:
         return RouteMetrics(self, model, stage, version)
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 class RouteMetrics:

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from registry_sync.errors import SettingsError
 from registry_sync.logs import configure_logging
+from registry_sync.sync.http_server import Health, start_sync_http_server
 from registry_sync.sync.loop import SyncLoop
 from registry_sync.sync.metrics import SyncMetrics
 from registry_sync.sync.settings import load_sync_settings
@@ -147,10 +148,23 @@ def run(args: argparse.Namespace) -> int:
     if args.once:
         return _run_once(loop, cache)
     if settings.sync_metrics_port is not None:
-        start_http_server(
-            settings.sync_metrics_port, addr=settings.sync_metrics_host, registry=registry
+        start_sync_http_server(
+            settings.sync_metrics_host, settings.sync_metrics_port, registry, _health(loop)
         )
     return asyncio.run(_run_forever(loop))
+
+
+def _health(loop: SyncLoop) -> Health:
+    def check() -> tuple[bool, dict[str, Any]]:
+        stalled_s = loop.stalled_for_s()
+        return stalled_s == 0, {
+            "registry": loop.sync.reader.display_location,
+            "last_success_at": loop.last_success_at,
+            "consecutive_failures": loop.failures,
+            "stalled_s": round(stalled_s, 1),
+        }
+
+    return check
 
 
 def _run_once(loop: SyncLoop, cache: Path) -> int:

@@ -47,10 +47,14 @@ class SyncLoop:
     # A local registry's git directory: a change there wakes the loop at once.
     watch_path: Path | None = None
     metrics: SyncMetrics | None = None
+    # Longest a poll may run (a first clone, a large artifact) before the loop counts as stuck.
+    max_poll_s: float = 600.0
     failures: int = 0
     last_success_at: str | None = None
     last_state: DesiredState | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # time.monotonic() when a poll last started or ended: the liveness heartbeat.
+    progress_at: float = field(default_factory=time.monotonic)
 
     async def updates(self, stop: asyncio.Event) -> AsyncIterator[DesiredState]:
         """Yield the first desired state, then every one that differs from the previous."""
@@ -75,19 +79,30 @@ class SyncLoop:
         """One attempt; returns None when the registry could not be read."""
         self._changed.clear()
         attempt_at = utc_now_iso()
+        self.progress_at = time.monotonic()
         try:
             state = await asyncio.to_thread(self.sync.run_once)
         except RegistryError as exc:
+            self.progress_at = time.monotonic()
             self.failures += 1
             log.error("registry sync failed (%d in a row): %s", self.failures, exc)
             self._record("error", attempt_at, str(exc), [])
             return None
+        self.progress_at = time.monotonic()
         self.failures = 0
         self.last_success_at = attempt_at
         result = "partial" if state.errors else "ok"
         message = "; ".join(e.message for e in state.errors)
         self._record(result, attempt_at, message, state)
         return state
+
+    def stalled_for_s(self, now: float | None = None) -> float:
+        """Seconds past the longest the loop can go without starting or ending a poll (the
+        longest wait, with jitter, plus `max_poll_s`); 0 while it is alive. A registry outage
+        is not a stall: the loop keeps polling, with backoff."""
+        now = time.monotonic() if now is None else now
+        longest_wait_s = max(self.poll_interval_s, self.max_backoff_s) * (1 + self.jitter_fraction)
+        return max(0.0, now - self.progress_at - longest_wait_s - self.max_poll_s)
 
     def next_delay_s(self) -> float:
         base = self.poll_interval_s

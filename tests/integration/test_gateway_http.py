@@ -372,3 +372,73 @@ def test_metrics_count_requests_latency_rows_and_versions(server: ServerProcess)
     assert _sample(server, "stageserve_model_load_duration_seconds_count", model="sm") == 1
     assert "stageserve_inflight_requests" in _families(server)
     assert _sample(server, count, model="_unknown", status="404") >= 0
+
+
+def _scrape(server: ServerProcess, **headers: str) -> tuple[dict[str, str], bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", "/metrics", headers=headers)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_metrics_scrape_is_the_text_format_with_one_charset_and_no_created_series(
+    server: ServerProcess,
+) -> None:
+    assert server.predict("lin", {"inputs": ROWS}).status == 200
+    headers, body = _scrape(server)
+    assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "content-encoding" not in headers
+    text = body.decode()
+    # prometheus-client's own Counter/Histogram (validation errors, load failures, load
+    # durations) used to add `*_created` families that the hot-path counters lacked.
+    assert "_created" not in text
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert {"stageserve_validation_errors", "stageserve_model_load_failures"} <= names
+
+
+def test_metrics_scrape_speaks_openmetrics_and_gzip_when_the_scraper_asks(
+    server: ServerProcess,
+) -> None:
+    import gzip
+
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_families,
+    )
+
+    # What Prometheus sends (scrape_protocols default, abridged).
+    accept = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4"
+    headers, body = _scrape(server, accept=accept, **{"accept-encoding": "gzip"})
+    assert headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert headers["content-encoding"] == "gzip"
+    text = gzip.decompress(body).decode()
+    assert text.endswith("# EOF\n")
+    assert "_created" not in text
+    families = {f.name: f for f in openmetrics_families(text)}
+    assert families["stageserve_requests"].type == "counter"
+
+
+def test_stage_loaded_gauge_says_which_stages_serve_their_assigned_version_without_traffic(
+    server: ServerProcess,
+) -> None:
+    loaded = {
+        (s.labels["model"], s.labels["stage"]): s.value
+        for s in _families(server)["stageserve_stage_loaded"].samples  # type: ignore[attr-defined]
+    }
+    # "broken" is assigned a corrupt package: assigned, never served; nobody sent it a request.
+    assert loaded[("broken", "prod")] == 0
+    assert loaded[("cost", "prod")] == loaded[("cost", "staging")] == 1
+    assert loaded[("gearbox", "prod")] == loaded[("sm", "prod")] == loaded[("lin", "prod")] == 1
+    assert set(loaded) == {
+        ("cost", "prod"),
+        ("cost", "staging"),
+        ("lin", "prod"),
+        ("sm", "prod"),
+        ("gearbox", "prod"),
+        ("broken", "prod"),
+    }
