@@ -24,9 +24,11 @@ __all__ = [
     "LocalPod",
     "by_kind",
     "cli_argv",
+    "dashboard_queries",
     "expand",
     "find_kubectl",
     "pod_containers",
+    "promql_metric_names",
     "render",
     "render_all",
     "rule_metric_names",
@@ -150,6 +152,51 @@ def rule_metric_names(groups: list[dict[str, Any]]) -> dict[str, set[str]]:
         for group in groups
         for rule in group["rules"]
     }
+
+
+# Grafana's variables, replaced by what they expand to before the PromQL is parsed.
+_GRAFANA_VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__interval": "1m",
+    "$__range": "6h",
+    "$namespace": ".*",
+    "$model": ".*",
+    "$stage": ".*",
+}
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> dict[str, list[str]]:
+    """Panel title -> its queries, Grafana's variables replaced (parseable PromQL)."""
+    out: dict[str, list[str]] = {}
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for name in sorted(_GRAFANA_VARIABLES, key=len, reverse=True):
+                expr = expr.replace(name, _GRAFANA_VARIABLES[name])
+            out.setdefault(panel["title"], []).append(expr)
+    return out
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Every metric name a PromQL expression selects (walks promql-parser's syntax tree)."""
+    import promql_parser
+
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name:
+                names.add(node.name)
+            return
+        for attr in ("expr", "lhs", "rhs", "vector_selector", "param"):
+            child = getattr(node, attr, None)
+            if child is not None and not isinstance(child, (str, int, float)):
+                walk(child)
+        for arg in getattr(node, "args", None) or []:
+            walk(arg)
+
+    walk(promql_parser.parse(expr))
+    return names
 
 
 class LocalPod:

@@ -240,6 +240,7 @@ class ModelPool:
             if after is not None:
                 a = after.loaded
                 info.labels(model, stage, a.version, a.digest).set(1)
+                self.metrics.stage_activations_total.labels(model, stage).inc()
                 self._emit(model, stage, a.version, a.digest, kind="activated")
             if before is not None:
                 b = before.loaded

@@ -109,6 +109,12 @@ class GatewayMetrics:
             registry=r,
         )
         self._clients: set[str] = set()
+        self.stage_activations_total = Counter(
+            _P + "stage_activations",
+            "Times a version started serving a (model, stage): the first load and every swap.",
+            ["model", "stage"],
+            registry=r,
+        )
         self.inflight_requests = Gauge(
             _P + "inflight_requests",
             "Predict requests being answered right now.",
