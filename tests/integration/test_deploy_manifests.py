@@ -97,7 +97,8 @@ def test_servicemonitor_and_prometheusrule_have_the_shape_the_operator_reads(
         assert r["annotations"]["summary"] and r["annotations"]["description"]
         assert "for" not in r or re.fullmatch(r"\d+[smh]", r["for"])
         expr = r["expr"]
-        assert re.search(r"\bstageserve_[a-z_]+", expr), r["alert"]
+        # Every alert reads a stageserve metric, or Prometheus' own `up` for our job.
+        assert re.search(r"\bstageserve_[a-z_]+|\bup\{job=\"stageserve\"\}", expr), r["alert"]
         assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}")
         assert re.search(r"[<>]=?\s*[\d.]+\s*$", expr.strip()), f"{r['alert']}: no threshold"
 
@@ -353,3 +354,97 @@ def test_every_kustomization_file_is_rendered_by_some_target() -> None:
             files += gen.get("files", [])
         on_disk = {p.name for p in (k8s / folder).glob("*.yaml")} - {"kustomization.yaml"}
         assert on_disk <= {Path(f).name for f in files}, folder
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_network_policy_admits_only_clients_and_monitoring_and_lets_out_only_dns_and_registry(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    docs = rendered[target]
+    (policy,) = by_kind(docs, "NetworkPolicy")
+    (deployment,) = by_kind(docs, "Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"].items() <= labels.items()
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"], "default deny both ways"
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    ingress = {tuple(p["port"] for p in rule["ports"]): rule["from"] for rule in spec["ingress"]}
+    assert ingress == {
+        ("http",): [{"podSelector": {}}, monitoring],  # this namespace's pods, and Prometheus
+        ("sync-metrics",): [monitoring],
+    }
+    container_ports = {n for c in pod_containers(docs) for n in c.ports}
+    assert "http" in container_ports
+    assert ("sync-metrics" in container_ports) == (target != "variants/embedded")
+    egress = spec["egress"]
+    assert len(egress) == 2
+    dns, registry = egress
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert dns["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert {p["port"] for p in registry["ports"]} == {443, 22}
+    (block,) = registry["to"]
+    assert block["ipBlock"]["cidr"] != "0.0.0.0/0" and "except" not in block["ipBlock"]
+
+
+@pytest.mark.parametrize("target", ["variants/sidecar", "overlays/dev", "overlays/prod"])
+def test_the_sync_sidecar_has_liveness_and_startup_probes_but_no_readiness(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    (sync,) = [c for c in pod_containers(rendered[target]) if c.name == "sync"]
+    for probe in ("startupProbe", "livenessProbe"):
+        get = sync.spec[probe]["httpGet"]
+        assert get["path"] == "/healthz" and get["port"] in sync.ports, probe
+    # A registry outage must not make the pod unready (what serves keeps serving).
+    assert "readinessProbe" not in sync.spec
+    args = sync.spec["args"]
+    assert int(args[args.index("--metrics-port") + 1]) == sync.ports["sync-metrics"]
+
+
+def test_monitoring_component_grants_kube_prometheus_discovery_in_the_app_namespace(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = rendered["overlays/prod"]
+    (role,) = by_kind(docs, "Role")
+    (binding,) = by_kind(docs, "RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "stageserve-prod"
+    granted = {
+        (g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+    }
+    assert {("", "services"), ("", "endpoints"), ("", "pods")} <= granted
+    assert ("discovery.k8s.io", "endpointslices") in granted
+    assert all(set(rule["verbs"]) == {"get", "list", "watch"} for rule in role["rules"])
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "prometheus-k8s", "namespace": "monitoring"}
+    ]
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        (doc,) = by_kind(docs, kind)
+        assert doc["metadata"]["labels"]["release"] == "kube-prometheus-stack", kind
+
+
+def test_the_prod_overlay_runs_images_pinned_by_digest(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for c in pod_containers(rendered["overlays/prod"]):
+        assert re.fullmatch(r"[\w./-]+@sha256:[0-9a-f]{64}", c.spec["image"]), c.name
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_target_keeps_the_journal_and_a_drain_that_fits_the_grace_period(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    docs = rendered[target]
+    maps = {m["metadata"]["name"].rsplit("-", 1)[0]: m["data"] for m in by_kind(docs, "ConfigMap")}
+    settings = yaml.safe_load(maps["stageserve-settings"]["settings.yaml"])
+    assert settings["journal_path"].startswith("/var/log/stageserve/")
+    if target == "overlays/prod":
+        assert settings["drain_s"] == 10  # what deploy/README.md promises
+    (deployment,) = by_kind(docs, "Deployment")
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > settings["drain_s"] + settings["shutdown_timeout_s"]

@@ -29,7 +29,9 @@ from tests.deploy_render import (
     Container,
     LocalPod,
     by_kind,
+    dashboard_queries,
     pod_containers,
+    promql_metric_names,
     render_all,
     rule_metric_names,
 )
@@ -225,6 +227,16 @@ def test_every_probe_path_answers_on_the_port_the_manifest_names(pod: Pod) -> No
     assert _get(port, "/metrics")[0] == 401
 
 
+def test_the_sync_sidecars_probes_answer_on_the_port_the_manifest_names(pod: Pod) -> None:
+    sync = pod.containers["sync"].spec
+    for probe in ("startupProbe", "livenessProbe"):
+        get = sync[probe]["httpGet"]
+        status, _, body = _get(pod.port_of("sync", get["port"]), get["path"])
+        assert status == 200, f"{probe} {get['path']}: {status} {body!r}"
+        assert json.loads(body)["status"] == "ok"
+        assert "secret" not in body.decode().lower()
+
+
 def _exported(port: int) -> set[str]:
     status, _, body = _get(port, "/metrics", key=API_KEY)  # as the ServiceMonitor sends it
     assert status == 200
@@ -254,6 +266,23 @@ def test_every_metric_the_alert_rules_read_is_exported_by_the_gateway_or_the_syn
     wanted, exported = _alert_metrics(pod)
     missing = {alert: sorted(metrics - exported) for alert, metrics in wanted.items()}
     assert not any(missing.values()), {a: m for a, m in missing.items() if m}
+
+
+def test_every_metric_the_grafana_dashboard_reads_is_exported_by_the_gateway_or_the_sync(
+    pod: Pod,
+) -> None:
+    # The dashboard as the overlay ships it to Grafana (the ConfigMap), not the file.
+    (dashboard_map,) = [
+        m for m in by_kind(pod.docs, "ConfigMap") if "stageserve-dashboard.json" in m["data"]
+    ]
+    dashboard = json.loads(dashboard_map["data"]["stageserve-dashboard.json"])
+    _, exported = _alert_metrics(pod)
+    assert "stageserve_made_up_total" not in exported
+    missing = {
+        title: sorted(set().union(*map(promql_metric_names, exprs)) - exported)
+        for title, exprs in dashboard_queries(dashboard).items()
+    }
+    assert not any(missing.values()), {t: m for t, m in missing.items() if m}
 
 
 def test_reassigning_the_stage_swaps_the_gateway_through_the_sidecar(pod: Pod) -> None:
