@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import msgspec
 
 from registry_sync import cli_format
+from registry_sync.logs import JsonFormatter
 from registry_sync.registry.git import Signing
 from registry_sync.registry.git_registry import GitRegistry
 from registry_sync.registry.views import parse_time
@@ -33,7 +35,7 @@ def add_commands(sub: Any) -> None:
         command = commands.add_parser(
             name, help=help_text, description=help_text, parents=[where, *parents]
         )
-        command.set_defaults(handler=handler)
+        command.set_defaults(handler=_with_progress_log(handler))
         return command
 
     cmd = add("register", _register, "commit a package folder as a new version", as_json, signing)
@@ -168,6 +170,33 @@ def _trusted(args: argparse.Namespace) -> GitRegistry:
     reg = _open(args)
     reg.trust = TagTrust(reg.git, TrustPolicy(settings.trust_policy))
     return reg
+
+
+def _with_progress_log(handler: Any) -> Any:
+    """Off a terminal, long work (register, the first clone of a remote registry) reports as
+    JSON lines on stderr while the command runs (the `stageserve.progress` logger only; the
+    command prints its own results)."""
+
+    def run(args: argparse.Namespace) -> int:
+        progress_log = logging.getLogger("stageserve.progress")
+        if progress_log.handlers:  # someone configured it already (a test, a caller)
+            result: int = handler(args)
+            return result
+        lines = logging.StreamHandler(sys.stderr)
+        lines.setFormatter(JsonFormatter())
+        level, propagate = progress_log.level, progress_log.propagate
+        progress_log.addHandler(lines)
+        progress_log.setLevel(logging.INFO)
+        progress_log.propagate = False
+        try:
+            result = handler(args)
+        finally:
+            progress_log.removeHandler(lines)
+            progress_log.setLevel(level)
+            progress_log.propagate = propagate
+        return result
+
+    return run
 
 
 def _time(text: str) -> int:

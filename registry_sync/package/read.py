@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -61,12 +62,15 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path | str) -> str:
-    """The hex sha256 of a file, read in chunks so a large artifact never sits in memory."""
+def sha256_file(path: Path | str, on_bytes: Callable[[int], None] | None = None) -> str:
+    """The hex sha256 of a file, read in chunks so a large artifact never sits in memory;
+    `on_bytes(n)` after each chunk (progress)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK_BYTES):
             digest.update(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
     return digest.hexdigest()
 
 
@@ -126,8 +130,14 @@ def write_manifest(manifest: Manifest, folder: Path | str) -> Path:
     return target
 
 
-def read_package(path: Path | str, *, verify_digests: bool = True) -> ModelPackage:
-    """Read and validate a package folder; every problem raises a PackageError naming it."""
+def read_package(
+    path: Path | str,
+    *,
+    verify_digests: bool = True,
+    on_bytes: Callable[[int], None] | None = None,
+) -> ModelPackage:
+    """Read and validate a package folder; every problem raises a PackageError naming it.
+    `on_bytes(n)` is called as artifact bytes are hashed (progress of a large package)."""
     folder = Path(path)
     where = str(folder)
     if not folder.is_dir():
@@ -137,7 +147,7 @@ def read_package(path: Path | str, *, verify_digests: bool = True) -> ModelPacka
         raise ManifestError(where, f"no {MANIFEST_FILE} in the package folder")
     raw = manifest_path.read_bytes()
     manifest = _decode(raw, where)
-    _check_files(manifest, folder, verify_digests=verify_digests)
+    _check_files(manifest, folder, verify_digests=verify_digests, on_bytes=on_bytes)
     problem = manifest.signature.positional_problem()
     if problem is not None:
         raise ManifestError(where, f"{MANIFEST_FILE}: $.signature.positional_order: {problem}")
@@ -176,7 +186,13 @@ def _check_relative(relative: str, where: str) -> None:
         raise ManifestError(where, f"file path {relative!r} escapes the package folder")
 
 
-def _check_files(manifest: Manifest, folder: Path, *, verify_digests: bool) -> None:
+def _check_files(
+    manifest: Manifest,
+    folder: Path,
+    *,
+    verify_digests: bool,
+    on_bytes: Callable[[int], None] | None = None,
+) -> None:
     where = str(folder)
     listed: set[str] = set()
     for entry in manifest.files:
@@ -195,7 +211,7 @@ def _check_files(manifest: Manifest, folder: Path, *, verify_digests: bool) -> N
         size = file.stat().st_size
         if size != entry.size_bytes:
             raise SizeMismatchError(where, entry.path, entry.size_bytes, size)
-        actual = sha256_file(file)
+        actual = sha256_file(file, on_bytes)
         if actual != entry.sha256:
             raise DigestMismatchError(where, entry.path, entry.sha256, actual)
     if not manifest.files:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from registry_sync.errors import GitCommandError, RegistryUnreachableError
+from registry_sync.progress import progress
 from registry_sync.registry.git import Git, redact_url
 
 __all__ = ["Mirror", "default_mirror_dir", "is_url"]
@@ -66,7 +67,12 @@ class Mirror:
         # a mirror, and two processes racing both end up with a complete one.
         tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=self.folder.parent))
         try:
-            self._remote_call(Git(tmp.parent), "clone", "--mirror", "--quiet", self.url, str(tmp))
+            # The first clone of a large registry is the slow step: show it (size known after).
+            with progress(f"clone {self.display}", None, registry=self.display) as done:
+                self._remote_call(
+                    Git(tmp.parent), "clone", "--mirror", "--quiet", self.url, str(tmp)
+                )
+                done(sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()))
             # Keep fetching every ref (+refs/*:refs/*) but push only the refs we name:
             # with remote.origin.mirror set, `git push` would mirror (and delete) everything.
             Git(tmp, display=self.display).run("config", "--unset", "remote.origin.mirror")

@@ -22,6 +22,7 @@ from registry_sync.errors import (
     VersionNotFoundError,
 )
 from registry_sync.registry.artifacts_file import register_entry, remove_entry
+from registry_sync.progress import progress
 from registry_sync.registry.events import ArtifactState
 from registry_sync.registry.git import Signing
 from registry_sync.registry.gto_tags import (
@@ -61,7 +62,11 @@ def register(
     if version is not None:
         check_version(version)
     # Resolved here, against the caller's working directory: git runs in the registry.
-    package = read_package(Path(package_path).absolute())
+    package_path = Path(package_path).absolute()
+    listed = read_package(package_path, verify_digests=False)
+    size = sum(f.size_bytes for f in listed.manifest.files)
+    with progress(f"verify {name} package", size, model=name) as advance:
+        package = read_package(package_path, on_bytes=advance)
     for label in package.manifest.labels:
         try:
             check_name(label, "label")
@@ -92,30 +97,35 @@ def register(
         labels=package.manifest.labels,
         where=f"{reg.display_location}:{ARTIFACTS_FILE}",
     )
-    commit = reg.git.write_commit(
-        parent,
-        replace_dir=target_dir,
-        files=files,
-        blobs={ARTIFACTS_FILE: artifacts},
-        message=f"Register {name} {version}",
-    )
-    reg.git.update_branch(branch, commit, parent)
-    tag = format_tag(TagKind.REGISTER, name, version=version)
-    message = tag_message(TagKind.REGISTER, name, version=version)
-    return publish_tag(
-        reg,
-        name=name,
-        tag=tag,
-        commit=commit,
-        message=message,
-        branch=branch,
-        old=parent,
-        paths=[target_dir, ARTIFACTS_FILE],
-        version=version,
-        # Not before a deprecation it is meant to lift (a tie goes to the registration).
-        after=_last_deprecation(art) - 1,
-        sign=sign,
-    )
+    with progress(
+        f"write {name} {version} to the registry", size, model=name, version=version
+    ) as advance:
+        commit = reg.git.write_commit(
+            parent,
+            replace_dir=target_dir,
+            files=files,
+            blobs={ARTIFACTS_FILE: artifacts},
+            message=f"Register {name} {version}",
+        )
+        reg.git.update_branch(branch, commit, parent)
+        tag = format_tag(TagKind.REGISTER, name, version=version)
+        message = tag_message(TagKind.REGISTER, name, version=version)
+        written = publish_tag(
+            reg,
+            name=name,
+            tag=tag,
+            commit=commit,
+            message=message,
+            branch=branch,
+            old=parent,
+            paths=[target_dir, ARTIFACTS_FILE],
+            version=version,
+            # Not before a deprecation it is meant to lift (a tie goes to the registration).
+            after=_last_deprecation(art) - 1,
+            sign=sign,
+        )
+        advance(size)
+    return written
 
 
 def assign(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from registry_sync.package.read import ModelPackage, read_package
+from registry_sync.progress import progress
 
 __all__ = ["Materialized", "Materializer", "PackageExporter"]
 
@@ -71,8 +72,17 @@ class Materializer:
         model_dir.mkdir(parents=True, exist_ok=True)
         tmp = model_dir / f"{_TMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
         try:
-            exporter.export_package(model, version, tmp)
-            package = read_package(tmp, verify_digests=True)
+            with progress(
+                f"fetch {model} {version}", None, model=model, version=version
+            ) as fetched:
+                exporter.export_package(model, version, tmp)
+                fetched(_folder_bytes(tmp))
+            listed = read_package(tmp, verify_digests=False)
+            size = sum(f.size_bytes for f in listed.manifest.files)
+            with progress(
+                f"verify {model} {version}", size, model=model, version=version
+            ) as advance:
+                package = read_package(tmp, verify_digests=True, on_bytes=advance)
             final = model_dir / f"{version}-{_short(package.digest)}"
             if final.is_dir():
                 # Same bytes already in place (from an earlier run): reuse, never rewrite,
@@ -119,6 +129,10 @@ class Materializer:
                     removed.append(folder)
                     log.info("removed unassigned package %s", folder)
         return removed
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _short(digest: str) -> str:

@@ -168,7 +168,71 @@ def test_an_unreachable_remote_is_one_error_line_without_the_password(tmp_path: 
     )
     assert done.returncode == 1
     assert "s3cret" not in done.stderr + done.stdout
-    assert done.stderr.startswith("error: registry http://alice:***@127.0.0.1:9/registry.git")
+    # Off a terminal the clone's progress lines come first (JSON); the error is the last line.
+    *progress_lines, error = done.stderr.strip().splitlines()
+    assert error.startswith("error: registry http://alice:***@127.0.0.1:9/registry.git")
+    assert [json.loads(line)["event"] for line in progress_lines] == ["started", "failed"]
+
+
+def _big_package(tmp_path: Path) -> Path:
+    return write_package(tmp_path / "big", payload=bytes(range(256)) * 8192)  # 2 MiB
+
+
+def test_register_off_a_terminal_logs_json_lines_with_sizes_and_durations(
+    repo: Path, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [str(STAGESERVE), "registry", "register", "m", str(_big_package(tmp_path)), "--json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["version"] == "v0.0.1"  # stdout is still the answer alone
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["task"], line["event"]) for line in lines] == [
+        ("verify m package", "started"),
+        ("verify m package", "done"),
+        ("write m v0.0.1 to the registry", "started"),
+        ("write m v0.0.1 to the registry", "done"),
+    ]
+    assert lines[0]["total_bytes"] == 2 * 1024 * 1024
+    assert lines[1]["bytes"] == 2 * 1024 * 1024 and lines[1]["duration_s"] >= 0
+    assert all(line["logger"] == "stageserve.progress" for line in lines)
+
+
+def test_register_on_a_terminal_draws_a_progress_bar(repo: Path, tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    try:
+        done = subprocess.run(
+            [str(STAGESERVE), "registry", "register", "m", str(_big_package(tmp_path))],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        drawn = ""
+        while select.select([leader], [], [], 0.5)[0]:
+            drawn += os.read(leader, 65536).decode(errors="replace")
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert done.returncode == 0
+    assert "created tag m@v0.0.1" in done.stdout
+    assert "verify m package:" in drawn and "/2.00M" in drawn, drawn
+    assert "{" not in drawn, "no JSON log lines on a terminal"
 
 
 def test_load_returns_the_stage_model_ready_to_predict(repo: Path, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ RANKS: dict[str, int] = {
     "registry_sync.errors": 0,
     "registry_sync.logs": 1,
     "registry_sync.settings_layers": 1,
+    "registry_sync.progress": 1,
     "registry_sync.package": 2,
     "registry_sync.registry": 3,
     "registry_sync.runtimes": 3,
