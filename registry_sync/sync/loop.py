@@ -20,6 +20,7 @@ from pathlib import Path
 import watchfiles
 
 from registry_sync.errors import RegistryError
+from registry_sync.sync.history import HistoryRecorder
 from registry_sync.sync.metrics import SyncMetrics
 from registry_sync.sync.registry_sync import RegistrySync, utc_now_iso
 from registry_sync.sync.snapshot import (
@@ -47,6 +48,8 @@ class SyncLoop:
     # A local registry's git directory: a change there wakes the loop at once.
     watch_path: Path | None = None
     metrics: SyncMetrics | None = None
+    # Keeps <cache>/registry-history.json current for the console (None: not kept).
+    history: HistoryRecorder | None = None
     # Longest a poll may run (a first clone, a large artifact) before the loop counts as stuck.
     max_poll_s: float = 600.0
     failures: int = 0
@@ -94,6 +97,8 @@ class SyncLoop:
         result = "partial" if state.errors else "ok"
         message = "; ".join(e.message for e in state.errors)
         self._record(result, attempt_at, message, state)
+        if self.history is not None:
+            await asyncio.to_thread(self.history.record, state.generated_at, state.errors)
         return state
 
     def stalled_for_s(self, now: float | None = None) -> float:

@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from registry_sync.errors import RegistryUnreachableError
+from registry_sync.errors import ManifestError, RegistryUnreachableError
+from registry_sync.package.manifest import Manifest
 from registry_sync.registry.git import redact_url
 from registry_sync.registry.git_registry import GitRegistry
 from registry_sync.registry.remote import is_url
+from registry_sync.registry.timeline import RegistryHistory, build_history
 from registry_sync.registry.trust import TagTrust, TrustPolicy
 from registry_sync.registry.views import RefusedAssignment, ResolvedStage
 
@@ -33,6 +35,8 @@ class LazyRegistryReader:
         self.models_dir = models_dir
         self.trust = trust
         self._registry: GitRegistry | None = None
+        # (model, commit) -> its manifest: a commit's files never change.
+        self._manifests: dict[tuple[str, str], Manifest | None] = {}
 
     @property
     def display_location(self) -> str:
@@ -65,6 +69,30 @@ class LazyRegistryReader:
 
     def export_package(self, name: str, version: str, dest: Path) -> Path:
         return self._opened().export_package(name, version, dest)
+
+    def registry_history(
+        self,
+        *,
+        generated_at: str,
+        stages: Sequence[str] | None,
+        models: Sequence[str] | None,
+    ) -> RegistryHistory:
+        return build_history(
+            self._opened(),
+            generated_at=generated_at,
+            stages=stages,
+            models=models,
+            manifest_at=self._manifest_at,
+        )
+
+    def _manifest_at(self, model: str, commit: str) -> Manifest | None:
+        key = (model, commit)
+        if key not in self._manifests:
+            try:
+                self._manifests[key] = self._opened().manifest_at(model, commit)
+            except ManifestError:
+                self._manifests[key] = None
+        return self._manifests[key]
 
     def _opened(self) -> GitRegistry:
         if self._registry is None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from registry_sync.registry.trust.policy import TrustRule
+from registry_sync.sync.history import HISTORY_FILE, HistoryRecorder
 from registry_sync.sync.loop import SyncLoop
 from registry_sync.sync.metrics import SyncMetrics
 from registry_sync.sync.registry_sync import RegistrySync
@@ -65,6 +66,9 @@ def build_loop(
         poll_interval_s=poll_interval_s,
         watch_path=watch_path_for(location) if watch else None,
         metrics=metrics,
+        history=HistoryRecorder(
+            cache_dir / HISTORY_FILE, sync.reader, stages=sync.stages, models=sync.models
+        ),
     )
 
 

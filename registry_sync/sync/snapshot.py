@@ -23,6 +23,7 @@ __all__ = [
     "SyncStatus",
     "read_snapshot",
     "read_status",
+    "write_json_atomically",
     "write_snapshot",
     "write_status",
 ]
@@ -87,6 +88,11 @@ def write_status(status: SyncStatus, path: Path) -> None:
 
 def read_status(path: Path) -> SyncStatus:
     return msgspec.json.decode(path.read_bytes(), type=SyncStatus)
+
+
+def write_json_atomically(data: bytes, path: Path) -> None:
+    """Any file the gateway reads from the cache: the old bytes or the new, never half."""
+    _write_atomically(data, path)
 
 
 def _write_atomically(data: bytes, path: Path) -> None:
