@@ -12,6 +12,7 @@ from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.types import Guard
 
 from gateway.access import Access, build_access
 from gateway.drain import Drain
@@ -35,6 +36,10 @@ from gateway.telemetry.activation import ActivationListener
 from gateway.telemetry.audit import AuditWriter
 from gateway.telemetry.audit_sinks import AuditCollector
 from gateway.telemetry.metrics import GatewayMetrics
+from gateway.ui.pages import ConsoleData
+from gateway.ui.rates import TrafficSampler
+from gateway.ui.routes import ui_router
+from registry_sync.sync.history import HISTORY_FILE
 from registry_sync.runtimes.safe_load import LoadPolicy
 from registry_sync.sync.snapshot import STATUS_FILE
 
@@ -172,12 +177,14 @@ def create_app(
     activation_listeners: Sequence[ActivationListener] = (),
     fast_lane: bool = True,
     sync_status_path: Path | None = None,
+    ui_guards: Sequence[Guard] = (),
 ) -> Litestar:
     """Build the app. `state_source` defaults to the snapshot in `settings.cache_dir`;
     `metrics` lets a caller register more collectors (sync metrics) on the same registry;
     `fast_lane=False` sends predict requests through Litestar's router too (see fast_lane.py);
     `sync_status_path` is the sync loop's status file (default `<cache_dir>/sync-status.json`),
-    shown in /models so a registry outage is visible there."""
+    shown in /models so a registry outage is visible there; `ui_guards` gate every /ui page
+    (the console's router), e.g. the access policy's `read` check."""
     metrics = metrics or GatewayMetrics()
     pool = _pool(settings, metrics, loader, activation_listeners)
     metrics.registry.register(StageLoadedGauge(pool))
@@ -203,6 +210,14 @@ def create_app(
     gateway = Gateway(settings, pool, metrics, audit, state_source, drain, shadow, access)
     if sync_status_path is None and settings.cache_dir is not None:
         sync_status_path = Path(settings.cache_dir) / STATUS_FILE
+    console = ConsoleData(
+        pool,
+        TrafficSampler(metrics),
+        shadow=shadow,
+        # Written by the sync beside its status file (same cache folder, both modes).
+        history_path=sync_status_path.parent / HISTORY_FILE if sync_status_path else None,
+        journal_path=Path(settings.journal_path) if settings.journal_path else None,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -254,6 +269,8 @@ def create_app(
                 access=access,
                 audit=audit,
             ),
+            metrics_route(metrics),
+            ui_router(console, guards=ui_guards),
             metrics_route(metrics, access),
         ],
         lifespan=[lifespan],

@@ -61,6 +61,10 @@ class FastCounter:
             child = self._children[values] = CounterChild()
         return child
 
+    def values(self) -> dict[tuple[str, ...], float]:
+        """Label values -> count, copied (the console reads them off the predict path)."""
+        return {labels: child.value for labels, child in list(self._children.items())}
+
     def describe(self) -> Iterator[Metric]:
         yield CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
 
@@ -94,6 +98,10 @@ class FastHistogram:
         if child is None:
             child = self._children[values] = HistogramChild(self.bounds)
         return child
+
+    def counts(self) -> dict[tuple[str, ...], list[int]]:
+        """Label values -> per-bucket counts (not cumulative; bucket i is `<= bounds[i]`)."""
+        return {labels: list(child.counts) for labels, child in list(self._children.items())}
 
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)

@@ -26,7 +26,9 @@ def test_the_installed_wheel_imports_the_app_and_the_api(tmp_path: Path) -> None
         str(p.relative_to(ROOT))
         for d in ("gateway", "registry_sync")
         for p in (ROOT / d).rglob("*")
-        if p.suffix in (".py", ".csv", ".typed") and "__pycache__" not in p.parts
+        # The console's templates and static files ship too (package data).
+        if p.suffix in (".py", ".csv", ".typed", ".html", ".css", ".js", ".svg")
+        and "__pycache__" not in p.parts
     }
     assert sources - names == set()
     # The license as an SPDX expression (PEP 639) with its full text, and no warning about it.
@@ -46,6 +48,8 @@ def test_the_installed_wheel_imports_the_app_and_the_api(tmp_path: Path) -> None
     # From an empty folder, with only the installed copy on the path before site-packages.
     probe = (
         "import gateway.app, registry_sync.api, registry_sync.package.data as d; "
+        "from gateway.ui.render import Renderer; "
+        "assert 'stageserve' in Renderer().render('live.html', rows=[], window_s=1, shadows=[]); "
         "print(gateway.app.__file__); print(len(d.mtcars()))"
     )
     done = subprocess.run(

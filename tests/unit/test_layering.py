@@ -41,9 +41,10 @@ RANKS: dict[str, int] = {
     "gateway.pool": 14,
     "gateway.shadow": 15,
     "gateway.http": 16,
-    "gateway.app": 17,
-    "gateway.serve_cli": 18,
-    "gateway.cli": 19,
+    "gateway.ui": 17,
+    "gateway.app": 18,
+    "gateway.serve_cli": 19,
+    "gateway.cli": 20,
 }
 # The packages' own (docstring-only) __init__ files stand outside the layers.
 ROOTS = frozenset({"gateway", "registry_sync"})

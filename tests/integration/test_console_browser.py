@@ -1,0 +1,300 @@
+"""The console at /ui in a real browser: Debian's chromium driven by Playwright (never a
+browser download), against a real `stageserve serve` that follows a real git registry.
+
+The gateway swaps versions and fails to load one while the test runs; the pages must show
+what happened: the models page (search, health), the model page (versions, the stage
+timeline checked band by band against the activation journal, a click on it answering "what
+served then"), the live page (traffic per version, the shadow pair). One screenshot per page
+is kept under .artifacts/screenshots/ (gitignored; docs/screenshots/ holds committed copies).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.telemetry.journal import parse_time, read_journal, served_at
+from registry_sync.registry import writer
+from registry_sync.registry.git_registry import GitRegistry
+from tests.integration.server import ROOT, ServerProcess, wait_until
+from tests.models import example_rows, save_sklearn_package
+from tests.registry_packages import init_registry, write_package
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+# No sandbox (containers, root), no GPU, and nothing that reaches the network by itself.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = ROOT / ".artifacts" / "screenshots"
+MODEL = "cost_predictor"
+SECRET_INPUT = 123.456789  # a value sent to predict: it must appear on no page
+
+
+@dataclass
+class Console:
+    server: ServerProcess
+    registry: GitRegistry
+    journal: Path
+    # prod's assignment tags in order: (version, tag time)
+    assignments: list[tuple[str, str]]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    def serving(self, stage: str) -> str | None:
+        body = self.server.get(f"/models/{MODEL}").body
+        return body.get("stages", {}).get(stage, {}).get("version")  # 404 before the first sync
+
+    def traffic(self, n: int, stage: str = "prod") -> None:
+        rows = example_rows(2)
+        rows[0]["hp"] = SECRET_INPUT
+        for _ in range(n):
+            assert self.server.predict(MODEL, {"inputs": rows}, stage=stage).status == 200
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    if not CHROMIUM.is_file():
+        pytest.skip("/usr/bin/chromium missing: `make browser` (or .ci/run) installs it")
+    base = tmp_path_factory.mktemp("console")
+    registry = GitRegistry(init_registry(base / "registry"))
+    for version, offset in (("v1.0.0", 0.0), ("v1.1.0", 10.0), ("v1.2.0", 20.0)):
+        writer.register(registry, MODEL, save_sklearn_package(base / version, offset=offset),
+                        version=version)  # fmt: skip
+    # Valid for the registry (digests match) but no model: it fails to load in the gateway.
+    writer.register(registry, MODEL, write_package(base / "broken", MODEL, inputs=("hp",)),
+                    version="v1.3.0")  # fmt: skip
+    assignments = [("v1.0.0", writer.assign(registry, MODEL, "prod", "v1.0.0").time)]
+    writer.assign(registry, MODEL, "dev", "v1.2.0")
+    journal = base / "journal.jsonl"
+    cache = base / "cache"
+    cache.mkdir()
+    server = ServerProcess(
+        cache,
+        env={"STAGESERVE_SHADOW": json.dumps({MODEL: {"prod": "dev"}})},
+        args=["--registry", str(registry.path), "--journal-path", str(journal)],
+    )
+    with server:
+        c = Console(server, registry, journal, assignments)
+        wait_until(lambda: c.serving("prod") == "v1.0.0", 60, "prod to serve v1.0.0")
+        c.traffic(5)
+        assignments.append(("v1.1.0", writer.assign(registry, MODEL, "prod", "v1.1.0").time))
+        wait_until(lambda: c.serving("prod") == "v1.1.0", 60, "prod to serve v1.1.0")
+        c.traffic(5)
+        broken = writer.assign(registry, MODEL, "prod", "v1.3.0", force=True)
+        assignments.append(("v1.3.0", broken.time))
+
+        def failed() -> bool:
+            return (
+                any(e.kind == "failed" for e in read_journal(journal))
+                if journal.exists()
+                else False
+            )
+
+        wait_until(failed, 60, "the broken version's failed load in the journal")
+        c.traffic(5)
+        # The sync rewrites the history file after a poll: wait until it has the last tag.
+        history = cache / "registry-history.json"
+
+        def written() -> bool:
+            return history.exists() and "v1.3.0" in history.read_text()
+
+        wait_until(written, 30, "the registry history to include v1.3.0")
+        yield c
+
+
+@pytest.fixture(scope="module")
+def browser(console: Console) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    yield page
+    context.close()
+    assert errors == [], f"the page logged errors (CSP, script): {errors}"
+
+
+def _shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _no_inputs(page: Any) -> None:
+    assert str(SECRET_INPUT) not in page.content()
+
+
+def test_models_page_lists_stages_health_and_traffic_and_search_filters_it(
+    console: Console, page: Any
+) -> None:
+    page.goto(console.base + "/ui")
+    row = page.locator(f"tr.model[data-model='{MODEL}']")
+    assert row.is_visible()
+    prod = row.locator(".stage[data-stage='prod'] .version")
+    assert prod.get_attribute("data-serving") == "v1.1.0"  # v1.3.0 is assigned but failed
+    assert "assigned v1.3.0" in row.locator(".stage[data-stage='prod']").inner_text()
+    assert row.locator(".health[data-stage='prod']").inner_text().startswith("behind")
+    assert row.locator(".health[data-stage='dev']").inner_text() == "ok"
+    assert "/s" in row.locator("td.num, td div.num").first.inner_text()
+    # Labels and description: the registry's artifacts.yaml (written from the latest version).
+    assert "regression" in row.locator(".label").all_inner_texts()
+    _no_inputs(page)
+    _shot(page, "models")
+    # Search as you type: by label, by description word, and no match.
+    search = page.locator("#search")
+    search.fill("regression horsepower")
+    assert row.is_visible()
+    search.fill("no-such-model")
+    assert not row.is_visible()
+    assert page.locator("#shown").inner_text() == "0 of 1 models"
+    # The same search without JavaScript: ?q= on the server.
+    page.goto(console.base + "/ui?q=no-such-model")
+    assert page.locator("tr.model").count() == 0
+    assert "No model matches" in page.content()
+    page.goto(console.base + "/ui?q=Horsepower")
+    page.locator("a.model-link", has_text=MODEL).click()
+    page.wait_for_url(f"**/ui/models/{MODEL}")
+
+
+def _bands(page: Any, stage: str, kind: str) -> list[tuple[str, str, str]]:
+    found = page.locator(f".tl-stage[data-stage='{stage}'] .band[data-kind='{kind}']")
+    return [
+        (
+            b.get_attribute("data-version"),
+            b.get_attribute("data-start"),
+            b.get_attribute("data-end"),
+        )
+        for b in found.all()
+    ]
+
+
+def _journal_bands(journal: Path, stage: str) -> list[tuple[str, datetime, datetime | None]]:
+    """What served `stage`, from the journal file itself (independently of the console)."""
+    out: list[tuple[str, datetime, datetime | None]] = []
+    for e in read_journal(journal):
+        if e.model != MODEL or e.stage != stage or e.kind == "failed":
+            continue
+        at = parse_time(e.at)
+        if e.kind == "activated":
+            if out and out[-1][2] is None:
+                out[-1] = (out[-1][0], out[-1][1], at)
+            out.append((e.version, at, None))
+        elif out and out[-1][0] == e.version and out[-1][2] is None:
+            out[-1] = (out[-1][0], out[-1][1], at)
+    return out
+
+
+def test_model_page_timeline_matches_the_journal_and_a_click_answers_what_served(
+    console: Console, page: Any
+) -> None:
+    page.goto(f"{console.base}/ui/models/{MODEL}")
+    _no_inputs(page)
+    # Versions from the registry history the sync wrote: who, when, format, card, signature.
+    versions = page.locator("#versions tr[data-version]")
+    assert sorted(versions.evaluate_all("rows => rows.map(r => r.dataset.version)")) == [
+        "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0",
+    ]  # fmt: skip
+    v1 = page.locator("#versions tr[data-version='v1.0.0']")
+    assert "sklearn" in v1.inner_text() and "r2" in v1.inner_text()
+    page.locator("details summary").first.click()
+    assert "input" in page.locator("table.signature").first.inner_text()
+
+    # Served bands: exactly the journal's, to the millisecond the journal wrote.
+    served = _bands(page, "prod", "served")
+    expected = _journal_bands(console.journal, "prod")
+    assert [(v, parse_time(s), parse_time(e) if e else None) for v, s, e in served] == expected
+    assert [v for v, _, _ in served] == ["v1.0.0", "v1.1.0"]
+    assert served[-1][2] == ""  # still serving
+    # Assigned bands: the registry's tags, ending in the version that never loaded.
+    assigned = _bands(page, "prod", "assigned")
+    assert [(v, parse_time(s)) for v, s, _ in assigned] == [
+        (v, parse_time(t)) for v, t in console.assignments
+    ]
+    assert [parse_time(e) for _, _, e in assigned[:-1]] == [
+        parse_time(t) for _, t in console.assignments[1:]
+    ]
+    marker = page.locator(".tl-stage[data-stage='prod'] .marker.failed")
+    assert marker.count() >= 1 and marker.first.get_attribute("data-version") == "v1.3.0"
+    _shot(page, "model")
+
+    # Click in the middle of the first served band: the page answers for that time.
+    first = page.locator(".tl-stage[data-stage='prod'] .band[data-kind='served']").first
+    box = first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_url("**at=*")
+    from urllib.parse import parse_qs, urlparse
+
+    at = parse_time(parse_qs(urlparse(page.url).query)["at"][0])
+    first_start, first_end = parse_time(served[0][1]), parse_time(served[0][2])
+    assert first_start <= at < first_end
+    answer = page.locator("#answers tr[data-stage='prod']")
+    truth = served_at(read_journal(console.journal), MODEL, "prod", at)
+    assert answer.locator("td[data-served]").get_attribute("data-served") == truth.version
+    assert truth.version == "v1.0.0"
+    (registry_truth,) = [
+        v for v, s, e in assigned if parse_time(s) <= at and (not e or at < parse_time(e))
+    ]
+    assert answer.locator("td[data-assigned]").get_attribute("data-assigned") == registry_truth
+    _shot(page, "model-at")
+
+
+def test_live_page_shows_traffic_per_version_the_shadow_pair_and_no_outcomes_yet(
+    console: Console, page: Any
+) -> None:
+    page.goto(console.base + "/ui")
+    page.locator("#nav-live").click()
+    page.wait_for_url("**/ui/live")
+    rows = page.locator("#traffic tr[data-version]")
+    seen = rows.evaluate_all("rs => rs.map(r => [r.dataset.stage, r.dataset.version])")
+    assert ["prod", "v1.1.0"] in seen and ["prod", "v1.0.0"] in seen
+    prod = page.locator("#traffic tr[data-stage='prod'][data-version='v1.1.0']")
+    assert float(prod.locator("td[data-rate]").get_attribute("data-rate")) > 0
+    assert "ms" in prod.inner_text()  # latency percentiles from the gateway's histogram
+    pair = page.locator("table.shadow tr[data-pair]").first
+    assert "prod v1.1.0 vs dev v1.2.0" in pair.inner_text() or "vs dev v1.2.0" in pair.inner_text()
+    assert "No outcomes recorded" in page.locator("#performance").inner_text()
+    _no_inputs(page)
+    _shot(page, "live")
+    # It refreshes itself from the gateway's counters (the fragment route).
+    console.traffic(3)
+    page.wait_for_timeout(3500)
+    assert page.locator("#traffic tr[data-version]").count() >= 2
+
+
+def test_console_pages_are_locked_down_and_bad_input_gets_a_clear_4xx(console: Console) -> None:
+    answer = console.server.get("/ui")
+    csp = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert answer.headers["content-type"].startswith("text/html")
+    assert console.server.get("/ui/models/nope").status == 404
+    bad = console.server.get(f"/ui/models/{MODEL}?at=yesterday")
+    assert bad.status == 400 and "ISO 8601" in bad.body["error"]["message"]
+    assert console.server.get("/ui/static/../app.py").status == 404
+    assert console.server.get("/ui/static/console.js").status == 200
