@@ -12,7 +12,6 @@ from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.types import Guard
 
 from gateway.access import Access, build_access
 from gateway.drain import Drain
@@ -39,8 +38,8 @@ from gateway.telemetry.metrics import GatewayMetrics
 from gateway.ui.pages import ConsoleData
 from gateway.ui.rates import TrafficSampler
 from gateway.ui.routes import ui_router
-from registry_sync.sync.history import HISTORY_FILE
 from registry_sync.runtimes.safe_load import LoadPolicy
+from registry_sync.sync.history import HISTORY_FILE
 from registry_sync.sync.snapshot import STATUS_FILE
 
 __all__ = ["Gateway", "create_app", "gateway_of", "load_policy"]
@@ -135,6 +134,8 @@ def _pool(
     pool = ModelPool(metrics, loader, retry_failed_load_s=settings.retry_failed_load_s)
     for listener in activation_listeners:
         pool.add_listener(listener)
+    # stageserve_stage_loaded, computed from the pool at scrape time.
+    metrics.registry.register(StageLoadedGauge(pool))
     return pool
 
 
@@ -168,6 +169,23 @@ def _audit(settings: Settings, metrics: GatewayMetrics) -> AuditWriter:
     return audit
 
 
+def _console(
+    settings: Settings,
+    pool: ModelPool,
+    metrics: GatewayMetrics,
+    shadow: Shadow | None,
+    sync_status_path: Path | None,
+) -> ConsoleData:
+    return ConsoleData(
+        pool,
+        TrafficSampler(metrics),
+        shadow=shadow,
+        # Written by the sync beside its status file (same cache folder, both modes).
+        history_path=sync_status_path.parent / HISTORY_FILE if sync_status_path else None,
+        journal_path=Path(settings.journal_path) if settings.journal_path else None,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -177,17 +195,14 @@ def create_app(
     activation_listeners: Sequence[ActivationListener] = (),
     fast_lane: bool = True,
     sync_status_path: Path | None = None,
-    ui_guards: Sequence[Guard] = (),
 ) -> Litestar:
     """Build the app. `state_source` defaults to the snapshot in `settings.cache_dir`;
     `metrics` lets a caller register more collectors (sync metrics) on the same registry;
     `fast_lane=False` sends predict requests through Litestar's router too (see fast_lane.py);
     `sync_status_path` is the sync loop's status file (default `<cache_dir>/sync-status.json`),
-    shown in /models so a registry outage is visible there; `ui_guards` gate every /ui page
-    (the console's router), e.g. the access policy's `read` check."""
+    shown in /models so a registry outage is visible there."""
     metrics = metrics or GatewayMetrics()
     pool = _pool(settings, metrics, loader, activation_listeners)
-    metrics.registry.register(StageLoadedGauge(pool))
     if state_source is None and settings.cache_dir is not None:
         state_source = SnapshotFileSource(settings.cache_dir)
     audit = _audit(settings, metrics)
@@ -210,14 +225,6 @@ def create_app(
     gateway = Gateway(settings, pool, metrics, audit, state_source, drain, shadow, access)
     if sync_status_path is None and settings.cache_dir is not None:
         sync_status_path = Path(settings.cache_dir) / STATUS_FILE
-    console = ConsoleData(
-        pool,
-        TrafficSampler(metrics),
-        shadow=shadow,
-        # Written by the sync beside its status file (same cache folder, both modes).
-        history_path=sync_status_path.parent / HISTORY_FILE if sync_status_path else None,
-        journal_path=Path(settings.journal_path) if settings.journal_path else None,
-    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -270,7 +277,7 @@ def create_app(
                 audit=audit,
             ),
             metrics_route(metrics),
-            ui_router(console, guards=ui_guards),
+            ui_router(_console(settings, pool, metrics, shadow, sync_status_path), access=access),
             metrics_route(metrics, access),
         ],
         lifespan=[lifespan],

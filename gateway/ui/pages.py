@@ -4,6 +4,7 @@ file and the activation journal (plain data for the templates; no HTML here)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,15 @@ from gateway.ui.timeline import At, Timeline, build_timeline, what_served
 from registry_sync.registry.timeline import ModelHistory, VersionRecord
 from registry_sync.sync.history import Refusal, SyncHistory, read_history
 
-__all__ = ["ConsoleData", "LiveRow", "ModelRow", "StageRow"]
+__all__ = ["ConsoleData", "LiveRow", "MayRead", "ModelRow", "StageRow"]
+
+# May the caller read (model, stage)? stage None: some stage of the model.
+MayRead = Callable[[str, str | None], bool]
+
+
+def _all(model: str, stage: str | None) -> bool:
+    return True
+
 
 log = logging.getLogger("stageserve.ui")
 
@@ -119,7 +128,9 @@ class ConsoleData:
 
     # -- pages ----------------------------------------------------------------------------
 
-    def models(self, history: SyncHistory | None = None) -> list[ModelRow]:
+    def models(
+        self, history: SyncHistory | None = None, may_read: MayRead = _all
+    ) -> list[ModelRow]:
         window = self.sampler.window()
         known = {}
         if history is not None and history.registry is not None:
@@ -127,22 +138,33 @@ class ConsoleData:
         names = set(self.pool.wanted_models())
         if self.pool.desired is not None:
             names |= {e.model for e in self.pool.desired.errors}
-        return [self._model_row(name, window, known.get(name)) for name in sorted(names)]
+        return [
+            self._model_row(name, window, known.get(name), may_read)
+            for name in sorted(names)
+            if may_read(name, None)
+        ]
 
-    def _model_row(self, name: str, window: Window, known: ModelHistory | None) -> ModelRow:
-        stages = [self._stage_row(name, stage, window) for stage in self.pool.wanted_stages(name)]
+    def _model_row(
+        self, name: str, window: Window, known: ModelHistory | None, may_read: MayRead
+    ) -> ModelRow:
+        stages = [
+            self._stage_row(name, stage, window)
+            for stage in self.pool.wanted_stages(name)
+            if may_read(name, stage)
+        ]
         description, labels = (known.description, list(known.labels)) if known else ("", [])
         for stage in stages:
             route = self.pool.routes.get(name, {}).get(stage.stage)
             if route is not None and not description:
                 description = route.loaded.manifest.card.description
                 labels = labels or list(route.loaded.manifest.labels)
-        total = window.rate(lambda k: k[0] == name)
-        errors = window.rate(lambda k: k[0] == name and k[3] != "200")
+        shown = {s.stage for s in stages}
+        total = window.rate(lambda k: k[0] == name and k[1] in shown)
+        errors = window.rate(lambda k: k[0] == name and k[1] in shown and k[3] != "200")
         sync_errors = [
             f"{e.stage or '-'}: {e.message}"
             for e in (self.pool.desired.errors if self.pool.desired else [])
-            if e.model == name
+            if e.model == name and may_read(name, e.stage)
         ]
         return ModelRow(
             name, description, labels, stages, total, _ratio(errors, total), sync_errors
@@ -163,15 +185,23 @@ class ConsoleData:
             error_ratio=_ratio(errors, total),
         )
 
-    def model(self, name: str, at: datetime | None) -> dict[str, Any] | None:
+    def model(
+        self, name: str, at: datetime | None, may_read: MayRead = _all
+    ) -> dict[str, Any] | None:
         history = self.history()
-        rows = [r for r in self.models(history) if r.name == name]
+        rows = [r for r in self.models(history, may_read) if r.name == name]
         known = None
         refusals: list[Refusal] = []
         if history is not None:
-            refusals = [r for r in history.refusals if r.model == name]
+            refusals = [r for r in history.refusals if r.model == name and may_read(name, r.stage)]
             if history.registry is not None:
                 known = next((m for m in history.registry.models if m.name == name), None)
+            if known is not None:  # only the stages the caller may read
+                known = msgspec.structs.replace(
+                    known,
+                    events=[e for e in known.events if may_read(name, e.stage)],
+                    assigned=[b for b in known.assigned if may_read(name, b.stage)],
+                )
         if not rows and known is None:
             return None
         if rows:
@@ -179,7 +209,7 @@ class ConsoleData:
         else:  # in the registry, but no stage of this gateway serves it
             assert known is not None
             row = ModelRow(name, known.description, list(known.labels), [], 0.0, None)
-        journal = self.journal()
+        journal = [e for e in self.journal() if e.model == name and may_read(name, e.stage)]
         stages = [s.stage for s in row.stages]
         now = datetime.now(UTC)
         timeline: Timeline = build_timeline(name, known, journal, refusals, now=now, stages=stages)
@@ -219,12 +249,12 @@ class ConsoleData:
             )
         return list(seen.values())
 
-    def live(self) -> dict[str, Any]:
+    def live(self, may_read: MayRead = _all) -> dict[str, Any]:
         window = self.sampler.window()
         rows: dict[tuple[str, str, str], dict[str, float]] = {}
         for (model, stage, version, status), count in window.requests.items():
-            if model == "_unknown":
-                continue  # names clients made up
+            if model == "_unknown" or not may_read(model, stage):
+                continue  # names clients made up, or what the caller may not read
             bucket = rows.setdefault((model, stage, version), {})
             bucket[status] = bucket.get(status, 0.0) + count
         live = []
@@ -247,6 +277,18 @@ class ConsoleData:
         shadows = []
         if self.shadow is not None:
             for model in sorted(self.shadow.plans):
+                if not may_read(model, None):
+                    continue
                 report = self.shadow.report(model)
+                report["config"] = [
+                    c
+                    for c in report["config"]
+                    if may_read(model, c["stage"]) and may_read(model, c["shadow_stage"])
+                ]
+                report["pairs"] = [
+                    p
+                    for p in report["pairs"]
+                    if may_read(model, p["stage"]) and may_read(model, p["shadow_stage"])
+                ]
                 shadows.append(report)
         return {"rows": live, "window_s": window.seconds, "shadows": shadows}

@@ -1,20 +1,22 @@
-"""The console's routes, all under one Router at /ui, so one guard (the `read` action of the
-access policy) gates every page: `ui_router(data, guards=[...])`."""
+"""The console's routes, all under one Router at /ui. With access control on, the Router's one
+guard authenticates every request (401 without a credential); each page then shows only the
+models and stages the caller may `read` (403/404 for a model page it may not)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from litestar import Response, Router, get
-from litestar.params import FromPath
-from litestar.types import Guard
+from litestar import Request, Response, Router, get
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath, FromQuery
 
+from gateway.access import Access, Principal
 from gateway.errors import MalformedRequestError, UnknownModelError
 from gateway.telemetry.journal import parse_time
-from gateway.ui.pages import ConsoleData
+from gateway.ui.pages import ConsoleData, MayRead
 from gateway.ui.render import Renderer
 
 __all__ = ["UI_PREFIX", "ui_router"]
@@ -42,31 +44,67 @@ def _page(html: str) -> Response[str]:
     return Response(html, media_type="text/html", headers=_HEADERS)
 
 
-def ui_router(data: ConsoleData, *, guards: Sequence[Guard] = ()) -> Router:
+_PRINCIPAL = "console_principal"
+
+
+def _everything(model: str, stage: str | None) -> bool:
+    return True
+
+
+def ui_router(data: ConsoleData, *, access: Access | None = None) -> Router:
     renderer = Renderer()
 
+    def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        """The one check every console request passes: who is asking."""
+        if access is not None:
+            principal = access.authenticate_headers(connection.scope["headers"])
+            connection.scope.setdefault("state", {})[_PRINCIPAL] = principal
+
+    def reader(request: Request[Any, Any, Any]) -> MayRead:
+        if access is None:
+            return _everything
+        principal: Principal = request.scope["state"][_PRINCIPAL]
+        policy = access.policy
+
+        def may_read(model: str, stage: str | None) -> bool:
+            if stage is None:
+                return policy.allows_some_stage(principal, "read", model)
+            return policy.allows(principal, "read", model, stage)
+
+        return may_read
+
+    def check_model(request: Request[Any, Any, Any], model: str) -> None:
+        if access is not None:
+            principal: Principal = request.scope["state"][_PRINCIPAL]
+            access.check_model(principal, "read", model, data.pool.wanted_models())
+
     @get("/", sync_to_thread=False)
-    def models_page(q: str = "") -> Response[str]:
-        rows = data.models(data.history())
+    def models_page(request: Request[Any, Any, Any], q: FromQuery[str] = "") -> Response[str]:
+        rows = data.models(data.history(), reader(request))
         shown = [r for r in rows if r.matches(q)] if q else rows
         return _page(renderer.render("models.html", rows=shown, total=len(rows), q=q))
 
     @get("/models/{model:str}", sync_to_thread=True)
-    def model_page(model: FromPath[str], at: str | None = None) -> Response[str]:
+    def model_page(
+        request: Request[Any, Any, Any], model: FromPath[str], at: FromQuery[str | None] = None
+    ) -> Response[str]:
+        check_model(request, model)
         moment: datetime | None = None
         if at:
             try:
                 moment = parse_time(at)
             except ValueError:
                 raise MalformedRequestError(f"at={at!r} is not an ISO 8601 time") from None
-        page = data.model(model, moment)
+        page = data.model(model, moment, reader(request))
         if page is None:
             raise UnknownModelError(f"no model {model!r}", {"models": data.pool.wanted_models()})
         return _page(renderer.render("model.html", **page))
 
     @get("/live", sync_to_thread=False)
-    def live_page(fragment: bool = False) -> Response[str]:
-        context: dict[str, Any] = data.live()
+    def live_page(
+        request: Request[Any, Any, Any], fragment: FromQuery[bool] = False
+    ) -> Response[str]:
+        context: dict[str, Any] = data.live(reader(request))
         return _page(renderer.render("live_tables.html" if fragment else "live.html", **context))
 
     @get("/static/{name:str}", sync_to_thread=False)
@@ -82,6 +120,6 @@ def ui_router(data: ConsoleData, *, guards: Sequence[Guard] = ()) -> Router:
     return Router(
         path=UI_PREFIX,
         route_handlers=[models_page, model_page, live_page, static],
-        guards=list(guards),
+        guards=[authenticate] if access is not None else [],
         include_in_schema=False,
     )

@@ -21,8 +21,8 @@ from registry_sync.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
-from registry_sync.registry.artifacts_file import register_entry, remove_entry
 from registry_sync.progress import progress
+from registry_sync.registry.artifacts_file import register_entry, remove_entry
 from registry_sync.registry.events import ArtifactState
 from registry_sync.registry.git import Signing
 from registry_sync.registry.gto_tags import (

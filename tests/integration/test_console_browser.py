@@ -298,3 +298,71 @@ def test_console_pages_are_locked_down_and_bad_input_gets_a_clear_4xx(console: C
     assert bad.status == 400 and "ISO 8601" in bad.body["error"]["message"]
     assert console.server.get("/ui/static/../app.py").status == 404
     assert console.server.get("/ui/static/console.js").status == 200
+
+
+def test_with_access_control_the_console_shows_only_what_the_caller_may_read(
+    tmp_path: Path, browser: Any
+) -> None:
+    import yaml
+
+    from tests.access_keys import write_keys
+    from tests.integration.server import entry, write_state
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cost = save_sklearn_package(tmp_path / "cost", name=MODEL)
+    churn = save_sklearn_package(tmp_path / "churn", name="churn_model")
+    write_state(
+        cache,
+        [
+            entry(MODEL, "prod", "v1.0.0", cost),
+            entry(MODEL, "dev", "v1.0.0", cost),
+            entry("churn_model", "prod", "v3.0.0", churn),
+        ],
+    )
+    keys = write_keys(
+        tmp_path / "keys.yaml",
+        {"pricing-key": ("pricing-svc", ["pricing"]), "prom-key": ("prometheus", ["monitoring"])},
+    )
+    config = tmp_path / "stageserve.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "auth": True,
+                "metrics_auth": True,
+                "api_keys_file": str(keys),
+                "access_policy": {
+                    "pricing": [{"actions": ["read"], "models": ["cost_*"], "stages": ["prod"]}],
+                    "monitoring": [{"actions": ["metrics"]}],
+                },
+            }
+        )
+    )
+    with ServerProcess(cache, args=["--config", str(config)]) as server:
+        wait_until(lambda: server.get("/readyz").status == 200, 60, "readiness")
+        # One check gates every console route: no credential, no page (nor its script).
+        for path in ("/ui", f"/ui/models/{MODEL}", "/ui/live", "/ui/static/console.js"):
+            assert server.get(path).status == 401, path
+        # /metrics, served by prometheus-client's exposition, keeps its own check.
+        assert server.get("/metrics").status == 401
+        scrape = server.request("GET", "/metrics", headers={"x-api-key": "prom-key"})
+        assert scrape.status == 200 and "stageserve_stage_loaded" in scrape.body
+        assert server.request("GET", "/metrics", headers={"x-api-key": "pricing-key"}).status == 403
+
+        # A browser behind a proxy that adds the caller's credential.
+        context = browser.new_context(extra_http_headers={"x-api-key": "pricing-key"})
+        page = context.new_page()
+        try:
+            page.goto(f"http://127.0.0.1:{server.port}/ui")
+            assert page.locator("tr.model").evaluate_all("rs => rs.map(r => r.dataset.model)") == [
+                MODEL
+            ]
+            stages = page.locator(f"tr.model[data-model='{MODEL}'] .stage")
+            assert stages.evaluate_all("s => s.map(x => x.dataset.stage)") == ["prod"]
+            page.goto(f"http://127.0.0.1:{server.port}/ui/models/{MODEL}")
+            assert page.locator("#stages tr[data-stage]").count() == 1
+            assert page.locator(".tl-stage[data-stage='dev']").count() == 0
+            response = page.goto(f"http://127.0.0.1:{server.port}/ui/models/churn_model")
+            assert response is not None and response.status == 404  # not even its name
+        finally:
+            context.close()
