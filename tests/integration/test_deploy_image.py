@@ -88,12 +88,17 @@ def test_dockerignore_keeps_venvs_caches_and_git_out_but_not_what_the_build_copi
             assert not _ignored(patterns, f"{src}/__init__.py")
 
 
+def _normalized(name: str) -> str:
+    """PEP 503: ruamel.yaml, ruamel_yaml and Ruamel-YAML are one project."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _pins(lock: str) -> dict[str, str]:
     """name -> version of every `name==version` line of a pip-compile/uv lock."""
     pins = {}
     for line in (ROOT / lock).read_text().splitlines():
         if m := re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;\\]+)", line):
-            pins[re.sub(r"\[.*\]", "", m.group(1)).lower().replace("_", "-")] = m.group(2)
+            pins[_normalized(re.sub(r"\[.*\]", "", m.group(1)))] = m.group(2)
     return pins
 
 
@@ -120,7 +125,7 @@ def test_the_locks_pin_with_hashes_every_dependency_pyproject_names(
     stale = [
         str(req)
         for req in wanted
-        if (name := req.name.lower().replace("_", "-")) not in pins
+        if (name := _normalized(req.name)) not in pins
         or Version(pins[name]) not in req.specifier
     ]
     assert not stale, f"{lock} lacks or contradicts {stale}: run `make lock`"
