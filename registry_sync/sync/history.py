@@ -4,8 +4,9 @@ console.
 The sync writes it (atomically, like the snapshot) after every poll whose result changed it,
 so the gateway can draw stage timelines without registry access: in the sidecar mode it holds
 no registry credentials, and this file holds none either (only what `stageserve registry
-history` prints). A refusal is an assigned version the sync would not materialize (fetch,
-digest or manifest failure): the gateway never saw it, so the activation journal cannot say.
+history` prints). A refusal is an assignment the sync would not follow: a version it could not
+materialize (fetch, digest or manifest failure), or a stage tag of a protected stage whose
+signature is not trusted. The gateway never saw either, so the activation journal cannot say.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import msgspec
 
 from registry_sync.registry.timeline import RegistryHistory
+from registry_sync.registry.views import RefusedAssignment
 from registry_sync.sync.snapshot import ModelSyncError, write_json_atomically
 
 __all__ = [
@@ -87,13 +89,33 @@ class HistoryRecorder:
         for r in previous.refusals:
             self._refusals[(r.model, r.stage, r.version, r.message)] = r
 
-    def record(self, generated_at: str, errors: Sequence[ModelSyncError]) -> None:
+    def record(
+        self,
+        generated_at: str,
+        errors: Sequence[ModelSyncError],
+        untrusted: Sequence[RefusedAssignment] = (),
+    ) -> None:
         try:
-            self._record(generated_at, errors)
+            self._record(generated_at, errors, untrusted)
         except Exception as exc:  # never stop syncing for the console's sake
             log.warning("cannot update %s: %s", self.path, exc)
 
-    def _record(self, generated_at: str, errors: Sequence[ModelSyncError]) -> None:
+    def _record(
+        self,
+        generated_at: str,
+        errors: Sequence[ModelSyncError],
+        untrusted: Sequence[RefusedAssignment],
+    ) -> None:
+        for u in untrusted:
+            # At the refused tag's own time: that is when the assignment was made and ignored.
+            self._refusals[(u.model, u.stage, u.tag, u.status)] = Refusal(
+                model=u.model,
+                stage=u.stage,
+                version=u.version,
+                message=f"{u.tag}: {u.status}: {u.reason}",
+                first_at=u.time,
+                last_at=u.time,
+            )
         for e in errors:
             key = (e.model, e.stage, e.version, e.message)
             known = self._refusals.get(key)

@@ -98,7 +98,9 @@ class SyncLoop:
         message = "; ".join(e.message for e in state.errors)
         self._record(result, attempt_at, message, state)
         if self.history is not None:
-            await asyncio.to_thread(self.history.record, state.generated_at, state.errors)
+            await asyncio.to_thread(
+                self.history.record, state.generated_at, state.errors, state.untrusted
+            )
         return state
 
     def stalled_for_s(self, now: float | None = None) -> float:

@@ -125,8 +125,7 @@ def test_the_locks_pin_with_hashes_every_dependency_pyproject_names(
     stale = [
         str(req)
         for req in wanted
-        if (name := _normalized(req.name)) not in pins
-        or Version(pins[name]) not in req.specifier
+        if (name := _normalized(req.name)) not in pins or Version(pins[name]) not in req.specifier
     ]
     assert not stale, f"{lock} lacks or contradicts {stale}: run `make lock`"
 
