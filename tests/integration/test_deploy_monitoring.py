@@ -80,6 +80,7 @@ def test_the_dashboard_covers_what_operators_ask_about(dashboard: dict[str, Any]
         "sync health": "stageserve_sync_last_success_timestamp_seconds",
         "sync errors": "stageserve_sync_model_errors",
         "shadow differences": "stageserve_shadow_abs_diff_bucket",
+        "audit write failures": "stageserve_audit_write_failures_total",
     }
     assert not {k: m for k, m in needed.items() if m not in everything}
     latency = [
