@@ -88,3 +88,21 @@ def test_the_default_mirror_folder_is_one_per_url_and_holds_no_secret(
     assert "secret" not in str(one)
     assert one != default_mirror_dir("https://host/acme/other.git")
     assert Mirror("https://host/x.git", one).exists() is False
+
+
+def test_the_first_clone_reports_its_size_and_duration_and_a_fetch_reports_nothing(
+    remote: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, "stageserve.progress")
+    url = f"file://{remote}"
+    GitRegistry.open(url, mirror_dir=tmp_path / "mirror")
+    start, end = caplog.records
+    assert start.getMessage() == f"clone {url}: started"
+    fields = end.fields  # type: ignore[attr-defined]
+    assert fields["event"] == "done" and fields["registry"] == url
+    assert fields["bytes"] > 0 and fields["duration_s"] >= 0
+    caplog.clear()
+    GitRegistry.open(url, mirror_dir=tmp_path / "mirror")  # a fetch: quick, no progress
+    assert caplog.records == []

@@ -176,3 +176,26 @@ def test_local_registry_that_is_not_a_repository_is_a_clear_error(tmp_path: Path
     (tmp_path / "plain").mkdir()
     with pytest.raises(NotARegistryError, match="plain"):
         build_sync(str(tmp_path / "plain"), tmp_path / "cache").run_once()
+
+
+def test_fetching_and_verifying_a_new_version_report_their_bytes_and_durations(
+    registry: GitRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, "stageserve.progress")
+    sync = build_sync(str(registry.path), tmp_path / "cache")
+    sync.run_once()
+    done = {
+        r.fields["task"]: r.fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.fields["event"] == "done"  # type: ignore[attr-defined]
+    }
+    # write_package's artifacts: b"weights one" (11 bytes) and b"weights two".
+    verify = done["verify cost_predictor v1.0.0"]
+    assert verify["bytes"] == len(b"weights one") and verify["model"] == "cost_predictor"
+    fetch = done["fetch cost_predictor v1.1.0"]
+    assert fetch["bytes"] > len(b"weights two")  # the artifact and model.yaml
+    caplog.clear()
+    sync.run_once()  # nothing new: nothing fetched, nothing reported
+    assert caplog.records == []
