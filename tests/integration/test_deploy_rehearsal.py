@@ -285,6 +285,23 @@ def test_every_metric_the_grafana_dashboard_reads_is_exported_by_the_gateway_or_
     assert not any(missing.values()), {t: m for t, m in missing.items() if m}
 
 
+def test_the_gateway_draws_the_timeline_from_the_history_the_sidecar_wrote(pod: Pod) -> None:
+    # The gateway holds no registry credentials here: its console's versions and assigned
+    # bands come from <cache>/registry-history.json, written by the sync container.
+    cache = pod.local.mounts["/var/cache/stageserve"]
+    history = json.loads((cache / "registry-history.json").read_text())
+    assert "http" not in json.dumps(history).replace(str(pod.registry.path), "")  # no URLs
+    port = pod.port_of("gateway", "http")
+    assert _get(port, f"/ui/models/{MODEL}")[0] == 401  # the console needs a credential too
+    status, _, body = _get(port, f"/ui/models/{MODEL}", key=API_KEY)
+    assert status == 200
+    page = body.decode()
+    for version in ("v1.0.0", "v1.1.0"):  # both registered versions, from the history
+        assert f'data-version="{version}"' in page
+    assert 'data-kind="assigned" data-version="v1.0.0"' in page
+    assert 'data-stage="dev"' not in page  # the overlay follows prod only
+
+
 def test_reassigning_the_stage_swaps_the_gateway_through_the_sidecar(pod: Pod) -> None:
     port = pod.port_of("gateway", "http")
     wait_until(lambda: _get(port, "/readyz")[0] == 200, 60, "readiness")
