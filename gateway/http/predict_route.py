@@ -166,7 +166,7 @@ class PredictRoute:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         query = scope["query_string"]
-        stage = (stage_of(query) if query else "") or self.default_stage
+        stage = stage_of(query, self.default_stage)
         await self.serve(
             scope, receive, send, model=scope["path"].strip("/"), stage=stage, started=started
         )

@@ -44,9 +44,13 @@ async def read_body(receive: Receive, declared: bytes | None, limit: int) -> byt
     return b"".join(chunks)
 
 
-def stage_of(query: bytes) -> str:
-    """The last `stage=` of the query string, or "" when there is none."""
-    return query_value(query, "stage")
+def stage_of(query: bytes, default: str) -> str:
+    """The last `stage=` of the query string (an empty one stays empty: no stage is named
+    "", so it is refused, as the OpenAPI document's enum says), else `default`."""
+    if not query:
+        return default
+    values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("stage")
+    return values[-1] if values else default
 
 
 def query_value(query: bytes, key: str) -> str:

@@ -99,7 +99,7 @@ def v2_routes(pool: ModelPool, predict: PredictRoute) -> list[HTTPRouteHandler |
         started = time.perf_counter()
         parts = scope["path"].strip("/").split("/")
         query = scope["query_string"]
-        stage = (stage_of(query) if query else "") or predict.default_stage
+        stage = stage_of(query, predict.default_stage)
         model = parts[0]
         pinned = parts[2] if len(parts) >= 3 and parts[1] == "versions" else None
         action = parts[-1] if len(parts) in (2, 4) else ""

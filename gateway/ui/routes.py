@@ -15,6 +15,7 @@ from litestar.params import FromPath, FromQuery
 
 from gateway.access import Access, Principal
 from gateway.errors import MalformedRequestError, UnknownModelError
+from gateway.errors import shown as shown_name
 from gateway.telemetry.journal import parse_time
 from gateway.ui.pages import ConsoleData, MayRead
 from gateway.ui.render import Renderer
@@ -94,10 +95,14 @@ def ui_router(data: ConsoleData, *, access: Access | None = None) -> Router:
             try:
                 moment = parse_time(at)
             except ValueError:
-                raise MalformedRequestError(f"at={at!r} is not an ISO 8601 time") from None
+                raise MalformedRequestError(
+                    f"at={shown_name(at)!r} is not an ISO 8601 time"
+                ) from None
         page = data.model(model, moment, reader(request))
         if page is None:
-            raise UnknownModelError(f"no model {model!r}", {"models": data.pool.wanted_models()})
+            raise UnknownModelError(
+                f"no model {shown_name(model)!r}", {"models": data.pool.wanted_models()}
+            )
         return _page(renderer.render("model.html", **page))
 
     @get("/live", sync_to_thread=False)
@@ -111,7 +116,9 @@ def ui_router(data: ConsoleData, *, access: Access | None = None) -> Router:
     def static(name: FromPath[str]) -> Response[bytes]:
         media = _STATIC.get(name)
         if media is None:
-            raise UnknownModelError(f"no console file {name!r}", {"files": sorted(_STATIC)})
+            raise UnknownModelError(
+                f"no console file {shown_name(name)!r}", {"files": sorted(_STATIC)}
+            )
         body = resources.files("gateway.ui").joinpath("static", name).read_bytes()
         return Response(
             body, media_type=media, headers={**_HEADERS, "cache-control": "max-age=300"}

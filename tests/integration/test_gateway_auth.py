@@ -122,6 +122,7 @@ def _check_reads_and_metrics(server: ServerProcess, key: dict[str, str]) -> None
     assert server.get("/models").status == 401
     schema = server.request("GET", "/schema", None, key).body
     assert "/predict/churn_model" not in schema["paths"]
+    assert not any("churn" in path for path in schema["paths"])
 
     assert server.get("/metrics").status == 401
     assert server.request("GET", "/metrics", None, key).status == 403

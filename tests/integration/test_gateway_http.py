@@ -326,8 +326,8 @@ def test_healthz_is_200_and_readyz_is_503_naming_what_is_missing(server: ServerP
 def test_schema_describes_each_served_models_predict_request(server: ServerProcess) -> None:
     doc = server.get("/schema").body
     op = doc["paths"]["/predict/cost"]["post"]
-    body = op["requestBody"]["content"]["application/json"]["schema"]["oneOf"][0]
-    rows = body["properties"]["inputs"]["oneOf"][0]
+    body = op["requestBody"]["content"]["application/json"]["schema"]["anyOf"][0]
+    rows = body["properties"]["inputs"]["anyOf"][0]
     assert set(rows["items"]["properties"]) == set(FEATURES)
     assert op["parameters"][0]["schema"]["enum"] == ["prod", "staging"]
     assert "/predict/broken" not in doc["paths"]
