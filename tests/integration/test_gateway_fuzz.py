@@ -75,6 +75,7 @@ def test_the_served_document_is_valid_openapi_and_names_every_route(
         "/v2/models/cost/versions/{version}/infer",
         "/invocations",
         "/ping",
+        "/ui/models/{model}",
     ):
         assert path in paths, path
     stage = doc["paths"]["/predict/cost"]["post"]["parameters"][0]
