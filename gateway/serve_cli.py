@@ -147,6 +147,7 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStat
         watch=settings.watch_registry,
         metrics=SyncMetrics(metrics.registry),
         trust=settings.trust_policy,
+        mlflow_stages=settings.mlflow_stages,
     )
 
 

@@ -6,15 +6,21 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from registry_sync import cli_format
+from registry_sync.errors import NotARegistryError
 from registry_sync.logs import JsonFormatter
+from registry_sync.mlflow.location import is_mlflow_uri
 from registry_sync.registry.git import Signing
 from registry_sync.registry.git_registry import GitRegistry
-from registry_sync.registry.views import parse_time
+from registry_sync.registry.views import parse_time_s
+
+if TYPE_CHECKING:
+    from registry_sync.mlflow.source import MlflowRegistry
 
 __all__ = ["add_commands"]
 
@@ -86,7 +92,16 @@ def add_commands(sub: Any) -> None:
     cmd = add("show", _show, "versions, stages, card and signature of a model", as_json)
     cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
 
-    cmd = add("which", _which, "the version in a stage, now or at a time", as_json, trust)
+    # An MLflow registry's stage history is the one its sync recorded in its cache.
+    cache = argparse.ArgumentParser(add_help=False)
+    cache.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="MLflow registry: the sync's cache, which holds the stage history it observed "
+        "(default $STAGESERVE_CACHE_DIR, else $XDG_CACHE_HOME/stageserve)",
+    )
+
+    cmd = add("which", _which, "the version in a stage, now or at a time", as_json, trust, cache)
     cmd.add_argument(
         "--trusted",
         action="store_true",
@@ -101,7 +116,7 @@ def add_commands(sub: Any) -> None:
         help="ISO 8601 time (no zone means UTC): answer over the events before it",
     )
 
-    cmd = add("history", _history, "every registry event of a model, oldest first", as_json)
+    cmd = add("history", _history, "every registry event of a model, oldest first", as_json, cache)
     cmd.add_argument("name", metavar="NAME", nargs="?", help="only this model (default: all)")
 
     cmd = add(
@@ -199,15 +214,41 @@ def _with_progress_log(handler: Any) -> Any:
     return run
 
 
-def _time(text: str) -> int:
+def _time(text: str) -> float:
     try:
-        return parse_time(text)
+        return parse_time_s(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _location(args: argparse.Namespace) -> str:
+    return str(args.registry or os.environ.get(_REGISTRY_ENV) or ".")
+
+
 def _open(args: argparse.Namespace) -> GitRegistry:
-    return GitRegistry.open(args.registry or os.environ.get(_REGISTRY_ENV) or ".")
+    location = _location(args)
+    if is_mlflow_uri(location):
+        raise NotARegistryError(
+            location,
+            f"`registry {args.registry_command}` works on git registries; an MLflow registry "
+            "is written with MLflow's own client (`which` and `history` read it)",
+        )
+    return GitRegistry.open(location)
+
+
+def _open_mlflow(args: argparse.Namespace) -> MlflowRegistry | None:
+    location = _location(args)
+    if not is_mlflow_uri(location):
+        return None
+    from registry_sync.mlflow.source import MlflowRegistry
+    from registry_sync.sync.settings import load_sync_settings
+    from registry_sync.sync.setup import default_cache_dir
+
+    settings = load_sync_settings({"cache_dir": args.cache}, environ=os.environ)
+    cache = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
+    return MlflowRegistry.open(
+        location, cache, environ=os.environ, stage_map=settings.mlflow_stages
+    )
 
 
 def _emit(args: argparse.Namespace, result: Any, human: str) -> int:
@@ -266,13 +307,18 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _which(args: argparse.Namespace) -> int:
+    mlflow = _open_mlflow(args)
+    if mlflow is not None:
+        found = mlflow.which(args.name, args.stage, at=args.at)
+        return _emit(args, found, cli_format.format_which(found))
     reg = _trusted(args) if args.trusted else _open(args)
     found = reg.which(args.name, args.stage, at=args.at)
     return _emit(args, found, cli_format.format_which(found))
 
 
 def _history(args: argparse.Namespace) -> int:
-    events = _open(args).history(args.name)
+    mlflow = _open_mlflow(args)
+    events = mlflow.stage_history(args.name) if mlflow else _open(args).history(args.name)
     return _emit(args, events, cli_format.format_history(events))
 
 

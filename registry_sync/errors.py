@@ -14,6 +14,7 @@ RegistryError
 ├── UnservableNameError        a model name gto allows but HTTP routes cannot carry ('/')
 ├── GitCommandError            a git command failed in a way none of the others describes
 ├── SettingsError              a setting could not be read or cast (names the key and source)
+├── LinkError                  a linked package's source rev is not a tag, or moved
 └── PackageError               a model package is invalid
     ├── ManifestError          model.yaml does not parse or has wrong/unknown fields
     ├── MissingFileError       a file the manifest lists is absent
@@ -21,6 +22,9 @@ RegistryError
     │   └── SizeMismatchError  a file's size differs from the manifest (checked before hashing)
     ├── UnsupportedFormatError no runtime for the package's format
     ├── UnsafeArtifactError    an artifact would run code or reach outside the package to load
+    ├── UnsupportedFlavorError an MLflow version has no flavor stageserve serves
+    ├── ArtifactChangedError   a version's files differ from those pinned at first download
+    ├── FetchError             a file outside the registry could not be fetched (URI, link)
     └── OnnxParityError        an ONNX export disagrees with its source model on the example
 InvalidInputError              prediction input that does not fit the signature (names the column)
 
@@ -31,11 +35,14 @@ the CLI prints the message as one line and exits 1, the gateway maps them to HTT
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactChangedError",
     "DigestMismatchError",
+    "FetchError",
     "GitCommandError",
     "IncompatibleSignatureError",
     "InvalidInputError",
     "InvalidTagError",
+    "LinkError",
     "ManifestError",
     "MissingFileError",
     "ModelNotFoundError",
@@ -51,6 +58,7 @@ __all__ = [
     "TagTimeError",
     "UnsafeArtifactError",
     "UnservableNameError",
+    "UnsupportedFlavorError",
     "UnsupportedFormatError",
     "VersionExistsError",
     "VersionNotFoundError",
@@ -256,3 +264,50 @@ class SettingsError(RegistryError):
         self.source = source
         self.reason = reason
         super().__init__(f"setting {key!r} from {source}: {reason}")
+
+
+class UnsupportedFlavorError(PackageError):
+    """An MLflow model version none of whose flavors stageserve can serve."""
+
+    def __init__(self, path: str, flavors: list[str], served: str) -> None:
+        self.flavors = list(flavors)
+        super().__init__(
+            path,
+            f"MLmodel flavors {', '.join(flavors) or 'none'}: none that stageserve serves "
+            f"({served})",
+        )
+
+
+class ArtifactChangedError(PackageError):
+    """A version's files no longer match the digests recorded when it was first fetched."""
+
+    def __init__(self, path: str, file: str, pinned: str, actual: str) -> None:
+        self.file = file
+        self.pinned = pinned
+        self.actual = actual
+        super().__init__(
+            path,
+            f"{file!r} changed since it was first downloaded (sha256 {pinned[:16]}… then, "
+            f"{actual[:16]}… now): refused; register a new version instead",
+        )
+
+
+class FetchError(PackageError):
+    """A file the manifest places outside the registry (a `uri`, a linked repository) could
+    not be fetched or did not match its digest; `uri` is safe to log."""
+
+    def __init__(self, path: str, uri: str, reason: str) -> None:
+        self.uri = uri
+        self.reason = reason
+        super().__init__(path, f"cannot fetch {uri}: {reason}")
+
+
+class LinkError(RegistryError):
+    """A linked package whose source cannot be used: a rev that is not a tag, or a tag that
+    no longer points at the recorded commit."""
+
+    def __init__(self, source: str, rev: str, reason: str) -> None:
+        self.source = source
+        self.rev = rev
+        self.reason = reason
+        super().__init__(f"{source} {rev}: {reason}")

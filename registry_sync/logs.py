@@ -43,3 +43,5 @@ def configure_logging(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request at info: an MLflow poll would be a dozen lines a poll.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -19,6 +19,7 @@ __all__ = [
     "VersionInfo",
     "iso_time",
     "parse_time",
+    "parse_time_s",
 ]
 
 
@@ -125,6 +126,11 @@ def iso_time(unix_s: int) -> str:
 
 def parse_time(text: str) -> int:
     """ISO 8601 (date, or date and time, with or without a zone; naive means UTC) -> unix s."""
+    return int(parse_time_s(text))
+
+
+def parse_time_s(text: str) -> float:
+    """parse_time keeping the fraction of a second (an MLflow history is stamped in ms)."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -133,7 +139,7 @@ def parse_time(text: str) -> int:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+    return moment.timestamp()
 
 
 class TagWritten(msgspec.Struct, frozen=True, kw_only=True):

@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         watch=settings.watch_registry,
         metrics=SyncMetrics(registry),
         trust=settings.trust_policy,
+        mlflow_stages=settings.mlflow_stages,
     )
     log.info(
         "sync %s -> %s (%s)",

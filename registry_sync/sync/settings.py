@@ -35,6 +35,10 @@ class SyncSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Comma-separated models to follow (default: all)."""
     gc_grace_s: float = 600.0
     """Keep unassigned packages in the cache this long before deleting them."""
+    mlflow_stages: dict[str, str] | None = None
+    """An MLflow registry: which alias (`@champion`) or legacy stage (`Production`) feeds which
+    stage, e.g. `{"@champion": "prod", "@challenger": "staging"}`. Default: each alias is the
+    stage of its name, `Production` is `prod`, `Staging` is `staging`."""
     watch_registry: bool = True
     """Wake the sync loop when a local registry's git directory changes (else poll only)."""
     log_level: LogLevel = "info"
@@ -68,5 +72,6 @@ def load_sync_settings(
     )
 
 
-# Lists of structs: an environment variable gives them as one JSON value.
-SYNC_JSON_FIELDS = frozenset({"trust_policy"})
+# Lists of structs and mappings: an environment variable gives them as one JSON value
+# (STAGESERVE_MLFLOW_STAGES='{"@champion": "prod"}').
+SYNC_JSON_FIELDS = frozenset({"trust_policy", "mlflow_stages"})

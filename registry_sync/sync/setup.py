@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from registry_sync.errors import SettingsError
 from registry_sync.registry.trust.policy import TrustRule
 from registry_sync.sync.history import HISTORY_FILE, HistoryRecorder
 from registry_sync.sync.loop import SyncLoop
 from registry_sync.sync.metrics import SyncMetrics
-from registry_sync.sync.registry_sync import RegistrySync
+from registry_sync.sync.registry_sync import RegistryReader, RegistrySync
 
-__all__ = ["MIRROR_DIRNAME", "build_loop", "build_sync", "split_list", "watch_path_for"]
+__all__ = [
+    "MIRROR_DIRNAME",
+    "build_loop",
+    "build_sync",
+    "default_cache_dir",
+    "split_list",
+    "watch_path_for",
+]
 
 # Inside the cache: the local mirror of a remote registry (one, updated by fetch).
 MIRROR_DIRNAME = ".registry-mirror"
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/stageserve`, else ~/.cache/stageserve: where embedded `serve` syncs
+    to when not told otherwise (and where `registry which` looks for an MLflow history)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "stageserve"
 
 
 def build_sync(
@@ -26,12 +42,31 @@ def build_sync(
     models: Sequence[str] | None = None,
     gc_grace_s: float = 600.0,
     trust: Sequence[TrustRule] = (),
+    mlflow_stages: Mapping[str, str] | None = None,
 ) -> RegistrySync:
+    from registry_sync.mlflow.location import is_mlflow_uri
     from registry_sync.registry.trust import TrustPolicy
     from registry_sync.sync.reader import open_reader
 
-    policy = TrustPolicy(trust) if trust else None
-    reader = open_reader(location, mirror_dir=cache_dir / MIRROR_DIRNAME, trust=policy)
+    reader: RegistryReader
+    if is_mlflow_uri(location):
+        from registry_sync.mlflow.source import MlflowRegistry
+
+        if trust:
+            # Refused, not ignored: a policy that silently stopped applying would be worse.
+            raise SettingsError(
+                "trust_policy",
+                "settings",
+                "signed assignments are git tags; an MLflow "
+                "registry has none (restrict who may set aliases in MLflow instead)",
+            )
+        # Credentials (MLFLOW_TRACKING_TOKEN, ...) are read here, once, from the environment.
+        reader = MlflowRegistry.open(
+            location, cache_dir, environ=os.environ, stage_map=mlflow_stages
+        )
+    else:
+        policy = TrustPolicy(trust) if trust else None
+        reader = open_reader(location, mirror_dir=cache_dir / MIRROR_DIRNAME, trust=policy)
     return RegistrySync.create(
         reader, cache_dir, stages=stages, models=models, gc_grace_s=gc_grace_s
     )
@@ -48,6 +83,7 @@ def build_loop(
     watch: bool,
     metrics: SyncMetrics | None,
     trust: Sequence[TrustRule] = (),
+    mlflow_stages: Mapping[str, str] | None = None,
 ) -> SyncLoop:
     """The sync loop both modes run (sidecar `stageserve sync`, embedded `serve --registry`);
     `stages` and `models` are comma-separated lists as flags and env give them."""
@@ -59,6 +95,7 @@ def build_loop(
         models=split_list(models),
         gc_grace_s=gc_grace_s,
         trust=trust,
+        mlflow_stages=mlflow_stages,
     )
     return SyncLoop(
         sync,

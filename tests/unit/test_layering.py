@@ -26,10 +26,12 @@ RANKS: dict[str, int] = {
     "registry_sync.package": 2,
     "registry_sync.registry": 3,
     "registry_sync.runtimes": 3,
-    "registry_sync.sync": 4,
-    "registry_sync.api": 5,
-    "registry_sync.cli_format": 5,
-    "registry_sync.cli": 6,
+    # the MLflow source reads like the git registry and answers in its views
+    "registry_sync.mlflow": 4,
+    "registry_sync.sync": 5,
+    "registry_sync.api": 6,
+    "registry_sync.cli_format": 6,
+    "registry_sync.cli": 7,
     # gateway: its errors, then settings, the drain flag and the HTTP edge, underneath everything
     "gateway.errors": 10,
     "gateway.settings": 11,
