@@ -62,6 +62,8 @@ def add_commands(sub: Any) -> None:
             help=f"the next {part} version of the latest (--bump-patch is the default)",
         )
 
+    _add_link(add, as_json)
+
     cmd = add("assign", _assign, "assign a version to a stage (tag NAME#STAGE#N)", as_json, signing)
     cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
     cmd.add_argument("stage", metavar="STAGE", help="the stage, e.g. prod")
@@ -214,6 +216,23 @@ def _with_progress_log(handler: Any) -> Any:
     return run
 
 
+def _add_link(add: Any, as_json: argparse.ArgumentParser) -> None:
+    cmd = add(
+        "link",
+        _link,
+        "register a version whose package stays in another git repository, at a tag",
+        as_json,
+    )
+    cmd.add_argument("name")
+    cmd.add_argument("--source", required=True, metavar="GIT_URL", help="the repository")
+    cmd.add_argument("--rev", required=True, metavar="TAG", help="a tag (a bare commit is refused)")
+    cmd.add_argument("--path", default="", metavar="DIR", help="the package folder in it")
+    bump = cmd.add_mutually_exclusive_group()
+    bump.add_argument("--version", help="the version, vX.Y.Z (default: bump the latest)")
+    for part in ("major", "minor", "patch"):
+        bump.add_argument(f"--bump-{part}", dest="bump", action="store_const", const=part)
+
+
 def _time(text: str) -> float:
     try:
         return parse_time_s(text)
@@ -267,6 +286,21 @@ def _register(args: argparse.Namespace) -> int:
         version=args.version,
         bump=args.bump or "patch",
         sign=_signing(args),
+    )
+    return _emit(args, written, cli_format.format_written([written]))
+
+
+def _link(args: argparse.Namespace) -> int:
+    from registry_sync.registry.link import link
+
+    written = link(
+        _open(args),
+        args.name,
+        args.source,
+        args.rev,
+        path=args.path,
+        version=args.version,
+        bump=args.bump or "patch",
     )
     return _emit(args, written, cli_format.format_written([written]))
 

@@ -14,6 +14,7 @@ __all__ = [
     "COLUMN_TYPES",
     "ColumnSpec",
     "FileEntry",
+    "LinkedSource",
     "Manifest",
     "ModelCard",
     "OnnxExport",
@@ -81,6 +82,19 @@ class FileEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     path: str
     sha256: str
     size_bytes: int
+    # Where a large file lives outside the registry (https://, s3://, file://): the sync
+    # fetches it into the package folder and checks size and sha256 before using it.
+    uri: str | None = None
+
+
+class LinkedSource(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A package whose files live in another git repository, at the commit a tag named when
+    it was linked (`registry link`); the registry keeps only model.yaml."""
+
+    git: str
+    rev: str
+    commit: str
+    path: str = ""
 
 
 class ModelCard(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -114,4 +128,5 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # For statsmodels: the formula it was fit with, if any (documentation only).
     formula: str | None = None
     onnx_export: OnnxExport | None = None
+    source: LinkedSource | None = None
     schema_version: int = MANIFEST_SCHEMA_VERSION

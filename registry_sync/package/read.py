@@ -88,11 +88,14 @@ def encode_manifest(manifest: Manifest) -> bytes:
     ordered = {"schema_version": data.pop("schema_version")} | data
     for key in ("metrics", "libraries"):
         ordered[key] = dict(sorted(ordered[key].items()))
-    for key in ("formula", "onnx_export"):
+    for key in ("formula", "onnx_export", "source"):
         if ordered[key] is None:
             del ordered[key]
     if ordered["signature"]["positional_order"] is None:
         del ordered["signature"]["positional_order"]
+    for entry in ordered["files"]:
+        if entry.get("uri") is None:
+            entry.pop("uri", None)
     for column in ordered["signature"]["inputs"] + ordered["signature"]["outputs"]:
         for key, default in _COLUMN_DEFAULTS.items():
             if column.get(key) == default:
@@ -135,9 +138,12 @@ def read_package(
     *,
     verify_digests: bool = True,
     on_bytes: Callable[[int], None] | None = None,
+    remote_ok: bool = False,
 ) -> ModelPackage:
     """Read and validate a package folder; every problem raises a PackageError naming it.
-    `on_bytes(n)` is called as artifact bytes are hashed (progress of a large package)."""
+    `on_bytes(n)` is called as artifact bytes are hashed (progress of a large package).
+    `remote_ok`: files that live outside the registry (a `uri`, or every file of a linked
+    package) may be absent; those present are still checked (what `register` needs)."""
     folder = Path(path)
     where = str(folder)
     if not folder.is_dir():
@@ -147,7 +153,9 @@ def read_package(
         raise ManifestError(where, f"no {MANIFEST_FILE} in the package folder")
     raw = manifest_path.read_bytes()
     manifest = _decode(raw, where)
-    _check_files(manifest, folder, verify_digests=verify_digests, on_bytes=on_bytes)
+    _check_files(
+        manifest, folder, verify_digests=verify_digests, on_bytes=on_bytes, remote_ok=remote_ok
+    )
     problem = manifest.signature.positional_problem()
     if problem is not None:
         raise ManifestError(where, f"{MANIFEST_FILE}: $.signature.positional_order: {problem}")
@@ -192,6 +200,7 @@ def _check_files(
     *,
     verify_digests: bool,
     on_bytes: Callable[[int], None] | None = None,
+    remote_ok: bool = False,
 ) -> None:
     where = str(folder)
     listed: set[str] = set()
@@ -201,6 +210,9 @@ def _check_files(
             raise ManifestError(where, f"file {entry.path!r} is listed twice or is model.yaml")
         listed.add(entry.path)
         file = folder / entry.path
+        remote = entry.uri is not None or manifest.source is not None
+        if not file.is_file() and remote and remote_ok:
+            continue
         if not file.is_file():
             raise MissingFileError(where, entry.path)
         # A symlink (git can store one) must not lead out of the package either.

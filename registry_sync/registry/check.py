@@ -64,6 +64,7 @@ def check_registry(reg: RegistryRepo, *, verify_signatures: bool = False) -> Che
     stage resolves to a registered version; with `verify_signatures` (and a trust policy on
     `reg`), every stage tag of a protected stage is signed by an allowed signer."""
     from registry_sync.package.read import read_package
+    from registry_sync.registry.link import check_links, complete_package
 
     problems: list[Problem] = []
     annotated = {t.name for t in reg.git.tags()}
@@ -98,11 +99,14 @@ def check_registry(reg: RegistryRepo, *, verify_signatures: bool = False) -> Che
                 try:
                     dest.mkdir()
                     reg.git.export(version.commit, reg.package_path(model, version.commit), dest)
+                    complete_package(dest)  # linked files and uris, checked like the rest
                     package = read_package(dest)
                 except RegistryError as exc:
                     message = str(exc).replace(str(dest), reg.package_path(model, version.commit))
                     problems.append(Problem(subject=subject, message=message))
                     continue
+            for message in check_links(reg, model, version.commit):
+                problems.append(Problem(subject=subject, message=message))
             if package.manifest.name != model:
                 problems.append(
                     Problem(

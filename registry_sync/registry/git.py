@@ -191,8 +191,10 @@ class Git:
 
         The archive is streamed from git into the folder: a large artifact never sits in memory.
         """
-        prefix = path.rstrip("/") + "/"
-        args = ["git", "-C", str(self.path), "archive", "--format=tar", commit, "--", path]
+        root = path.strip("/") in ("", ".")
+        prefix = "" if root else path.rstrip("/") + "/"
+        args = ["git", "-C", str(self.path), "archive", "--format=tar", commit]
+        args += [] if root else ["--", path]
         with tempfile.TemporaryFile() as stderr:
             process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr)
             assert process.stdout is not None

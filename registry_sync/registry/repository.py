@@ -197,9 +197,13 @@ class RegistryRepo:
 
     def export_package(self, name: str, version: str, dest: Path) -> Path:
         """Write the package files of a registered version into `dest` (created if needed)."""
+        from registry_sync.registry.link import complete_package
+
         found = self.version_state(name, version)
         dest.mkdir(parents=True, exist_ok=True)
         self.git.export(found.commit, self.package_path(name, found.commit), dest)
+        # Files the registry points to instead of holding (a linked repository, a uri).
+        complete_package(dest)
         return dest
 
 

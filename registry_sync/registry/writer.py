@@ -61,12 +61,13 @@ def register(
     check_servable_name(check_name(name))
     if version is not None:
         check_version(version)
-    # Resolved here, against the caller's working directory: git runs in the registry.
+    # Resolved here, against the caller's working directory: git runs in the registry. Files
+    # that live elsewhere (a uri, a linked repository) may be absent; they never enter git.
     package_path = Path(package_path).absolute()
-    listed = read_package(package_path, verify_digests=False)
+    listed = read_package(package_path, verify_digests=False, remote_ok=True)
     size = sum(f.size_bytes for f in listed.manifest.files)
     with progress(f"verify {name} package", size, model=name) as advance:
-        package = read_package(package_path, on_bytes=advance)
+        package = read_package(package_path, on_bytes=advance, remote_ok=True)
     for label in package.manifest.labels:
         try:
             check_name(label, "label")
@@ -88,7 +89,8 @@ def register(
     target_dir = f"{reg.models_dir}/{name}"
     files = {f"{target_dir}/{MANIFEST_FILE}": package.path / MANIFEST_FILE}
     for entry in package.manifest.files:
-        files[f"{target_dir}/{entry.path}"] = package.file_path(entry.path)
+        if entry.uri is None and package.manifest.source is None:
+            files[f"{target_dir}/{entry.path}"] = package.file_path(entry.path)
     artifacts = register_entry(
         reg.git.read_file(parent, ARTIFACTS_FILE) if parent else None,
         name,
