@@ -19,6 +19,9 @@ from tests.integration.server import ROOT, free_port, wait_until
 __all__ = ["MlflowServer", "log_models"]
 
 _BIN = Path(sys.executable).parent
+# No background job runner (huey with a dozen workers): the registry does not need it, and
+# it costs a shared 2-core machine more than the server itself.
+QUIET_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 @dataclass
@@ -54,6 +57,7 @@ class MlflowServer:
              "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
              "--artifacts-destination", str(self.artifacts), "--workers", "1"],
             cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **QUIET_SERVER_ENV},
         )  # fmt: skip
         log.close()
         wait_until(self._healthy, 120, "mlflow server /health")
