@@ -72,7 +72,11 @@ def read_signature(mlmodel: dict[str, Any], where: str) -> Signature:
     if not raw.get("outputs"):
         raise ManifestError(where, f"{MODEL_FILE}'s signature has no outputs")
     outputs = _outputs(_specs(raw["outputs"], where, "outputs"), where)
-    return Signature(inputs=inputs, outputs=outputs)
+    # MLflow reads a list-of-lists (or a tensor) in the signature's column order: that order
+    # is the version's positional contract.
+    return Signature(
+        inputs=inputs, outputs=outputs, positional_order=[spec.name for spec in inputs]
+    )
 
 
 def example_rows(data: Any, inputs: list[ColumnSpec]) -> list[dict[str, Any]]:
