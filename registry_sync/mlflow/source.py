@@ -23,6 +23,7 @@ from registry_sync.errors import (
     ModelNotFoundError,
     NoVersionInStageError,
     PackageError,
+    RegistryError,
 )
 from registry_sync.mlflow.client import MlflowClient, artifact_path
 from registry_sync.mlflow.history import HISTORY_FILE, StageEvent, StageHistory
@@ -151,6 +152,16 @@ class MlflowRegistry:
         """Download the version's MLmodel directory (what serving needs of it) into `dest`
         and write the model.yaml that pins it; refuse files that changed since first seen."""
         where = f"{name} version {version}"
+        try:
+            return self._export(name, version, dest, where)
+        except RegistryError:
+            raise
+        except Exception as exc:
+            # Whatever a registry writer logged, it is that version's problem, never the sync's.
+            log.exception("%s: unexpected failure reading it", where)
+            raise PackageError(where, f"cannot read it: {type(exc).__name__}: {exc}") from exc
+
+    def _export(self, name: str, version: str, dest: Path, where: str) -> Path:
         root = artifact_path(self.client.download_uri(name, version))
         listed = {f.path.rsplit("/", 1)[-1]: f for f in self.client.list_artifacts(root)}
         dest.mkdir(parents=True, exist_ok=True)

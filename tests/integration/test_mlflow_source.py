@@ -125,6 +125,23 @@ def test_a_version_whose_files_changed_after_first_download_is_refused(
     assert [e.version for e in again.entries] == [entry.version]
 
 
+def test_the_readme_walkthrough_logs_and_serves_its_models(
+    server: MlflowServer, tmp_path: Path
+) -> None:
+    """demo/mlflow_log.py, as the README runs it: @prod on version 1, @staging on version 2."""
+    done = subprocess.run(
+        [sys.executable, "demo/mlflow_log.py", server.url, "--wait-s", "60"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = build_sync(server.registry, tmp_path / "cache", models=["cost_predictor"]).run_once()
+    assert not state.errors
+    assert {(e.stage, e.version) for e in state.entries} == {("prod", "1"), ("staging", "2")}
+    row = {"hp": 110, "wt": 2.62, "cyl": 6}
+    prod, staging = (LoadedModel.from_path(e.package_path) for e in state.entries)
+    assert prod.predict([row])[0] != pytest.approx(staging.predict([row])[0], abs=0.01)
+
+
 def test_gateway_follows_the_alias_swaps_under_load_and_keeps_serving_through_deletes_and_outage(
     server: MlflowServer, logged: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
