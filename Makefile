@@ -61,19 +61,23 @@ demo: $(STAMP)
 		--registry $(DEMO)/registry --cache $(DEMO)/cache --poll-interval-s 5 \
 		--audit-path $(DEMO)/audit.jsonl --journal-path $(DEMO)/journal.jsonl --drain-s 0
 
-# The MLflow walkthrough (README, "MLflow Model Registry"): a fresh tracking server on
-# 127.0.0.1:$(MLFLOW_PORT) (SQLite, local artifacts), two logged versions of cost_predictor,
-# and the gateway following its aliases. Ctrl-C stops both.
+# The MLflow walkthrough (README, "The MLflow Model Registry"): MLflow in its own venv under
+# .venvs/ (created on first use), a fresh tracking server on 127.0.0.1:$(MLFLOW_PORT) (SQLite,
+# local artifacts), two logged versions of cost_predictor, and the gateway following its
+# aliases. Ctrl-C stops both.
 DEMO_MLFLOW := .demo-mlflow
 MLFLOW_PORT ?= 5000
 demo-mlflow: $(STAMP)
 	rm -rf $(DEMO_MLFLOW) && mkdir -p $(DEMO_MLFLOW)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid $(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+	mlflow=$$($(BIN)/python tests/integration/mlflow_venv.py) && \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid $$mlflow/mlflow server --host 127.0.0.1 \
+		--port $(MLFLOW_PORT) --workers 1 \
 		--backend-store-uri sqlite:///$(CURDIR)/$(DEMO_MLFLOW)/mlflow.db \
 		--artifacts-destination $(CURDIR)/$(DEMO_MLFLOW)/artifacts \
 		> $(DEMO_MLFLOW)/mlflow-server.log 2>&1 & server=$$!; \
 	trap 'kill -- -$$server 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/python demo/mlflow_log.py http://127.0.0.1:$(MLFLOW_PORT) --wait-s 120 && \
+	mlflow=$$($(BIN)/python tests/integration/mlflow_venv.py) && \
+	PYTHONPATH=$(CURDIR) $$mlflow/python demo/mlflow_log.py http://127.0.0.1:$(MLFLOW_PORT) --wait-s 120 && \
 	$(BIN)/stageserve serve --host 127.0.0.1 --port $(DEMO_PORT) \
 		--registry mlflow+http://127.0.0.1:$(MLFLOW_PORT) --cache $(DEMO_MLFLOW)/cache \
 		--journal-path $(DEMO_MLFLOW)/journal.jsonl --drain-s 0

@@ -32,10 +32,16 @@ def main() -> None:
     logging.getLogger("mlflow").setLevel(logging.ERROR)
 
     import mlflow
+
+    # With pyarrow installed (MLflow brings it) pandas 3 stores strings in pyarrow arrays that
+    # a pickle would name; python-backed strings keep pickled models loadable without pyarrow.
+    import pandas as pd
     from mlflow.models import infer_signature
     from sklearn.linear_model import LinearRegression, Ridge
 
     from registry_sync.package.data import mtcars
+
+    pd.set_option("mode.string_storage", "python")
 
     mlflow.set_tracking_uri(args.tracking_uri)
     data = mtcars()
@@ -62,15 +68,16 @@ def main() -> None:
 
 def _wait_for(url: str, timeout_s: float) -> None:
     import time
-
-    import httpx
+    import urllib.error
+    import urllib.request
 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() > deadline:
             raise SystemExit(f"no MLflow tracking server answers at {url}")

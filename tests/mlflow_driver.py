@@ -33,7 +33,14 @@ def _frame(offset: float) -> Any:
 def log(request: dict[str, Any]) -> dict[str, Any]:
     import mlflow
     import numpy as np
+    import pandas as pd
     from mlflow.models import infer_signature
+
+    # MLflow installs pyarrow, and pandas 3 then keeps strings (even column names) in pyarrow
+    # arrays, which a pickle names: stageserve's restricted unpickler refuses pyarrow unless
+    # `unpickle_allow` lists it (and the gateway has pyarrow). Python-backed strings keep the
+    # pickles to numpy/pandas/statsmodels, as a user who logs for stageserve would.
+    pd.set_option("mode.string_storage", "python")
 
     flavor = request["flavor"]
     offset = float(request.get("offset", 0.0))

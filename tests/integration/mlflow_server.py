@@ -7,18 +7,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.integration.mlflow_venv import mlflow_bin
 from tests.integration.server import ROOT, free_port, wait_until
 
-__all__ = ["MlflowServer", "log_models"]
+__all__ = ["MlflowServer", "log_models", "run_in_mlflow_venv"]
 
-_BIN = Path(sys.executable).parent
 # No background job runner (huey with a dozen workers): the registry does not need it, and
 # it costs a shared 2-core machine more than the server itself.
 QUIET_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -53,7 +52,8 @@ class MlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
         log = (self.root / "mlflow-server.log").open("wb")
         self.proc = subprocess.Popen(
-            [str(_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
+            [str(mlflow_bin() / "mlflow"), "server", "--host", "127.0.0.1",
+             "--port", str(self.port),
              "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
              "--artifacts-destination", str(self.artifacts), "--workers", "1"],
             cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -111,12 +111,19 @@ class MlflowServer:
         )
 
 
+def run_in_mlflow_venv(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in the MLflow venv, with this checkout importable (for mtcars)."""
+    return subprocess.run(
+        [str(mlflow_bin() / "python"), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
 def log_models(server: MlflowServer, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Log, register and predict with MLflow itself (tests/mlflow_driver.py, a subprocess)."""
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "mlflow_driver.py"), server.url,
-         json.dumps(requests)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    done = run_in_mlflow_venv(
+        str(ROOT / "tests" / "mlflow_driver.py"), server.url, json.dumps(requests)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

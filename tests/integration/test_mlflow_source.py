@@ -18,7 +18,7 @@ from registry_sync.runtimes import LoadedModel
 from registry_sync.sync.setup import build_sync
 from registry_sync.sync.snapshot import SNAPSHOT_FILE, write_snapshot
 from tests.integration.load import LoadStream
-from tests.integration.mlflow_server import MlflowServer, log_models
+from tests.integration.mlflow_server import MlflowServer, log_models, run_in_mlflow_venv
 from tests.integration.server import ROOT, ServerProcess, wait_until
 
 pytestmark = pytest.mark.slow
@@ -129,10 +129,7 @@ def test_the_readme_walkthrough_logs_and_serves_its_models(
     server: MlflowServer, tmp_path: Path
 ) -> None:
     """demo/mlflow_log.py, as the README runs it: @prod on version 1, @staging on version 2."""
-    done = subprocess.run(
-        [sys.executable, "demo/mlflow_log.py", server.url, "--wait-s", "60"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    done = run_in_mlflow_venv("demo/mlflow_log.py", server.url, "--wait-s", "60")
     assert done.returncode == 0, done.stderr[-2000:]
     state = build_sync(server.registry, tmp_path / "cache", models=["cost_predictor"]).run_once()
     assert not state.errors
