@@ -223,14 +223,24 @@ def _add_link(add: Any, as_json: argparse.ArgumentParser) -> None:
         "register a version whose package stays in another git repository, at a tag",
         as_json,
     )
-    cmd.add_argument("name")
-    cmd.add_argument("--source", required=True, metavar="GIT_URL", help="the repository")
+    cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
+    cmd.add_argument(
+        "--source", required=True, metavar="GIT_URL", help="the repository holding the package"
+    )
     cmd.add_argument("--rev", required=True, metavar="TAG", help="a tag (a bare commit is refused)")
-    cmd.add_argument("--path", default="", metavar="DIR", help="the package folder in it")
+    cmd.add_argument(
+        "--path", default="", metavar="DIR", help="the package folder in it (default: its root)"
+    )
     bump = cmd.add_mutually_exclusive_group()
     bump.add_argument("--version", help="the version, vX.Y.Z (default: bump the latest)")
     for part in ("major", "minor", "patch"):
-        bump.add_argument(f"--bump-{part}", dest="bump", action="store_const", const=part)
+        bump.add_argument(
+            f"--bump-{part}",
+            dest="bump",
+            action="store_const",
+            const=part,
+            help=f"the next {part} version of the latest (--bump-patch is the default)",
+        )
 
 
 def _time(text: str) -> float:

@@ -135,12 +135,18 @@ def test_a_moved_tag_fails_check_and_its_new_files_are_never_loaded(tmp_path: Pa
     assert "is not in it" in error.message
 
 
-def _uri_package(folder: Path, offset: float, uri_of: dict[str, str]) -> Path:
-    """A sklearn package whose model.pkl lives at a uri (and is not in the folder)."""
+def _model_file(folder: Path) -> str:
+    """The package's model file (model.skops, or model.pkl for an older save)."""
+    return read_package(folder).manifest.files[0].path
+
+
+def _uri_package(folder: Path, offset: float, uri: str) -> Path:
+    """A sklearn package whose model file lives at `uri` (still in the folder, for now)."""
     save_sklearn_package(folder, offset=offset)
     package = read_package(folder)
+    model_file = _model_file(folder)
     files = [
-        msgspec.structs.replace(entry, uri=uri_of[entry.path]) if entry.path in uri_of else entry
+        msgspec.structs.replace(entry, uri=uri) if entry.path == model_file else entry
         for entry in package.manifest.files
     ]
     write_manifest(msgspec.structs.replace(package.manifest, files=files), folder)
@@ -160,26 +166,27 @@ def test_files_in_an_http_store_and_s3_are_fetched_verified_and_a_tampered_one_r
             monkeypatch.setenv(key, value)
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="models")
-        # v0.0.1: model.pkl over HTTP; v0.0.2 (offset 100): over S3; v0.0.3: file://.
+        # v0.0.1: the model file over HTTP; v0.0.2 (offset 100): over S3; v0.0.3: file://.
         uris = {
-            "v0.0.1": f"{http_url}/a/model.pkl",
-            "v0.0.2": "s3://models/b/model.pkl",
-            "v0.0.3": (store / "c" / "model.pkl").as_uri(),
+            "v0.0.1": f"{http_url}/a/model.bin",
+            "v0.0.2": "s3://models/b/model.bin",
+            "v0.0.3": (store / "c" / "model.bin").as_uri(),
         }
         expected = {}
         for index, (version, uri) in enumerate(uris.items()):
-            folder = _uri_package(tmp_path / version, 100.0 * index, {"model.pkl": uri})
+            folder = _uri_package(tmp_path / version, 100.0 * index, uri)
             expected[version] = _predict_local(folder)
-            data = (folder / "model.pkl").read_bytes()
+            model_file = _model_file(folder)
+            data = (folder / model_file).read_bytes()
             if uri.startswith("s3://"):
-                s3.put_object(Bucket="models", Key="b/model.pkl", Body=data)
+                s3.put_object(Bucket="models", Key="b/model.bin", Body=data)
             else:
                 (store / uri.split("/")[-2]).mkdir()
-                (store / uri.split("/")[-2] / "model.pkl").write_bytes(data)
-            (folder / "model.pkl").unlink()  # registered from a folder without it
+                (store / uri.split("/")[-2] / "model.bin").write_bytes(data)
+            (folder / model_file).unlink()  # registered from a folder without it
             writer.register(reg, MODEL, folder, version=version)
             tree = git(reg.path, "ls-tree", "-r", "--name-only", f"{MODEL}@{version}")
-            assert "model.pkl" not in tree
+            assert model_file not in tree
         for stage, version in zip(("a", "b", "c"), uris, strict=True):
             writer.assign(reg, MODEL, stage, version)
         state = build_sync(str(reg.path), tmp_path / "cache").run_once()
@@ -187,8 +194,8 @@ def test_files_in_an_http_store_and_s3_are_fetched_verified_and_a_tampered_one_r
         for entry in state.entries:
             assert _predict(entry.package_path) == expected[entry.version]
         # The objects change behind the registry's back: nothing changed is ever loaded.
-        (store / "a" / "model.pkl").write_bytes(b"not the model")
-        s3.put_object(Bucket="models", Key="b/model.pkl", Body=b"not the model either")
+        (store / "a" / "model.bin").write_bytes(b"not the model")
+        s3.put_object(Bucket="models", Key="b/model.bin", Body=b"not the model either")
         again = build_sync(str(reg.path), tmp_path / "cache-2").run_once()
     assert {(e.version, "sha256" in e.message or "bytes" in e.message) for e in again.errors} == {
         ("v0.0.1", True),
@@ -206,15 +213,15 @@ def test_linked_and_uri_versions_swap_under_load_like_in_repo_ones(tmp_path: Pat
     research = _research_repo(tmp_path / "research")
     reg = GitRegistry(init_registry(tmp_path / "registry"))
     link(reg, MODEL, research.as_uri(), "v1", path="models/linear")
-    folder = _uri_package(tmp_path / "b", 100.0, {})
-    blob = tmp_path / "blob.pkl"
-    shutil.copy(folder / "model.pkl", blob)
-    _uri_package(folder, 100.0, {"model.pkl": blob.as_uri()})
+    blob = tmp_path / "blob.bin"
+    folder = _uri_package(tmp_path / "b", 100.0, blob.as_uri())
+    model_file = _model_file(folder)
+    shutil.copy(folder / model_file, blob)
     expected = {
         "v0.0.1": _predict(str(research / "models" / "linear")),
         "v0.0.2": _predict(str(folder)),
     }
-    (folder / "model.pkl").unlink()
+    (folder / model_file).unlink()
     writer.register(reg, MODEL, folder, version="v0.0.2")
     writer.assign(reg, MODEL, "prod", "v0.0.1")
     cache = tmp_path / "cache"
