@@ -8,12 +8,13 @@ a client keeps requesting prod. The lag is poll wait (uniform over one interval,
 plus fetching, loading and warming the new version (the first move) or only the swap (later
 moves reuse the cached packages).
 
-    .venv/bin/python benchmarks/mlflow_swap_latency.py [--moves 6]
+    .venv/bin/python benchmarks/mlflow_swap_latency.py [--moves 6] [--right-after-poll]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -31,7 +32,14 @@ from tests.integration.server import ServerProcess, wait_until  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--moves", type=int, default=6)
+    parser.add_argument(
+        "--right-after-poll",
+        action="store_true",
+        help="move as soon as the previous move was served, i.e. just after a poll (the worst "
+        "case); by default each move waits a random 0-10 s first, as a person's would",
+    )
     args = parser.parse_args()
+    phase = random.Random(15)
     with tempfile.TemporaryDirectory(prefix="stageserve-mlflow-bench-") as tmp:
         work = Path(tmp)
         with MlflowServer(work / "mlflow") as mlflow:
@@ -50,9 +58,16 @@ def main() -> None:
                 wait_until(lambda: server.get("/readyz").status == 200, 120, "readiness")
                 body = {"inputs": [v1["row"]]}
                 lags: list[float] = []
-                with LoadStream(server.port, "/predict/cost?stage=prod", body, clients=1) as load:
+                # Each move waits up to one poll interval (10 s) plus the swap: budget 30 s.
+                stream = LoadStream(
+                    server.port, "/predict/cost?stage=prod", body, clients=1,
+                    max_seconds=40.0 * args.moves + 30.0,
+                )  # fmt: skip
+                with stream as load:
                     for index in range(args.moves):
                         version = (v2, v1)[index % 2]["version"]
+                        if not args.right_after_poll:
+                            time.sleep(phase.uniform(0.0, 10.0))
                         moved = time.monotonic()
                         mlflow.set_alias("cost", "prod", version)
                         wait_until(
@@ -67,7 +82,8 @@ def main() -> None:
     failed = sum(1 for a in answers if a.status != 200)
     each = ", ".join(f"{lag:.2f}" for lag in lags)
     print(
-        f"MLflow alias move -> first new answer (default poll 10 s, {args.moves} moves): "
+        f"MLflow alias move -> first new answer (default poll 10 s, {args.moves} moves, "
+        f"{'right after a poll' if args.right_after_poll else 'random phase'}): "
         f"median {statistics.median(lags):.2f} s, mean {statistics.mean(lags):.2f} s, "
         f"min {min(lags):.2f} s, max {max(lags):.2f} s; each {each}; "
         f"failed {failed} of {len(answers)}"

@@ -34,6 +34,7 @@ from registry_sync.mlflow.rest import ArtifactFile, RegisteredModel
 from registry_sync.mlflow.stage_map import StageMap
 from registry_sync.package.manifest import ColumnSpec, FileEntry, Manifest, ModelCard
 from registry_sync.package.read import check_example, sha256_file, write_manifest
+from registry_sync.registry.timeline import RegistryHistory
 from registry_sync.registry.views import (
     HistoryEvent,
     ResolvedStage,
@@ -239,6 +240,24 @@ class MlflowRegistry:
             for event in self.history.load().events
             if name is None or event.model == name
         ]
+
+    def registry_history(
+        self,
+        *,
+        generated_at: str,
+        stages: Sequence[str] | None,
+        models: Sequence[str] | None,
+    ) -> RegistryHistory:
+        """For the console (`<cache>/registry-history.json`): the recorded stage history."""
+        from registry_sync.mlflow.timeline import build_mlflow_history
+
+        return build_mlflow_history(
+            self.history.load().events,
+            registry=self.display_location,
+            generated_at=generated_at,
+            stages=stages,
+            models=models,
+        )
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -38,3 +38,25 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     with path.open("ab") as handle:
         handle.write(b'{"time": "20')
     assert len(StageHistory(path).load().events) == 1
+
+
+def test_the_console_timeline_has_bands_from_the_recorded_moves(tmp_path: Path) -> None:
+    from registry_sync.mlflow.location import MlflowLocation
+    from registry_sync.mlflow.source import MlflowRegistry
+    from registry_sync.sync.history import HistoryReader
+
+    location = MlflowLocation.parse("mlflow+http://127.0.0.1:5000", {})
+    registry = MlflowRegistry(location, tmp_path)
+    assert isinstance(registry, HistoryReader)
+    registry.history.observe({("m", "prod"): ("1", "@prod", "models:/m-a")}, 100.0)
+    registry.history.observe({("m", "prod"): ("2", "@prod", "models:/m-b")}, 200.0)
+    registry.history.observe({}, 300.0)
+    found = registry.registry_history(generated_at="now", stages=None, models=None)
+    (model,) = found.models
+    assert [v.version for v in model.versions] == ["1", "2"]
+    assert [(b.version, b.start[17:19], (b.end or "")[17:19]) for b in model.assigned] == [
+        ("1", "40", "20"),
+        ("2", "20", "00"),
+        (None, "00", ""),
+    ]
+    assert [e.kind for e in model.events] == ["assignment", "assignment", "unassignment"]
