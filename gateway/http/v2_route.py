@@ -123,8 +123,8 @@ def v2_routes(pool: ModelPool, predict: PredictRoute) -> list[HTTPRouteHandler |
                 known = lambda: access.visible(principal, pool.wanted_models())  # noqa: E731
             if scope["method"] != "GET":  # type: ignore[typeddict-item]
                 raise MethodNotAllowedError(scope["method"], ("GET",))  # type: ignore[typeddict-item]
-            status, body = _describe(pool, model, stage, action, pinned, known=known())
-            await _send_json(send, status, body)
+            status, body, extra = _describe(pool, model, stage, action, pinned, known=known())
+            await _send_json(send, status, body, extra)
         except RequestError as exc:
             rid = predict.ids.next()
             await send_error(send, exc, rid, predict.retry_after_s, fmt=body_format)
@@ -170,7 +170,7 @@ def _describe(
     pinned: str | None,
     *,
     known: dict[str, list[str]],
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, dict[str, Any] | None, list[tuple[bytes, bytes]]]:
     """Model metadata (`GET .../{model}[/versions/{v}]`) or readiness (`.../ready`) of the
     version the stage serves (or the pinned version); a model or stage without a loaded
     version is not ready (503, what KServe answers)."""
@@ -184,17 +184,19 @@ def _describe(
         raise UnknownModelError(f"no model {shown(model)!r}", {"models": known})
     route = _route_for(pool, model, stage, pinned)
     if action == "ready":
-        body: dict[str, Any] = {"name": model, "ready": route is not None}
-        if route is not None:
-            body["version"] = route.loaded.version
-        return (200 if route is not None else 503), body
+        # The protocol's answer is the status alone, with an empty body: clients read only the
+        # status (tritonclient.http.aio does not even read the body, and would leave its
+        # connection unreleased). The version answering is in x-model-version.
+        if route is None:
+            return 503, None, []
+        return 200, None, [(b"x-model-version", route.loaded.version.encode())]
     if route is None:
         raise ModelNotReadyError(
             f"{model} has no loaded version for stage {stage!r}", {"model": model, "stage": stage}
         )
     lv = route.loaded
     versions = sorted({r.loaded.version for r in stages.values()})
-    return 200, v2_metadata(lv.schema, model=model, versions=versions, engine=lv.engine)
+    return 200, v2_metadata(lv.schema, model=model, versions=versions, engine=lv.engine), []
 
 
 def _route_for(pool: ModelPool, model: str, stage: str, pinned: str | None) -> Route | None:
@@ -216,9 +218,13 @@ def _route_for(pool: ModelPool, model: str, stage: str, pinned: str | None) -> R
     )
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = msgspec.json.encode(body)
-    headers = [*_JSON, (b"content-length", str(len(payload)).encode())]
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any] | None, extra: list[tuple[bytes, bytes]]
+) -> None:
+    """`body` as JSON, or no body at all (None)."""
+    payload = msgspec.json.encode(body) if body is not None else b""
+    kind = _JSON if body is not None else []
+    headers = [*kind, (b"content-length", str(len(payload)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload, "more_body": False})
 

@@ -111,7 +111,7 @@ def _infer_positional(server: ServerProcess) -> tuple[str, float]:
 
 
 def _serving(server: ServerProcess, version: str) -> bool:
-    return server.get(f"/v2/models/{MODEL}/ready").body.get("version") == version
+    return server.get(f"/v2/models/{MODEL}/ready").headers.get("x-model-version") == version
 
 
 def test_positional_requests_keep_their_meaning_across_versions_that_list_inputs_differently(

@@ -26,7 +26,8 @@ async def _exchange(fast_lane: bool, calls: list[tuple[str, str, Any]]) -> list[
         pool.routes["cost"]["staging"].loaded.inline_max_rows = 0  # staging runs on the pool
         for method, path, body in calls:
             resp = await client.request(method, path, json=body)
-            out.append((resp.status_code, resp.json(), resp.headers.get("x-model-version")))
+            body_out = resp.json() if resp.content else None
+            out.append((resp.status_code, body_out, resp.headers.get("x-model-version")))
     return out
 
 
@@ -59,7 +60,7 @@ def test_both_predict_lanes_answer_the_same(fast_lane: bool) -> None:
     assert model[0] == 200
     assert model[1]["stages"]["prod"]["version"] == "v2"
     assert (v2[0], v2[1]["outputs"][0]["data"], v2[2]) == (200, [20.0], "v2")
-    assert ready[:2] == (200, {"name": "cost", "ready": True, "version": "v3"})
+    assert (ready[0], ready[2]) == (200, "v3")  # an empty body; the version in a header
 
 
 class _FlakySource:
