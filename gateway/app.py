@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from gateway.ui.rates import TrafficSampler
 from gateway.ui.routes import ui_router
 from registry_sync.runtimes.safe_load import LoadPolicy
 from registry_sync.sync.history import HISTORY_FILE
-from registry_sync.sync.snapshot import STATUS_FILE
+from registry_sync.sync.snapshot import STATUS_FILE, SyncStatus
 
 __all__ = ["Gateway", "create_app", "gateway_of", "load_policy"]
 
@@ -195,12 +195,14 @@ def create_app(
     activation_listeners: Sequence[ActivationListener] = (),
     fast_lane: bool = True,
     sync_status_path: Path | None = None,
+    sync_status: Callable[[], SyncStatus | None] | None = None,
 ) -> Litestar:
     """Build the app. `state_source` defaults to the snapshot in `settings.cache_dir`;
     `metrics` lets a caller register more collectors (sync metrics) on the same registry;
     `fast_lane=False` sends predict requests through Litestar's router too (see fast_lane.py);
     `sync_status_path` is the sync loop's status file (default `<cache_dir>/sync-status.json`),
-    shown in /models so a registry outage is visible there."""
+    shown in /models so a registry outage is visible there; `sync_status`, when given (the
+    embedded sync loop's own record), is shown instead of the file."""
     metrics = metrics or GatewayMetrics()
     pool = _pool(settings, metrics, loader, activation_listeners)
     if state_source is None and settings.cache_dir is not None:
@@ -275,6 +277,7 @@ def create_app(
                 shadow=shadow,
                 access=access,
                 audit=audit,
+                sync_status=sync_status,
             ),
             metrics_route(metrics),
             ui_router(_console(settings, pool, metrics, shadow, sync_status_path), access=access),

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.edge.limits import EdgeLimits, fit_to_fd_limit
 from gateway.errors import GatewayError
-from gateway.pool.snapshot_source import DesiredStateSource
 from gateway.settings import ENV_PREFIX, Settings, load_settings
 from gateway.telemetry.metrics import GatewayMetrics
 from registry_sync.registry.git import redact_url
 
 if TYPE_CHECKING:
     from gateway.edge.protocol import BoundedHttpToolsProtocol
+    from registry_sync.sync.loop import SyncLoop
 
 __all__ = ["add_commands", "serve"]
 
@@ -126,7 +126,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "stageserve"
 
 
-def _registry_source(settings: Settings, metrics: GatewayMetrics) -> DesiredStateSource:
+def _registry_source(settings: Settings, metrics: GatewayMetrics) -> SyncLoop:
     """Embedded mode (`--registry`): the sync loop runs in this process, feeding the pool.
 
     Built from registry_sync's public pieces (build_sync, SyncLoop, SyncMetrics on the app's
@@ -215,6 +215,7 @@ def run(settings: Settings) -> int:
         metrics=metrics,
         activation_listeners=[journal] if journal is not None else [],
         sync_status_path=_cache_dir(settings) / STATUS_FILE,
+        sync_status=(lambda: source.status) if source is not None else None,
     )
     edge = _edge(settings)
     config = uvicorn.Config(

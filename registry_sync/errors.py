@@ -15,11 +15,13 @@ RegistryError
 ├── GitCommandError            a git command failed in a way none of the others describes
 ├── SettingsError              a setting could not be read or cast (names the key and source)
 ├── LinkError                  a linked package's source rev is not a tag, or moved
+├── CacheError                 the cache could not be written or read (full disk, permissions)
 └── PackageError               a model package is invalid
     ├── ManifestError          model.yaml does not parse or has wrong/unknown fields
     ├── MissingFileError       a file the manifest lists is absent
     ├── DigestMismatchError    a file's sha256 differs from the manifest
     │   └── SizeMismatchError  a file's size differs from the manifest (checked before hashing)
+    ├── UnsafePackageError     a file (a symlink, a device) would land outside the package
     ├── UnsupportedFormatError no runtime for the package's format
     ├── UnsafeArtifactError    an artifact would run code or reach outside the package to load
     ├── UnsupportedFlavorError an MLflow version has no flavor stageserve serves
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArtifactChangedError",
+    "CacheError",
     "DigestMismatchError",
     "FetchError",
     "GitCommandError",
@@ -57,6 +60,7 @@ __all__ = [
     "StageNotAllowedError",
     "TagTimeError",
     "UnsafeArtifactError",
+    "UnsafePackageError",
     "UnservableNameError",
     "UnsupportedFlavorError",
     "UnsupportedFormatError",
@@ -193,6 +197,15 @@ class DigestMismatchError(PackageError):
         super().__init__(path, f"sha256 of {file!r} is {actual}, but model.yaml records {expected}")
 
 
+class UnsafePackageError(PackageError):
+    """A package whose files would not stay inside its folder when written out (a symlink to
+    an absolute path or out of the package, a device file): refused, never extracted."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(path, f"unsafe package, refused: {reason}")
+
+
 class UnsupportedFormatError(PackageError):
     def __init__(self, path: str, fmt: str) -> None:
         self.format = fmt
@@ -311,3 +324,12 @@ class LinkError(RegistryError):
         self.rev = rev
         self.reason = reason
         super().__init__(f"{source} {rev}: {reason}")
+
+
+class CacheError(RegistryError):
+    """The cache could not be written or read (a full disk, a read-only folder)."""
+
+    def __init__(self, cache_dir: str, reason: str) -> None:
+        self.cache_dir = cache_dir
+        self.reason = reason
+        super().__init__(f"cache {cache_dir}: {reason}")

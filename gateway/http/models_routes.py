@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ from gateway.drain import Drain
 from gateway.errors import UnknownModelError, shown
 from gateway.http.errors import error_payload
 from gateway.http.openapi import openapi_document
-from gateway.http.status import model_status, models_status, sync_overview
+from gateway.http.status import model_status, models_status, sync_health, sync_overview
 from gateway.pool.model_pool import ModelPool
 from gateway.shadow.worker import Shadow
 from gateway.telemetry.audit import AuditWriter
+from registry_sync.sync.snapshot import SyncStatus
 
 __all__ = ["models_routes"]
 
@@ -34,10 +36,13 @@ def models_routes(
     shadow: Shadow | None = None,
     access: Access | None = None,
     audit: AuditWriter | None = None,
+    sync_status: Callable[[], SyncStatus | None] | None = None,
 ) -> list[HTTPRouteHandler]:
-
     def audit_health() -> dict[str, Any] | None:
         return msgspec.to_builtins(audit.health()) if audit is not None else None
+
+    def sync_now() -> dict[str, Any] | None:
+        return sync_overview(sync_status_path, sync_status)
 
     def draining() -> bool:
         return drain is not None and drain.draining
@@ -66,11 +71,7 @@ def models_routes(
                 for s in found
                 if access.policy.allows_some_stage(principal, "read", s["name"])
             ]
-        return {
-            "models": found,
-            "sync": sync_overview(sync_status_path),
-            "audit": audit_health(),
-        }
+        return {"models": found, "sync": sync_now(), "audit": audit_health()}
 
     @get("/models/{model:str}", sync_to_thread=False)
     def show_model(model: FromPath[str], request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def models_routes(
         status = model_status(pool, model, shadow)
         if status is None:
             raise UnknownModelError(f"no model {shown(model)!r}", {"models": visible(principal)})
-        status["sync"]["last_poll"] = sync_overview(sync_status_path)
+        status["sync"]["last_poll"] = sync_now()
         return readable(principal, status)
 
     def visible(principal: Principal | None) -> dict[str, list[str]]:
@@ -107,15 +108,19 @@ def models_routes(
         audit_now = audit_health()
         if audit is not None and audit.refusing:  # fail_closed: predict answers 503 now
             ready, missing = False, [*missing, "audit records cannot be written"]
+        # The sync's health is a detail, never a reason to be unready: a registry outage or a
+        # failing sync loop changes nothing that serves (and would hit every replica at once).
+        # Probes are unauthenticated: counts only; the messages are in /models.
+        sync = sync_health(sync_now())
         if ready:
             body = msgspec.json.encode(
-                {"status": "ready", "pending": pool.pending(), "audit": audit_now}
+                {"status": "ready", "pending": pool.pending(), "audit": audit_now, "sync": sync}
             )
             return Response(body, media_type="application/json")
         body = error_payload(
             "not_ready",
             "a stage has no loaded version to answer with",
-            {"missing": missing, "audit": audit_now},
+            {"missing": missing, "audit": audit_now, "sync": sync},
         )
         return Response(body, status_code=503, media_type="application/json")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,9 @@ import msgspec
 
 from gateway.pool.model_pool import ModelPool
 from gateway.shadow.worker import Shadow
-from registry_sync.sync.snapshot import read_status
+from registry_sync.sync.snapshot import SyncStatus, read_status
 
-__all__ = ["model_status", "models_status", "sync_overview"]
+__all__ = ["model_status", "models_status", "sync_health", "sync_overview"]
 
 
 def _stage_status(pool: ModelPool, model: str, stage: str) -> dict[str, Any]:
@@ -90,9 +91,15 @@ def models_status(pool: ModelPool, shadow: Shadow | None = None) -> list[dict[st
     return [s for name in sorted(names) if (s := model_status(pool, name, shadow)) is not None]
 
 
-def sync_overview(status_path: Path | None) -> dict[str, Any] | None:
-    """How the registry polls went (read from the sync loop's status file, embedded or
-    sidecar): a registry outage never changes the snapshot, so this is where it shows."""
+def sync_overview(
+    status_path: Path | None, live: Callable[[], SyncStatus | None] | None = None
+) -> dict[str, Any] | None:
+    """How the registry polls went (embedded: the in-process loop's own record, which a full
+    disk cannot make stale; sidecar: its status file): a registry outage or a failure of the
+    sync loop never changes the snapshot, so this is where it shows."""
+    current = live() if live is not None else None
+    if current is not None:
+        return msgspec.to_builtins(current)  # type: ignore[no-any-return]
     if status_path is None:
         return None
     try:
@@ -101,3 +108,11 @@ def sync_overview(status_path: Path | None) -> dict[str, Any] | None:
         return None
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         return {"result": "unknown", "message": f"unreadable sync status: {exc}"}
+
+
+def sync_health(overview: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The sync's state without messages or the registry's location (for /readyz)."""
+    if overview is None:
+        return None
+    keys = ("result", "last_attempt_at", "last_success_at", "consecutive_failures")
+    return {k: overview.get(k) for k in (*keys, "loop_failures", "last_loop_failure_at")}

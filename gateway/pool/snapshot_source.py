@@ -13,6 +13,7 @@ import msgspec
 import watchfiles
 
 from registry_sync.sync.snapshot import SNAPSHOT_FILE, DesiredState
+from registry_sync.sync.stop import own_stop_event
 
 __all__ = ["DesiredStateSource", "SnapshotFileSource"]
 
@@ -46,19 +47,21 @@ class SnapshotFileSource:
         if state is not None:
             yield state
         name = self.path.name
-        async for _ in watchfiles.awatch(
-            self.cache_dir,
-            stop_event=stop,
-            watch_filter=lambda _change, p: os.path.basename(p) == name,
-            debounce=self.debounce_ms,
-            step=10,
-            rust_timeout=self.recheck_ms,
-            yield_on_timeout=True,
-            recursive=False,
-        ):
-            state = self._read_if_changed()
-            if state is not None:
-                yield state
+        # awatch sets the event it is given when cancelled: give it one of its own.
+        async with own_stop_event(stop) as watch_stop:
+            async for _ in watchfiles.awatch(
+                self.cache_dir,
+                stop_event=watch_stop,
+                watch_filter=lambda _change, p: os.path.basename(p) == name,
+                debounce=self.debounce_ms,
+                step=10,
+                rust_timeout=self.recheck_ms,
+                yield_on_timeout=True,
+                recursive=False,
+            ):
+                state = self._read_if_changed()
+                if state is not None:
+                    yield state
 
     def _read_if_changed(self) -> DesiredState | None:
         try:

@@ -10,7 +10,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry_sync.errors import GitCommandError, NotARegistryError, RegistryError
+from registry_sync.errors import (
+    GitCommandError,
+    NotARegistryError,
+    RegistryError,
+    UnsafePackageError,
+)
 
 __all__ = ["Git", "Signing", "TagRecord", "ensure_repo", "redact_url"]
 
@@ -206,6 +211,9 @@ class Git:
                         member.name = member.name[len(prefix) :]
                         # "data" refuses absolute paths, links out of dest and device files.
                         archive.extract(member, dest, filter="data")
+            except tarfile.FilterError as exc:
+                # A registry writer's symlink out of the package: this package's problem only.
+                raise UnsafePackageError(path, _filter_reason(exc)) from None
             except tarfile.ReadError:
                 pass  # git failed before writing a tar: reported below
             finally:
@@ -319,6 +327,14 @@ class Git:
 
     def delete_tag(self, name: str) -> None:
         self.run("tag", "-d", name)
+
+
+def _filter_reason(exc: tarfile.FilterError) -> str:
+    """tarfile's refusal, naming the file by its path in the package (not in the archive)."""
+    member = exc.tarinfo
+    if member.issym() or member.islnk():
+        return f"{member.name!r} is a link to {member.linkname!r}, outside the package"
+    return str(exc)
 
 
 def ensure_repo(git: Git) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -182,13 +183,23 @@ def _run_once(loop: SyncLoop, cache: Path) -> int:
 
 
 async def _run_forever(loop: SyncLoop) -> int:
+    """Until SIGTERM: a crash here would put the pod in a crash loop and stop every model's
+    updates, so whatever escapes the loop is logged, counted and the loop started again."""
     stop = asyncio.Event()
     running = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         running.add_signal_handler(sig, stop.set)
-    async for state in loop.updates(stop):
-        log.info(
-            "snapshot written: %s",
-            ", ".join(f"{e.model}#{e.stage}={e.version}" for e in state.entries) or "nothing",
-        )
+    while not stop.is_set():
+        try:
+            async for state in loop.updates(stop):
+                log.info(
+                    "snapshot: %s",
+                    ", ".join(f"{e.model}#{e.stage}={e.version}" for e in state.entries)
+                    or "nothing",
+                )
+        except Exception as exc:
+            log.exception("sync loop stopped; starting it again")
+            loop.record_loop_failure(f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), loop.next_delay_s())
     return 0

@@ -3,7 +3,9 @@
 The same loop drives the embedded mode (the gateway consumes `updates()`, a
 DesiredStateSource) and the sidecar (`stageserve sync`, which only writes the cache). Each
 changed desired state is written atomically to `<cache>/snapshot.json`;
-`<cache>/sync-status.json` records every attempt.
+`<cache>/sync-status.json` records every attempt. Nothing stops the loop but its stop event:
+a failure of the loop itself is logged, counted, recorded in the status, and the loop goes on
+after a backoff.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from registry_sync.sync.snapshot import (
     write_snapshot,
     write_status,
 )
+from registry_sync.sync.stop import own_stop_event
 
 __all__ = ["SyncLoop"]
 
@@ -54,29 +57,84 @@ class SyncLoop:
     max_poll_s: float = 600.0
     failures: int = 0
     last_success_at: str | None = None
+    # The last state yielded, and the last one written to snapshot.json (they differ while
+    # the snapshot cannot be written, e.g. on a full disk: embedded mode still follows).
     last_state: DesiredState | None = None
+    written_state: DesiredState | None = None
+    loop_failures: int = 0
+    last_loop_failure: str | None = None
+    last_loop_failure_at: str | None = None
+    # What the last attempt recorded (embedded mode shows it without reading the file).
+    status: SyncStatus | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     # time.monotonic() when a poll last started or ended: the liveness heartbeat.
     progress_at: float = field(default_factory=time.monotonic)
 
     async def updates(self, stop: asyncio.Event) -> AsyncIterator[DesiredState]:
         """Yield the first desired state, then every one that differs from the previous."""
-        watcher = None
-        if self.watch_path is not None:
-            watcher = asyncio.create_task(self._watch(self.watch_path, stop))
+        # The watcher gets its own stop event: watchfiles sets the one it is given when it is
+        # cancelled, and `stop` belongs to our caller.
+        async with own_stop_event(stop) as watch_stop:
+            watcher = None
+            if self.watch_path is not None:
+                watcher = asyncio.create_task(self._watch(self.watch_path, watch_stop))
+            try:
+                while not stop.is_set():
+                    state = await self._attempt()
+                    if state is not None:
+                        self.last_state = state
+                        yield state
+                    await self._wait(self.next_delay_s(), stop)
+            finally:
+                if watcher is not None:
+                    watch_stop.set()
+                    watcher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
+
+    async def _attempt(self) -> DesiredState | None:
+        """One poll and its snapshot write; returns the state to yield, if it changed.
+
+        Never raises (but for cancellation): whatever fails here is a loop failure.
+        """
         try:
-            while not stop.is_set():
-                state = await self.poll()
-                if state is not None and _differs(state, self.last_state):
-                    self.last_state = state
+            state = await self.poll()
+            if state is None:
+                return None
+            repaired = self.sync.materializer.take_repaired()
+            if repaired:
+                log.info(
+                    "repaired %s: publishing the snapshot again", ", ".join(map(str, repaired))
+                )
+            changed = _differs(state, self.last_state) or bool(repaired)
+            if changed or _differs(state, self.written_state):
+                try:
                     await asyncio.to_thread(write_snapshot, state, self.cache_dir / SNAPSHOT_FILE)
-                    yield state
-                await self._wait(self.next_delay_s(), stop)
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                    self.written_state = state
+                except OSError as exc:
+                    self.record_loop_failure(f"cannot write {SNAPSHOT_FILE}: {exc}")
+            return state if changed else None
+        except Exception as exc:
+            log.exception("sync loop failed")
+            self.record_loop_failure(f"{type(exc).__name__}: {exc}")
+            return None
+
+    def record_loop_failure(self, message: str) -> None:
+        """Log, count and record a failure of the loop itself; the next wait backs off."""
+        self.loop_failures += 1
+        self.failures += 1
+        self.last_loop_failure = message
+        self.last_loop_failure_at = utc_now_iso()
+        log.error("sync loop failure (%d so far): %s", self.loop_failures, message)
+        if self.metrics is not None:
+            self.metrics.loop_failures.inc()
+        self._record("error", self.last_loop_failure_at, message, [])
+
+    def request_full_check(self, package_path: str) -> None:
+        """Re-hash a cached package before its next reuse and repair it from the registry if
+        it no longer verifies; wakes the loop (embedded mode: the gateway failed to load it)."""
+        self.sync.materializer.request_full_check(package_path)
+        self._changed.set()
 
     async def poll(self) -> DesiredState | None:
         """One attempt; returns None when the registry could not be read."""
@@ -91,6 +149,11 @@ class SyncLoop:
             log.error("registry sync failed (%d in a row): %s", self.failures, exc)
             self._record("error", attempt_at, str(exc), [])
             return None
+        except Exception as exc:  # a bug or an OS error: the loop's own failure, not fatal
+            self.progress_at = time.monotonic()
+            log.exception("registry sync failed unexpectedly")
+            self.record_loop_failure(f"{type(exc).__name__}: {exc}")
+            return None
         self.progress_at = time.monotonic()
         self.failures = 0
         self.last_success_at = attempt_at
@@ -98,9 +161,13 @@ class SyncLoop:
         message = "; ".join(e.message for e in state.errors)
         self._record(result, attempt_at, message, state)
         if self.history is not None:
-            await asyncio.to_thread(
-                self.history.record, state.generated_at, state.errors, state.untrusted
-            )
+            try:
+                await asyncio.to_thread(
+                    self.history.record, state.generated_at, state.errors, state.untrusted
+                )
+            except Exception as exc:  # the console's history is informative: never fatal
+                log.exception("cannot record the registry history")
+                self.record_loop_failure(f"registry history: {type(exc).__name__}: {exc}")
         return state
 
     def stalled_for_s(self, now: float | None = None) -> float:
@@ -133,7 +200,11 @@ class SyncLoop:
             result=result,
             message=message,
             consecutive_failures=self.failures,
+            loop_failures=self.loop_failures,
+            last_loop_failure=self.last_loop_failure,
+            last_loop_failure_at=self.last_loop_failure_at,
         )
+        self.status = status
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             write_status(status, self.cache_dir / STATUS_FILE)

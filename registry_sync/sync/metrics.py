@@ -39,6 +39,12 @@ class SyncMetrics:
             ["model", "stage"],
             registry=registry,
         )
+        self.loop_failures = Counter(
+            "stageserve_sync_loop_failures_total",
+            "Failures of the sync loop itself (unexpected errors, an unwritable snapshot); "
+            "the loop logs each and goes on after a backoff.",
+            registry=registry,
+        )
         self.consecutive_failures = Gauge(
             "stageserve_sync_consecutive_failures",
             "Polls in a row that could not read the registry (drives the backoff).",

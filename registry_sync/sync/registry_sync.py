@@ -108,9 +108,16 @@ class RegistrySync:
                 done = self.materializer.materialize(
                     self.reader, item.model, item.version, item.commit
                 )
-            except RegistryError as exc:
+            except Exception as exc:
+                # Whatever goes wrong inside one package (a bad manifest, a symlink out of the
+                # package, a full disk, a bug) is that (model, stage)'s error: the others go on.
                 message = f"{item.model}@{item.version}: {_reason(exc)}"
-                log.error("cannot materialize for stage %s: %s", item.stage, message)
+                log.error(
+                    "cannot materialize for stage %s: %s",
+                    item.stage,
+                    message,
+                    exc_info=not isinstance(exc, RegistryError),
+                )
                 errors.append(
                     ModelSyncError(
                         model=item.model,
@@ -137,7 +144,10 @@ class RegistrySync:
         entries.sort(key=lambda e: (e.model, e.stage))
         self._last_good = {}
         self._remember(entries)
-        self.materializer.collect_garbage({Path(e.package_path) for e in entries})
+        try:
+            self.materializer.collect_garbage({Path(e.package_path) for e in entries})
+        except OSError as exc:  # a folder that cannot be deleted now is retried next poll
+            log.warning("cache garbage collection failed: %s", exc)
         return DesiredState(
             generated_at=utc_now_iso(),
             registry=self.reader.display_location,
@@ -162,9 +172,11 @@ class RegistrySync:
             self._last_good[(entry.model, entry.stage)] = entry
 
 
-def _reason(exc: RegistryError) -> str:
+def _reason(exc: Exception) -> str:
     """The error without the temporary export folder it happened in (meaningless to users)."""
     text = str(exc)
     if isinstance(exc, PackageError) and text.startswith(f"{exc.path}: "):
         return text[len(exc.path) + 2 :]
+    if not isinstance(exc, RegistryError):
+        return f"{type(exc).__name__}: {text}"
     return text

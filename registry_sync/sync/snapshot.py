@@ -65,8 +65,11 @@ class DesiredState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     schema_version: int = 1
 
 
-class SyncStatus(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How the last polls of the registry went (the snapshot only changes on success)."""
+class SyncStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """How the last polls of the registry went (the snapshot only changes on success).
+
+    Unknown fields are accepted: a gateway reads the status of a sync that may be newer.
+    """
 
     registry: str
     last_attempt_at: str
@@ -75,6 +78,11 @@ class SyncStatus(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     result: str
     message: str = ""
     consecutive_failures: int = 0
+    # Failures of the sync loop itself (an unexpected error, an unwritable snapshot) since
+    # the process started; the loop logs each, backs off and goes on.
+    loop_failures: int = 0
+    last_loop_failure: str | None = None
+    last_loop_failure_at: str | None = None
 
 
 def write_snapshot(state: DesiredState, path: Path) -> None:

@@ -108,6 +108,8 @@ class ServerProcess:
     log_path: Path | None = None
     # Resource limits of the server process, e.g. {resource.RLIMIT_NOFILE: (128, 128)}.
     rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # Runs the server under another command (e.g. `unshare` to give it a small tmpfs).
+    launcher: list[str] = field(default_factory=list)
 
     def __enter__(self) -> ServerProcess:
         self.start()
@@ -124,6 +126,7 @@ class ServerProcess:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
+                *self.launcher,
                 *with_rlimits(self.rlimits),
                 "-m",
                 "gateway.cli",

@@ -4,17 +4,24 @@ Mounting needs root (CAP_SYS_ADMIN), which the project's machines and CI have. W
 missing, the same test runs on the narrowest real seam instead: the server process's
 RLIMIT_FSIZE, lowered to the audit file's current size (`fill`) and raised again (`free`), so
 its writes fail with a real EFBIG from the kernel, partial writes included. `kind` says which.
+
+`tmpfs_launcher` gives one child process a small tmpfs of its own without root: the process is
+started in an unprivileged user+mount namespace that mounts it first (the sync's full-disk test).
 """
 
 from __future__ import annotations
 
 import errno
 import resource
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["SmallDisk"]
+__all__ = ["SmallDisk", "tmpfs_launcher"]
+
+_MOUNT = 'mount -t tmpfs -o size="$1"k stageserve-test "$2" && shift 2 && exec "$@"'
 
 
 class SmallDisk:
@@ -73,3 +80,22 @@ class SmallDisk:
         assert self._pid is not None
         _, hard = resource.prlimit(self._pid, resource.RLIMIT_FSIZE)
         resource.prlimit(self._pid, resource.RLIMIT_FSIZE, (hard, hard))
+
+
+def tmpfs_launcher(mountpoint: Path, *, size_kib: int) -> list[str] | None:
+    """A command prefix that runs a program with a `size_kib` tmpfs mounted on `mountpoint`
+    (seen by that program only), or None where user namespaces cannot mount one."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    prefix = [unshare, "--user", "--map-root-user", "--mount", "sh", "-c", _MOUNT, "sh"]
+    with tempfile.TemporaryDirectory() as probe:
+        try:
+            done = subprocess.run(
+                [*prefix, "16", probe, "true"], capture_output=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+    if done.returncode != 0:
+        return None
+    return [*prefix, str(size_kib), str(mountpoint)]
