@@ -40,7 +40,7 @@ from gateway.ui.rates import TrafficSampler
 from gateway.ui.routes import ui_router
 from registry_sync.runtimes.safe_load import LoadPolicy
 from registry_sync.sync.history import HISTORY_FILE
-from registry_sync.sync.snapshot import STATUS_FILE, SyncStatus
+from registry_sync.sync.snapshot import STATUS_FILE, DesiredEntry, SyncStatus
 
 __all__ = ["Gateway", "create_app", "gateway_of", "load_policy"]
 
@@ -69,14 +69,13 @@ def gateway_of(app: Litestar) -> Gateway:
 
 
 async def _follow(source: DesiredStateSource, pool: ModelPool, stop: asyncio.Event) -> None:
-    """Reconcile to every desired state; a source that fails is restarted, serving goes on."""
+    """Hand every desired state to the pool; a source that fails is restarted, serving goes
+    on. The pool converges in the background: a newer state (a rollback) is read at once
+    and supersedes a slow load, instead of waiting behind it."""
     while not stop.is_set():
         try:
             async for state in source.updates(stop):
-                try:
-                    await pool.reconcile(state)
-                except Exception:  # keep following: the next snapshot may be fine
-                    log.exception("reconcile failed")
+                pool.submit(state)
             return
         except Exception:
             log.exception("desired-state source failed; restarting in %.0f s", _RESTART_S)
@@ -123,6 +122,7 @@ def _pool(
     metrics: GatewayMetrics,
     loader: Loader | None,
     activation_listeners: Sequence[ActivationListener],
+    on_load_failure: Callable[[DesiredEntry], None] | None = None,
 ) -> ModelPool:
     loader = loader or functools.partial(
         load_version,
@@ -131,7 +131,12 @@ def _pool(
         policy=load_policy(settings),
         trust_signed=settings.unpickle_trust_signed,
     )
-    pool = ModelPool(metrics, loader, retry_failed_load_s=settings.retry_failed_load_s)
+    pool = ModelPool(
+        metrics,
+        loader,
+        retry_failed_load_s=settings.retry_failed_load_s,
+        on_load_failure=on_load_failure,
+    )
     for listener in activation_listeners:
         pool.add_listener(listener)
     # stageserve_stage_loaded, computed from the pool at scrape time.
@@ -196,15 +201,17 @@ def create_app(
     fast_lane: bool = True,
     sync_status_path: Path | None = None,
     sync_status: Callable[[], SyncStatus | None] | None = None,
+    on_load_failure: Callable[[DesiredEntry], None] | None = None,
 ) -> Litestar:
     """Build the app. `state_source` defaults to the snapshot in `settings.cache_dir`;
     `metrics` lets a caller register more collectors (sync metrics) on the same registry;
     `fast_lane=False` sends predict requests through Litestar's router too (see fast_lane.py);
     `sync_status_path` is the sync loop's status file (default `<cache_dir>/sync-status.json`),
     shown in /models so a registry outage is visible there; `sync_status`, when given (the
-    embedded sync loop's own record), is shown instead of the file."""
+    embedded sync loop's own record), is shown instead of the file; `on_load_failure` is
+    told of every version that fails to load (embedded: the sync re-verifies its package)."""
     metrics = metrics or GatewayMetrics()
-    pool = _pool(settings, metrics, loader, activation_listeners)
+    pool = _pool(settings, metrics, loader, activation_listeners, on_load_failure)
     if state_source is None and settings.cache_dir is not None:
         state_source = SnapshotFileSource(settings.cache_dir)
     audit = _audit(settings, metrics)

@@ -216,6 +216,10 @@ def run(settings: Settings) -> int:
         activation_listeners=[journal] if journal is not None else [],
         sync_status_path=_cache_dir(settings) / STATUS_FILE,
         sync_status=(lambda: source.status) if source is not None else None,
+        # A package that fails to load is re-hashed by the sync and repaired if corrupt.
+        on_load_failure=(lambda e: source.request_full_check(e.package_path))
+        if source is not None
+        else None,
     )
     edge = _edge(settings)
     config = uvicorn.Config(

@@ -1,16 +1,26 @@
 """The model pool: loaded versions keyed by (model, version), routed to by (model, stage).
 
-`reconcile(state)` loads and warms up every new version first (in a worker thread, so serving
-continues), then swaps the whole route table in one assignment, then releases versions no
-route uses once their in-flight requests are done. A version that fails is never routed to.
+`reconcile(state)` (or `submit(state)`, which does not wait) makes `state` the newest desired
+state at once, then brings each model to it: its new versions are loaded and warmed up first
+(in worker threads, so serving continues), then its routes switch in one assignment, then
+versions no route uses are released once their in-flight requests are done. A version that
+fails is never routed to.
+
+Each model converges on its own (one model's slow load never delays another's swap), one
+step at a time, and always toward the newest desired state: a load the registry has since
+superseded is abandoned (its thread finishes in the background and the result is released,
+never routed to), so a rollback never waits behind a slow load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from gateway.errors import ModelLoadError
 from gateway.pool.loaded import LoadedVersion, Loader
@@ -23,6 +33,14 @@ __all__ = ["ModelPool"]
 
 log = logging.getLogger("stageserve.pool")
 _RELEASE_POLL_S = 0.005
+_CLOSE_TIMEOUT_S = 30.0
+
+# (model, version, digest): one loadable thing.
+LoadKey = tuple[str, str, str]
+
+
+def _key(e: DesiredEntry) -> LoadKey:
+    return (e.model, e.version, e.digest)
 
 
 class ModelPool:
@@ -33,11 +51,14 @@ class ModelPool:
         *,
         retry_failed_load_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        on_load_failure: Callable[[DesiredEntry], None] | None = None,
     ) -> None:
         self.metrics = metrics
         self._loader = loader
         self._retry_failed_load_s = retry_failed_load_s
         self._clock = clock
+        # Told about every failed load (embedded mode: the sync re-verifies the package).
+        self._on_load_failure = on_load_failure
         # model -> stage -> Route; replaced whole, never mutated, so a reader sees one table.
         self.routes: dict[str, dict[str, Route]] = {}
         self.desired: DesiredState | None = None
@@ -47,11 +68,19 @@ class ModelPool:
         self._loaded: dict[tuple[str, str], LoadedVersion] = {}
         # Replaced by a reload of the same version (new digest) but maybe still routed to.
         self._retired: list[LoadedVersion] = []
-        self._failed: dict[tuple[str, str, str], tuple[float, str, str]] = {}
+        # key -> (clock time, message, ISO time, generated_at of the desired state then)
+        self._failed: dict[LoadKey, tuple[float, str, str, str]] = {}
         self._listeners: list[ActivationListener] = []
         self._refusals_seen: set[str] = set()
         self._releases: set[asyncio.Task[None]] = set()
-        self._lock = asyncio.Lock()
+        # Loads running in worker threads, and finished loads nobody was waiting for.
+        self._loading: dict[LoadKey, asyncio.Task[LoadedVersion | None]] = {}
+        self._waiting_on: dict[LoadKey, int] = {}
+        self._parked: dict[LoadKey, LoadedVersion] = {}
+        # model -> the task bringing it to the desired state (at most one per model).
+        self._convergers: dict[str, asyncio.Task[None]] = {}
+        # Futures resolved when a new desired state arrives (a waiting load re-checks).
+        self._desired_waiters: set[asyncio.Future[None]] = set()
 
     def add_listener(self, listener: ActivationListener) -> None:
         self._listeners.append(listener)
@@ -99,11 +128,37 @@ class ModelPool:
             and route.loaded.version != st.wanted.version
         ]
 
-    async def reconcile(self, state: DesiredState) -> None:
-        async with self._lock:
-            await self._reconcile(state)
+    # -- desired state -----------------------------------------------------------------------
 
-    async def _reconcile(self, state: DesiredState) -> None:
+    async def reconcile(self, state: DesiredState) -> None:
+        """Make `state` the desired state and wait until every model has converged to it (or
+        to a newer one)."""
+        self.submit(state)
+        await self.settled()
+
+    def submit(self, state: DesiredState) -> None:
+        """Make `state` the desired state now; each model converges in its own task."""
+        self._set_desired(state)
+        for model in sorted({e.model for e in state.entries} | set(self.routes)):
+            task = self._convergers.get(model)
+            # A running task re-reads the desired state before each step: it will see this.
+            if task is None or task.done():
+                task = asyncio.create_task(self._converge(model), name=f"converge {model}")
+                task.add_done_callback(self._converged)
+                self._convergers[model] = task
+
+    async def settled(self) -> None:
+        """Wait until no model is converging."""
+        while running := [t for t in self._convergers.values() if not t.done()]:
+            await asyncio.wait(running)
+
+    @staticmethod
+    def _converged(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The next desired state (or the retry timer) tries that model again.
+            log.error("%s failed", task.get_name(), exc_info=exc)
+
+    def _set_desired(self, state: DesiredState) -> None:
         self.desired = state
         self._journal_refusals(state)
         wanted = {(e.model, e.stage): e for e in state.entries}
@@ -111,33 +166,131 @@ class ModelPool:
         self.statuses = {key: old_statuses.get(key) or StageStatus(e) for key, e in wanted.items()}
         for key, e in wanted.items():
             self.statuses[key].wanted = e
-        # 1. Load every version not yet in memory (sequentially: bounded memory and CPU).
-        to_load: dict[tuple[str, str], DesiredEntry] = {}
-        for e in state.entries:
+        for waiter in self._desired_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._desired_waiters.clear()
+
+    def _wanted(self, model: str) -> dict[str, DesiredEntry]:
+        entries = self.desired.entries if self.desired is not None else []
+        return {e.stage: e for e in entries if e.model == model}
+
+    def _is_wanted(self, key: LoadKey) -> bool:
+        entries = self.desired.entries if self.desired is not None else []
+        return any(_key(e) == key for e in entries)
+
+    async def _converge(self, model: str) -> None:
+        """Bring one model to the newest desired state: load what it lacks, then switch.
+
+        One task per model at a time (`submit`); between its awaits and its switch nothing
+        else runs, so a desired state that arrives during a load is always seen here."""
+        while True:
+            wanted = self._wanted(model)
+            to_load = self._to_load(wanted)
+            for st in (self.statuses[(model, s)] for s in wanted):
+                if _key(st.wanted) in to_load:
+                    st.state = "loading"
+            superseded = False
+            done: list[LoadedVersion] = []
+            for e in to_load.values():
+                loaded = await self._load_unless_superseded(e)
+                if loaded is _SUPERSEDED:
+                    superseded = True
+                    break
+                if isinstance(loaded, LoadedVersion):
+                    done.append(loaded)
+            for lv in done:  # a load the registry superseded meanwhile is never routed to
+                if self._is_wanted((lv.model, lv.version, lv.digest)):
+                    self._adopt(lv)
+                else:
+                    self._discard(lv)
+            if superseded or self._wanted(model) != wanted:
+                continue  # the registry moved on while we loaded: start from the newest
+            self._switch(model, wanted)
+            self._discard_unwanted(model)
+            return
+
+    def _to_load(self, wanted: dict[str, DesiredEntry]) -> dict[LoadKey, DesiredEntry]:
+        """The wanted versions not in memory and not failed too recently."""
+        generated_at = self.desired.generated_at if self.desired is not None else ""
+        to_load: dict[LoadKey, DesiredEntry] = {}
+        for e in wanted.values():
             have = self._loaded.get((e.model, e.version))
             if have is not None and have.digest == e.digest:
                 continue
-            failed = self._failed.get((e.model, e.version, e.digest))
-            if failed is not None and self._clock() - failed[0] < self._retry_failed_load_s:
+            failed = self._failed.get(_key(e))
+            # Retried after the delay, or at once when a new desired state arrives (e.g.
+            # the sync repaired the package in the cache).
+            if (
+                failed is not None
+                and self._clock() - failed[0] < self._retry_failed_load_s
+                and failed[3] == generated_at
+            ):
                 continue
-            to_load.setdefault((e.model, e.version), e)
-        for key, st in self.statuses.items():
-            if (key[0], st.wanted.version) in to_load:
-                st.state = "loading"
-        # 2. Per model: load its new versions, then switch its routes in one assignment, so
-        # a slow model never delays another's swap. Models no longer wanted go last.
-        models = sorted({m for m, _ in wanted})
-        models += sorted(set(self.routes) - set(models))
-        for model in models:
-            for key, e in to_load.items():
-                if key[0] == model:
-                    loaded = await self._load(e)
-                    if loaded is not None:
-                        replaced = self._loaded.get(key)
-                        if replaced is not None:  # same version, new digest: retire the old
-                            self._retired.append(replaced)
-                        self._loaded[key] = loaded
-            self._switch(model, {s: e for (m, s), e in wanted.items() if m == model})
+            to_load.setdefault(_key(e), e)
+        return to_load
+
+    async def _load_unless_superseded(self, e: DesiredEntry) -> LoadedVersion | _Superseded | None:
+        """The loaded version (None if it failed), or _SUPERSEDED when the newest desired state
+        no longer wants it before it finished (the load then goes on in the background)."""
+        key = _key(e)
+        parked = self._parked.pop(key, None)
+        if parked is not None:
+            return parked
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.create_task(self._load(e), name=f"load {e.model} {e.version}")
+            self._loading[key] = task
+            task.add_done_callback(functools.partial(self._load_finished, key))
+        self._waiting_on[key] = self._waiting_on.get(key, 0) + 1
+        try:
+            while not task.done():
+                changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._desired_waiters.add(changed)
+                try:
+                    waits: set[asyncio.Future[Any]] = {task, changed}
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    self._desired_waiters.discard(changed)
+                if not task.done() and not self._is_wanted(key):
+                    log.info("%s %s: superseded while loading, not waiting for it", *key[:2])
+                    return _SUPERSEDED
+        finally:
+            self._waiting_on[key] -= 1
+        return task.result()
+
+    def _load_finished(self, key: LoadKey, task: asyncio.Task[LoadedVersion | None]) -> None:
+        """A load finished; if nobody waits for it any more, keep it only if still wanted."""
+        self._loading.pop(key, None)
+        if self._waiting_on.get(key, 0) > 0 or task.cancelled():
+            return
+        loaded = task.result()
+        if loaded is None:
+            return
+        if self._is_wanted(key):
+            self._parked[key] = loaded  # a converge that wants it will pick it up
+        else:
+            self._discard(loaded)
+
+    def _adopt(self, loaded: LoadedVersion) -> None:
+        key = (loaded.model, loaded.version)
+        replaced = self._loaded.get(key)
+        if replaced is not None and replaced is not loaded:  # same version, new digest
+            self._retired.append(replaced)
+        self._loaded[key] = loaded
+
+    def _discard_unwanted(self, model: str) -> None:
+        for key, lv in list(self._parked.items()):
+            if key[0] == model and not self._is_wanted(key):
+                del self._parked[key]
+                self._discard(lv)
+
+    def _discard(self, loaded: LoadedVersion) -> None:
+        """A load the registry superseded: never routed to, released."""
+        log.info("discarded %s %s: the registry moved on while it loaded", loaded.model,
+                 loaded.version)  # fmt: skip
+        self.metrics.model_loads_discarded_total.labels(loaded.model).inc()
+        self._schedule_release(loaded)
 
     def _journal_refusals(self, state: DesiredState) -> None:
         """Each assignment the sync's trust policy refused goes into the journal once."""
@@ -214,9 +367,15 @@ class ModelPool:
             self._failed.pop((e.model, e.version, e.digest), None)
             log.info("loaded %s %s (%s, %s)", e.model, e.version, loaded.engine, e.digest)
             return loaded
-        self._failed[(e.model, e.version, e.digest)] = (self._clock(), message, utc_now_iso())
+        generated_at = self.desired.generated_at if self.desired is not None else ""
+        self._failed[_key(e)] = (self._clock(), message, utc_now_iso(), generated_at)
         self.metrics.model_load_failures_total.labels(e.model, e.version).inc()
         log.error("%s %s failed to load: %s", e.model, e.version, message)
+        if self._on_load_failure is not None:
+            try:
+                self._on_load_failure(e)
+            except Exception:  # a hook that fails must not change what serves
+                log.exception("load-failure hook failed")
         assert self.desired is not None
         for other in self.desired.entries:
             if other.model == e.model and other.version == e.version:
@@ -266,10 +425,24 @@ class ModelPool:
 
     async def close(self) -> None:
         """Release everything (on shutdown, after the server stopped taking requests)."""
-        async with self._lock:
-            if self._releases:
-                await asyncio.wait(list(self._releases), timeout=30)
-            for lv in self._loaded.values():
-                lv.close()
-            self._loaded = {}
-            self.routes = {}
+        for task in self._convergers.values():
+            task.cancel()
+        for task in self._convergers.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # Loads still running in worker threads cannot be interrupted: let them finish.
+        if self._loading:
+            await asyncio.wait(list(self._loading.values()), timeout=_CLOSE_TIMEOUT_S)
+        if self._releases:
+            await asyncio.wait(list(self._releases), timeout=_CLOSE_TIMEOUT_S)
+        for lv in [*self._loaded.values(), *self._parked.values()]:
+            lv.close()
+        self._loaded, self._parked = {}, {}
+        self.routes = {}
+
+
+class _Superseded:
+    """What `_load_unless_superseded` returns for a load the registry no longer wants."""
+
+
+_SUPERSEDED = _Superseded()

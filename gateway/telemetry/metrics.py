@@ -115,6 +115,12 @@ class GatewayMetrics:
             ["model", "stage"],
             registry=r,
         )
+        self.model_loads_discarded_total = Counter(
+            _P + "model_loads_discarded",
+            "Loads finished after the registry had moved on (never routed to, released).",
+            ["model"],
+            registry=r,
+        )
         self.inflight_requests = Gauge(
             _P + "inflight_requests",
             "Predict requests being answered right now.",
