@@ -147,7 +147,8 @@ def stageserve_launch(
     ]
     if audit is not None:
         argv += ["--audit-path", str(audit)]
-    return Launch(name, "stageserve", argv, {m: f"/predict/{m}" for m in models}, port, HERE.parent)
+    paths = {m: f"/predict/{m}" for m in models}
+    return Launch(name, "stageserve", argv, paths, port, HERE.parent, ready_all_models=True)
 
 
 def swap_latency(swaps: int, timeout_s: float) -> dict[str, Any]:

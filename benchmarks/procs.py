@@ -94,6 +94,9 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 60.0
     ready_body: bytes = b""
+    # Probe every model, not just the first (stageserve loads its models concurrently, so
+    # the first answering says nothing about the others).
+    ready_all_models: bool = False
 
 
 @dataclass
@@ -129,12 +132,14 @@ class Server:
 
     def _wait_ready(self) -> None:
         assert self.proc is not None
-        model = next(iter(self.launch.paths))
+        models = list(self.launch.paths)
+        waiting = models if self.launch.ready_all_models else models[:1]
         deadline = time.monotonic() + self.launch.ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.launch.name} exited with {self.proc.returncode}")
-            if self.post(model, self.launch.ready_body) == 200:
+            waiting = [m for m in waiting if self.post(m, self.launch.ready_body) != 200]
+            if not waiting:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"{self.launch.name} not answering after {self.launch.ready_timeout_s}s")
