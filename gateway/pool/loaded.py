@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,13 @@ __all__ = ["LoadedVersion", "Loader", "load_version", "warm_up"]
 
 log = logging.getLogger("stageserve.pool")
 _WARMUP_CALLS = 3
+# The pool loads several models at once, each in a worker thread. Building a predictor
+# imports the modules its pickle names, and CPython can refuse two threads importing a
+# package with circular imports at the same time ("_DeadlockError: deadlock detected by
+# _ModuleLock('sklearn.linear_model._base')", seen when two sklearn models loaded together).
+# So only this step runs one at a time; reading and hashing the files and the warm-up (the
+# slow parts of a load) stay concurrent.
+_CONSTRUCT_LOCK = threading.Lock()
 
 
 class LoadedVersion:
@@ -151,7 +159,8 @@ def load_version(
         if trust_signed and entry.signed_by:
             # The assignment was signed by an allowed signer: its origin is trusted.
             policy = LoadPolicy(extra=policy.extra if policy else (), unrestricted=True)
-        predictor = load_predictor(package, policy=policy)
+        with _CONSTRUCT_LOCK:
+            predictor = load_predictor(package, policy=policy)
         schema = RequestSchema(
             package.manifest.signature, allow_non_finite=allow_non_finite, max_rows=max_rows
         )
