@@ -1,7 +1,8 @@
 """A scikit-learn-like regressor whose predictions wait for a file: a load (its warm-up) that
 takes exactly as long as a test wants, with no sleeps or timing in the test itself.
 
-Unpickled by the gateway in real processes, so it lives in an importable module.
+Unpickled by the gateway in real processes, so it lives in an importable module; a gateway
+loads it only when told to trust it: `STAGESERVE_UNPICKLE_ALLOW='["tests.gated_model"]'`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import numpy as np
 
 from tests.models import NUMERIC_FEATURES, _data
 
-__all__ = ["GatedRegressor", "save_gated_package"]
+__all__ = ["TRUST_GATED", "GatedRegressor", "save_gated_package"]
+
+# The setting a gateway needs to load it (its own code runs while it loads).
+TRUST_GATED = {"STAGESERVE_UNPICKLE_ALLOW": '["tests.gated_model"]'}
 
 _MAX_WAIT_S = 120.0
 
@@ -48,4 +52,4 @@ def save_gated_package(
     inner = LinearRegression().fit(features.to_numpy(), frame["mpg"].to_numpy())
     gate.touch()
     model = GatedRegressor(inner, str(gate))
-    return save_sklearn(model, folder, example=features, name=name).path
+    return save_sklearn(model, folder, example=features, name=name, serialization="pickle").path

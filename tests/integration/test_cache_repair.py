@@ -33,10 +33,11 @@ def registry(tmp_path: Path) -> GitRegistry:
 
 
 def _corrupt_cached_copy(cache: Path) -> Path:
-    [pickle] = (cache / MODEL).glob("v1.0.0-*/model.pkl")
-    good = pickle.read_bytes()
-    pickle.write_bytes(good[:-8] + b"bit rot!")
-    return pickle
+    [folder] = (cache / MODEL).glob("v1.0.0-*")
+    [artifact] = [f for f in folder.iterdir() if f.name != "model.yaml"]
+    good = artifact.read_bytes()
+    artifact.write_bytes(good[:-8] + b"bit rot!")
+    return artifact
 
 
 def _serves(server: ServerProcess) -> bool:
@@ -50,11 +51,11 @@ def test_embedded_a_copy_corrupted_while_stopped_is_repaired_at_the_next_start(
     cache = tmp_path / "cache"
     with gateway("embedded", registry.path, cache) as server:
         wait_until(lambda: _serves(server), 60, "the first start to serve")
-    pickle = _corrupt_cached_copy(cache)
+    artifact = _corrupt_cached_copy(cache)
     with gateway("embedded", registry.path, cache) as server:
         wait_until(lambda: _serves(server), 60, "the restarted gateway to serve")
         assert server.get("/readyz").status == 200
-    assert pickle.is_file()
+    assert artifact.is_file()
 
 
 def test_sidecar_a_copy_corrupted_while_both_run_is_repaired_before_the_gateway_restarts(

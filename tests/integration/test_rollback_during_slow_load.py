@@ -15,7 +15,7 @@ import pytest
 
 from registry_sync.registry import writer
 from registry_sync.registry.git_registry import GitRegistry
-from tests.gated_model import save_gated_package
+from tests.gated_model import TRUST_GATED, save_gated_package
 from tests.integration.load import LoadStream
 from tests.integration.server import ServerProcess, wait_until
 from tests.integration.sync_procs import gateway
@@ -66,7 +66,9 @@ def test_a_rollback_during_a_slow_load_serves_at_once_and_the_slow_version_never
     journal = tmp_path / "journal.jsonl"
     serve_args = ("--journal-path", str(journal))
     try:
-        with gateway(mode, registry.path, tmp_path / "cache", serve_args=serve_args) as server:
+        with gateway(
+            mode, registry.path, tmp_path / "cache", serve_args=serve_args, env=TRUST_GATED
+        ) as server:
             wait_until(lambda: server.get("/readyz").status == 200, 60, "readiness")
             with LoadStream(server.port, f"/predict/{MODEL}?stage=prod", BODY, clients=2) as load:
                 writer.assign(registry, MODEL, "prod", "v1.2.0")
