@@ -59,17 +59,30 @@ def _counter_gaps(names: list[str]) -> list[Problem]:
 
 
 def check_registry(reg: RegistryRepo, *, verify_signatures: bool = False) -> CheckReport:
-    """Every GTO-looking tag parses, no numbered tag is missing (#N has no gaps), every
-    registered version's package at its commit is valid with matching digests, and every
-    stage resolves to a registered version; with `verify_signatures` (and a trust policy on
-    `reg`), every stage tag of a protected stage is signed by an allowed signer."""
+    """Every tag points at an object the repository has, every GTO-looking tag parses, no
+    numbered tag is missing (#N has no gaps), every registered version's package at its
+    commit is valid with matching digests, and every stage resolves to a registered version;
+    with `verify_signatures` (and a trust policy on `reg`), every stage tag of a protected
+    stage is signed by an allowed signer."""
     from registry_sync.package.read import read_package
     from registry_sync.registry.link import check_links, complete_package
 
     problems: list[Problem] = []
-    annotated = {t.name for t in reg.git.tags()}
+    listing = reg.git.tag_listing()
+    annotated = {t.name for t in listing.records}
+    dangling = {ref.name: ref for ref in listing.dangling}
     names = reg.git.tag_names()
     for name in names:
+        if name in dangling:
+            problems.append(
+                Problem(
+                    subject=name,
+                    message=f"points to a missing object {dangling[name].object[:12]} (a push "
+                    "cut short or a damaged repository): every reader skips it; delete or "
+                    "re-push the tag",
+                )
+            )
+            continue
         if not looks_like_ours(name):
             continue
         if parse_tag(name) is None:

@@ -17,7 +17,15 @@ from registry_sync.errors import (
     UnsafePackageError,
 )
 
-__all__ = ["Git", "Signing", "TagRecord", "ensure_repo", "redact_url"]
+__all__ = [
+    "DanglingRef",
+    "Git",
+    "Signing",
+    "TagListing",
+    "TagRecord",
+    "ensure_repo",
+    "redact_url",
+]
 
 _FIELD, _RECORD = "\x1f", "\x1e"
 _TAG_FORMAT = (
@@ -43,6 +51,8 @@ _TAG_FORMAT = (
 # works on a fresh machine or in CI.
 _FALLBACK_NAME, _FALLBACK_EMAIL = "stageserve", "stageserve@localhost"
 _TIMEOUT_S = 300
+# Full ref names per `for-each-ref` call when listing around a dangling ref (argv stays small).
+_REFS_PER_CALL = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +81,21 @@ class TagRecord:
     tag_name: str = ""
     """The name written inside the tag object (a copy under another ref name keeps it)."""
     signed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DanglingRef:
+    """A tag whose ref points at an object the repository does not have (a push cut short, a
+    damaged mirror): skipped when reading, reported by `registry check` and the sync."""
+
+    name: str
+    object: str
+
+
+@dataclass(frozen=True, slots=True)
+class TagListing:
+    records: list[TagRecord]
+    dangling: list[DanglingRef]
 
 
 def redact_url(url: str) -> str:
@@ -153,30 +178,43 @@ class Git:
         return self.run("symbolic-ref", "-q", "HEAD", ok_codes=(0, 1)).strip() or None
 
     def tags(self) -> list[TagRecord]:
-        out = self.run("for-each-ref", f"--format={_TAG_FORMAT}", "refs/tags")
-        records = []
-        for raw in out.split(_RECORD):
-            fields = raw.lstrip("\n").split(_FIELD)
-            if len(fields) != 12 or fields[1] != "tag" or fields[2] != "commit":
-                continue
-            name, _, _, commit, tagger, email, time, commit_time, obj, inner, sig, text = fields
-            # The message without its signature block (which %(contents) ends with).
-            message = text[: len(text) - len(sig)] if sig and text.endswith(sig) else text
-            records.append(
-                TagRecord(
-                    name,
-                    commit,
-                    tagger,
-                    email,
-                    int(time or 0),
-                    int(commit_time or 0),
-                    message,
-                    object=obj,
-                    tag_name=inner,
-                    signed=bool(sig.strip()),
-                )
-            )
-        return records
+        """Every annotated tag on a commit; tags whose object is missing are left out."""
+        return self.tag_listing().records
+
+    def tag_listing(self) -> TagListing:
+        """The annotated tags, and the tags that point at a missing object.
+
+        One `for-each-ref` normally; git refuses the whole listing when one ref is dangling,
+        so then the bad refs are found (`cat-file --batch-check` on each tag, peeled) and
+        the others listed by name.
+        """
+        try:
+            out = self.run("for-each-ref", f"--format={_TAG_FORMAT}", "refs/tags")
+        except GitCommandError as exc:
+            if "missing object" not in exc.reason:
+                raise
+            return self._listing_around_dangling()
+        return TagListing(_parse_tags(out), [])
+
+    def _listing_around_dangling(self) -> TagListing:
+        refs = self.run("for-each-ref", "--format=%(refname) %(objectname)", "refs/tags")
+        pairs = [line.split(" ", 1) for line in refs.splitlines() if " " in line]
+        stdin = "".join(f"{ref}^{{}}\n" for ref, _ in pairs).encode()
+        checked = self.run("cat-file", "--batch-check", input_bytes=stdin).splitlines()
+        good: list[str] = []
+        dangling: list[DanglingRef] = []
+        for (ref, oid), line in zip(pairs, checked, strict=True):
+            if line.endswith(" missing"):
+                dangling.append(DanglingRef(ref.removeprefix("refs/tags/"), oid))
+            else:
+                good.append(ref)
+        records: dict[str, TagRecord] = {}
+        for start in range(0, len(good), _REFS_PER_CALL):
+            chunk = good[start : start + _REFS_PER_CALL]
+            # A pattern also matches the refs below it (`a` matches `a/b`): keep each once.
+            for record in _parse_tags(self.run("for-each-ref", f"--format={_TAG_FORMAT}", *chunk)):
+                records[record.name] = record
+        return TagListing(sorted(records.values(), key=lambda r: r.name), dangling)
 
     def tag_names(self) -> list[str]:
         return self.run("for-each-ref", "--format=%(refname:strip=2)", "refs/tags").split()
@@ -327,6 +365,32 @@ class Git:
 
     def delete_tag(self, name: str) -> None:
         self.run("tag", "-d", name)
+
+
+def _parse_tags(out: str) -> list[TagRecord]:
+    records = []
+    for raw in out.split(_RECORD):
+        fields = raw.lstrip("\n").split(_FIELD)
+        if len(fields) != 12 or fields[1] != "tag" or fields[2] != "commit":
+            continue
+        name, _, _, commit, tagger, email, time, commit_time, obj, inner, sig, text = fields
+        # The message without its signature block (which %(contents) ends with).
+        message = text[: len(text) - len(sig)] if sig and text.endswith(sig) else text
+        records.append(
+            TagRecord(
+                name,
+                commit,
+                tagger,
+                email,
+                int(time or 0),
+                int(commit_time or 0),
+                message,
+                object=obj,
+                tag_name=inner,
+                signed=bool(sig.strip()),
+            )
+        )
+    return records
 
 
 def _filter_reason(exc: tarfile.FilterError) -> str:

@@ -169,10 +169,14 @@ def history(reg: RegistryRepo, name: str | None = None) -> list[HistoryEvent]:
 
 
 def resolve_stages(
-    reg: RegistryRepo, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None
+    reg: RegistryRepo,
+    *,
+    stages: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    view: RegistryView | None = None,
 ) -> list[ResolvedStage]:
     """Every (model, stage) that resolves to a version, for the sync loop."""
-    view = reg.view()
+    view = view or reg.view()
     found = []
     for name in sorted(view.state):
         if models is not None and name not in models:

@@ -6,6 +6,7 @@ Queries (queries.py) and writes (writer.py) take this handle; `GitRegistry`
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -21,7 +22,7 @@ from registry_sync.errors import (
 )
 from registry_sync.package.manifest import Manifest
 from registry_sync.registry.events import ArtifactState, Event, VersionState, fold
-from registry_sync.registry.git import Git, TagRecord, ensure_repo
+from registry_sync.registry.git import DanglingRef, Git, TagRecord, ensure_repo
 from registry_sync.registry.gto_tags import TagKind, parse_tag
 from registry_sync.registry.remote import Mirror, default_mirror_dir, is_url
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from registry_sync.registry.trust import SignatureCheck, TagTrust
 
 __all__ = ["ARTIFACTS_FILE", "CONFIG_FILE", "RegistryRepo", "RegistryView"]
+
+log = logging.getLogger(__name__)
 
 ARTIFACTS_FILE = "artifacts.yaml"
 CONFIG_FILE = ".gto"
@@ -47,6 +50,8 @@ class RegistryView:
     # and the events left out of `state` because their signature is not trusted.
     checks: dict[str, SignatureCheck] = field(default_factory=dict)
     refused: list[tuple[Event, SignatureCheck]] = field(default_factory=list)
+    # Tags whose object is missing: left out of everything above, reported by their readers.
+    dangling: list[DanglingRef] = field(default_factory=list)
 
     def artifact(self, name: str) -> ArtifactState:
         found = self.state.get(name)
@@ -99,7 +104,9 @@ class RegistryRepo:
     # -- reading the repository -------------------------------------------------------------
 
     def view(self, *, at: int | None = None) -> RegistryView:
-        tags = self.git.tags()
+        listing = self.git.tag_listing()
+        tags = listing.records
+        _warn_once(self.display_location, listing.dangling)
         events = [event for tag in tags if (event := _event(tag)) is not None]
         checks: dict[str, SignatureCheck] = {}
         refused: list[tuple[Event, SignatureCheck]] = []
@@ -114,7 +121,7 @@ class RegistryRepo:
         if head is not None:
             head_info = (head, self.git.commit_time(head), frozenset(artifacts))
         state = fold(events, commit_times, head=head_info, at=at)
-        return RegistryView(tags, events, head, artifacts, state, checks, refused)
+        return RegistryView(tags, events, head, artifacts, state, checks, refused, listing.dangling)
 
     def _trusted(
         self,
@@ -205,6 +212,24 @@ class RegistryRepo:
         # Files the registry points to instead of holding (a linked repository, a uri).
         complete_package(dest)
         return dest
+
+
+# (registry, tag, object) already warned about: a sync reads the registry every poll.
+_WARNED: set[tuple[str, str, str]] = set()
+
+
+def _warn_once(location: str, dangling: list[DanglingRef]) -> None:
+    for ref in dangling:
+        key = (location, ref.name, ref.object)
+        if key not in _WARNED:
+            _WARNED.add(key)
+            log.warning(
+                "%s: tag %r points to a missing object %s: ignored (see `stageserve registry "
+                "check`)",
+                location,
+                ref.name,
+                ref.object[:12],
+            )
 
 
 def _event(tag: TagRecord) -> Event | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from registry_sync.errors import ManifestError, RegistryUnreachableError
 from registry_sync.package.manifest import Manifest
-from registry_sync.registry.git import redact_url
+from registry_sync.registry.git import DanglingRef, redact_url
 from registry_sync.registry.git_registry import GitRegistry
 from registry_sync.registry.remote import is_url
 from registry_sync.registry.timeline import RegistryHistory, build_history
@@ -37,6 +37,8 @@ class LazyRegistryReader:
         self._registry: GitRegistry | None = None
         # (model, commit) -> its manifest: a commit's files never change.
         self._manifests: dict[tuple[str, str], Manifest | None] = {}
+        # Tags the last resolve skipped because their object is missing.
+        self.skipped_refs: list[DanglingRef] = []
 
     @property
     def display_location(self) -> str:
@@ -58,7 +60,10 @@ class LazyRegistryReader:
     def resolve_stages(
         self, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None
     ) -> list[ResolvedStage]:
-        return self._opened().resolve_stages(stages=stages, models=models)
+        registry = self._opened()
+        view = registry.view()
+        self.skipped_refs = list(view.dangling)
+        return registry.resolve_stages(stages=stages, models=models, view=view)
 
     def refused_assignments(
         self, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from registry_sync.errors import PackageError, RegistryError
-from registry_sync.registry.gto_tags import check_servable_name
+from registry_sync.registry.git import DanglingRef
+from registry_sync.registry.gto_tags import check_servable_name, parse_tag
 from registry_sync.registry.views import RefusedAssignment, ResolvedStage
 from registry_sync.sync.materialize import Materializer, PackageExporter
 from registry_sync.sync.snapshot import (
@@ -56,6 +57,13 @@ class TrustingReader(Protocol):
     def refused_assignments(
         self, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None
     ) -> list[RefusedAssignment]: ...
+
+
+@runtime_checkable
+class SkipsDanglingRefs(Protocol):
+    """A reader that skips tags pointing at missing objects and says which (GitRegistry's)."""
+
+    skipped_refs: list[DanglingRef]
 
 
 def utc_now_iso() -> str:
@@ -102,7 +110,11 @@ class RegistrySync:
         resolved = self.reader.resolve_stages(stages=self.stages, models=self.models)
         entries: list[DesiredEntry] = []
         errors: list[ModelSyncError] = []
+        held = self._hold_for_dangling_refs(errors)
+        entries += [e for (m, s), e in self._last_good.items() if _is_held(held, m, s)]
         for item in resolved:
+            if _is_held(held, item.model, item.stage):
+                continue
             try:
                 check_servable_name(item.model)  # gto allows '/', no route can carry it
                 done = self.materializer.materialize(
@@ -167,9 +179,50 @@ class RegistrySync:
         self._untrusted_seen = {r.tag for r in found}
         return found
 
+    def _hold_for_dangling_refs(self, errors: list[ModelSyncError]) -> dict[str, set[str] | None]:
+        """The (model, stages) a tag pointing at a missing object may concern: they keep their
+        last good state (the registry's intent for them is unknown, and skipping the tag
+        could roll a stage back), each reported; every other model syncs as usual.
+        Returns model -> the stages held (None: all of them)."""
+        held: dict[str, set[str] | None] = {}
+        refs = self.reader.skipped_refs if isinstance(self.reader, SkipsDanglingRefs) else []
+        for ref in refs:
+            parsed = parse_tag(ref.name)
+            if parsed is None:
+                continue  # not a registry tag: nothing depends on it (`registry check` says it)
+            if self.models is not None and parsed.name not in self.models:
+                continue
+            if parsed.stage and self.stages is not None and parsed.stage not in self.stages:
+                continue
+            stages = held.get(parsed.name, set())
+            if parsed.stage is None or stages is None:
+                held[parsed.name] = None
+            else:
+                held[parsed.name] = stages | {parsed.stage}
+            what = f"stage {parsed.stage!r}" if parsed.stage else "every stage"
+            errors.append(
+                ModelSyncError(
+                    model=parsed.name,
+                    stage=parsed.stage,
+                    version=parsed.version,
+                    message=f"tag {ref.name!r} points to a missing object {ref.object[:12]}: "
+                    f"skipped; {what} of {parsed.name} keeps its last good state until the "
+                    "registry is repaired",
+                    at=utc_now_iso(),
+                )
+            )
+        return held
+
     def _remember(self, entries: Iterable[DesiredEntry]) -> None:
         for entry in entries:
             self._last_good[(entry.model, entry.stage)] = entry
+
+
+def _is_held(held: dict[str, set[str] | None], model: str, stage: str) -> bool:
+    if model not in held:
+        return False
+    stages = held[model]
+    return stages is None or stage in stages
 
 
 def _reason(exc: Exception) -> str:

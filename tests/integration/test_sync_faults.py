@@ -24,7 +24,7 @@ from registry_sync.registry import writer
 from registry_sync.registry.git_registry import GitRegistry
 from tests.integration.server import ServerProcess, free_port, wait_until
 from tests.integration.small_disk import tmpfs_launcher
-from tests.integration.sync_procs import gateway, sidecar
+from tests.integration.sync_procs import gateway, sidecar, stageserve
 from tests.models import example_rows, save_sklearn_package
 from tests.registry_packages import git, init_registry
 
@@ -196,3 +196,25 @@ def test_a_full_cache_disk_is_the_failing_models_error_and_others_keep_swapping(
         lag = _swap_lag_s(registry, server)
         assert _serves(server, B) == "v1.0.0"
     print(f"full disk: {A} swapped {lag:.2f} s after assign while {B}@v1.0.2 cannot be written")
+
+
+def test_a_dangling_tag_is_skipped_and_reported_everything_else_syncs(
+    registry: GitRegistry, tmp_path: Path
+) -> None:
+    """A tag ref to a missing object (a push cut short) used to stop the sync of every model
+    and every registry command."""
+    with gateway("embedded", registry.path, tmp_path / "cache") as server:
+        wait_until(lambda: server.get("/readyz").status == 200, 60, "readiness")
+        (registry.path / ".git" / "refs" / "tags" / f"{B}#prod#7").write_text("ab" * 20 + "\n")
+        wait_until(lambda: "missing object" in _b_error(server), 30, "the bad tag in /models")
+        lag = _swap_lag_s(registry, server)
+        assert _serves(server, B) == "v1.0.0"
+        assert server.get("/models").body["sync"]["result"] == "partial"
+    listed = stageserve("registry", "list", "--registry", str(registry.path), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {m["name"] for m in json.loads(listed.stdout)} == {A, B}
+    assert f"{B}#prod#7" in listed.stderr  # warned, once
+    check = stageserve("registry", "check", "--registry", str(registry.path))
+    assert check.returncode == 1
+    assert f"{B}#prod#7" in check.stdout + check.stderr
+    print(f"dangling tag: {A} swapped {lag:.2f} s after assign")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,60 @@ def test_a_full_check_on_request_finds_what_the_cheap_check_cannot(
     sync.materializer.request_full_check(folder)
     sync.run_once()
     assert (folder / "model.onnx").read_bytes() == b"a one"
+
+
+# -- a tag pointing at a missing object is skipped and reported ------------------------------
+
+
+def _dangle(repo: Path, tag: str, *, annotated: bool) -> None:
+    """A tag whose object is missing: the ref itself (`annotated=False`), or an annotated tag
+    object whose commit is missing (what a push cut short can leave behind)."""
+    missing = "1234567" * 5 + "12345"
+    if annotated:
+        body = f"object {missing}\ntype commit\ntag {tag}\ntagger T <t@e> 1700000000 +0000\n\nx\n"
+        done = subprocess.run(
+            ["git", "-C", str(repo), "hash-object", "-t", "tag", "-w", "--stdin", "--literally"],
+            input=body, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        missing = done.stdout.strip()
+    (repo / ".git" / "refs" / "tags" / tag).write_text(missing + "\n")
+
+
+@pytest.mark.parametrize("annotated", [False, True])
+def test_a_dangling_tag_holds_only_what_it_may_concern_and_is_reported(
+    registry: GitRegistry, tmp_path: Path, annotated: bool
+) -> None:
+    sync = build_sync(str(registry.path), tmp_path / "cache")
+    sync.run_once()
+    _dangle(registry.path, f"{B}#prod#9", annotated=annotated)
+    writer.assign(registry, A, "prod", "v1.1.0")
+
+    state = sync.run_once()
+
+    assert {e.model: e.version for e in state.entries} == {A: "v1.1.0", B: "v1.0.0"}
+    [error] = state.errors
+    assert (error.model, error.stage) == (B, "prod")
+    assert f"tag '{B}#prod#9' points to a missing object" in error.message
+
+
+def test_a_dangling_version_tag_holds_every_stage_of_its_model(
+    registry: GitRegistry, tmp_path: Path
+) -> None:
+    writer.assign(registry, B, "dev", "v1.0.0")
+    sync = build_sync(str(registry.path), tmp_path / "cache")
+    sync.run_once()
+    _dangle(registry.path, f"{B}@v9.9.9", annotated=False)
+    state = sync.run_once()
+    assert {(e.model, e.stage) for e in state.entries} == {(A, "prod"), (B, "prod"), (B, "dev")}
+    assert [(e.model, e.stage, e.version) for e in state.errors] == [(B, None, "v9.9.9")]
+
+
+def test_registry_queries_skip_a_dangling_tag_and_check_names_it(registry: GitRegistry) -> None:
+    from registry_sync.registry.check import check_registry
+
+    _dangle(registry.path, f"{B}#prod#9", annotated=False)
+    _dangle(registry.path, "release-2020", annotated=True)
+    assert {m.name for m in registry.list_models()} == {A, B}
+    report = check_registry(registry)
+    assert {p.subject for p in report.problems} == {f"{B}#prod#9", "release-2020"}
+    assert all("missing object" in p.message for p in report.problems)
