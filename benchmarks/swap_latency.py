@@ -57,7 +57,9 @@ def measure(
     serve_args = ["--registry", location, "--poll-interval-s", str(args.poll_interval_s)]
     lags: list[float] = []
     body = {"inputs": [example_rows(1)[0]]}
-    with ServerProcess(cache, args=serve_args) as server:
+    # A remote registry's mirror goes in the run's folder, not in $XDG_CACHE_HOME.
+    env = {"STAGESERVE_MIRROR_DIR": str(work / f"mirror-{label}")}
+    with ServerProcess(cache, args=serve_args, env=env) as server:
         wait_until(lambda: server.get("/readyz").status == 200, 120, "readiness")
         with LoadStream(server.port, f"/predict/{MODEL}?stage=prod", body, clients=2) as load:
             time.sleep(1.0)

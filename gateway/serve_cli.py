@@ -148,6 +148,7 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> SyncLoop:
         metrics=SyncMetrics(metrics.registry),
         trust=settings.trust_policy,
         mlflow_stages=settings.mlflow_stages,
+        mirror_dir=settings.mirror_dir,
     )
 
 

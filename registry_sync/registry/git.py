@@ -99,13 +99,28 @@ class TagListing:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password (or token) replaced, safe to print and log."""
+    """The URL with any password or token replaced, safe to print and log: the user info
+    (`user:***@`, or `***@` when it is one word, often a token) and every query value
+    (`?private_token=***`). The user info ends at the last `@` before the path, so a raw `@`,
+    `?` or `#` in a password is redacted too."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    userinfo, _, host = rest.partition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in userinfo else f"{scheme}://***@{host}"
+    if not sep:
+        return url  # a path, or scp-like `user@host:path` (ssh: no password in it)
+    slash = rest.find("/")
+    authority, path = (rest, "") if slash == -1 else (rest[:slash], rest[slash:])
+    user_part = ""
+    if "@" in authority:
+        userinfo, _, authority = authority.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        user_part = f"{user}:***@" if ":" in userinfo else "***@"
+    rest = authority + path
+    before, qmark, query = rest.partition("?")
+    if qmark:
+        query, hash_mark, fragment = query.partition("#")
+        names = [pair.split("=", 1)[0] for pair in query.split("&")]
+        query = "&".join(f"{name}=***" if name else "" for name in names)
+        rest = f"{before}?{query}{hash_mark}{fragment}"
+    return f"{scheme}://{user_part}{rest}"
 
 
 class Git:

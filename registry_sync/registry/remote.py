@@ -35,10 +35,16 @@ def default_mirror_dir(url: str) -> Path:
 
 
 class Mirror:
-    """A bare `git clone --mirror` of `url` in `folder`.
+    """A bare mirror of `url` in `folder`, holding every ref of the remote.
 
     `update()` clones when the folder holds no mirror yet and fetches otherwise, so a registry
     is cloned once per machine, never once per call. `last_action` says which one ran.
+
+    The URL (and any password or token in it) is never written into the mirror: each git
+    command that talks to the remote gets `remote.origin.url` through the environment
+    (`GIT_CONFIG_COUNT`, appended to any the caller set, e.g. a credential helper), the
+    process's own memory, and FETCH_HEAD is not written. A mirror an older version made with
+    the URL in its config has it removed at the next fetch.
     """
 
     def __init__(self, url: str, folder: Path) -> None:
@@ -63,19 +69,23 @@ class Mirror:
 
     def _clone(self) -> None:
         self.folder.parent.mkdir(parents=True, exist_ok=True)
-        # Clone beside the final folder and rename: a half-done clone is never mistaken for
+        # Made beside the final folder and renamed: a half-done clone is never mistaken for
         # a mirror, and two processes racing both end up with a complete one.
         tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=self.folder.parent))
         try:
+            git = Git(tmp, display=self.display)
+            git.run("init", "--bare", "--quiet")
+            # Every ref of the remote, as `clone --mirror` would (but no remote.origin.mirror:
+            # with it, `git push` would mirror, and delete, everything).
+            git.run("config", "remote.origin.fetch", "+refs/*:refs/*")
             # The first clone of a large registry is the slow step: show it (size known after).
             with progress(f"clone {self.display}", None, registry=self.display) as done:
-                self._remote_call(
-                    Git(tmp.parent), "clone", "--mirror", "--quiet", self.url, str(tmp)
-                )
+                self._remote_call(git, "fetch", "--quiet", "--no-write-fetch-head", "origin")
                 done(sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()))
-            # Keep fetching every ref (+refs/*:refs/*) but push only the refs we name:
-            # with remote.origin.mirror set, `git push` would mirror (and delete) everything.
-            Git(tmp, display=self.display).run("config", "--unset", "remote.origin.mirror")
+            head = self._remote_call(git, "ls-remote", "--symref", "origin", "HEAD")
+            branch = _symref_of_head(head)
+            if branch is not None:
+                git.run("symbolic-ref", "HEAD", branch)
             if not self.exists():
                 tmp.rename(self.folder)
         finally:
@@ -84,19 +94,45 @@ class Mirror:
 
     def _fetch(self) -> None:
         git = self.git
-        # Follow the URL we were given, even if the mirror was made for an older one.
-        git.run("remote", "set-url", "origin", self.url)
-        self._remote_call(git, "fetch", "--quiet", "--tags", "--prune", "--prune-tags", "origin")
+        # Mirrors made before the URL was kept out of them stored it, password and all.
+        git.run("config", "--unset-all", "remote.origin.url", ok_codes=(0, 5))
+        git.run("config", "--unset-all", "remote.origin.mirror", ok_codes=(0, 5))
+        self._remote_call(
+            git,
+            "fetch", "--quiet", "--no-write-fetch-head", "--tags", "--prune", "--prune-tags",
+            "origin",
+        )  # fmt: skip
         self.last_action = "fetch"
 
     def push(self, refs: Sequence[str]) -> None:
         """Push refs (branch and tags) to the remote atomically: all of them or none."""
         self._remote_call(self.git, "push", "--atomic", "--quiet", "origin", *refs)
 
-    def _remote_call(self, git: Git, *args: str) -> None:
+    def _remote_call(self, git: Git, *args: str) -> str:
         try:
-            git.run(*args)
+            return git.run(*args, env=_remote_env(self.url))
         except GitCommandError as exc:
             # git may echo the URL with its password; never let it reach a log line.
             reason = exc.reason.replace(self.url, self.display)
             raise RegistryUnreachableError(self.display, reason) from None
+
+
+def _remote_env(url: str) -> dict[str, str]:
+    """`remote.origin.url` for one git command, after any config the environment gives."""
+    try:
+        start = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
+    except ValueError:
+        start = 0
+    return {
+        "GIT_CONFIG_COUNT": str(start + 1),
+        f"GIT_CONFIG_KEY_{start}": "remote.origin.url",
+        f"GIT_CONFIG_VALUE_{start}": url,
+    }
+
+
+def _symref_of_head(ls_remote: str) -> str | None:
+    """`ref: refs/heads/main\tHEAD` -> refs/heads/main (None for a remote without HEAD)."""
+    for line in ls_remote.splitlines():
+        if line.startswith("ref: ") and line.endswith("\tHEAD"):
+            return line[len("ref: ") : -len("\tHEAD")]
+    return None

@@ -51,6 +51,13 @@ def add_commands(sub: Any) -> None:
         metavar="DIR",
         help="cache folder for packages and the snapshot (env STAGESERVE_CACHE_DIR)",
     )
+    p.add_argument(
+        "--mirror-dir",
+        metavar="DIR",
+        help="where a remote registry is mirrored (no credentials are stored in it; default "
+        "$XDG_CACHE_HOME/stageserve/mirrors/<name>-<hash>; env STAGESERVE_MIRROR_DIR). Keep it "
+        "out of a cache the gateway shares",
+    )
     p.add_argument("--config", metavar="FILE", help="YAML settings file (env STAGESERVE_CONFIG)")
     p.add_argument(
         "--poll-interval-s",
@@ -108,6 +115,7 @@ def add_commands(sub: Any) -> None:
 _FLAGS = (
     "registry",
     "cache_dir",
+    "mirror_dir",
     "poll_interval_s",
     "stages",
     "models",
@@ -140,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         metrics=SyncMetrics(registry),
         trust=settings.trust_policy,
         mlflow_stages=settings.mlflow_stages,
+        mirror_dir=settings.mirror_dir,
     )
     log.info(
         "sync %s -> %s (%s)",

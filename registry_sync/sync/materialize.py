@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 SHORT_DIGEST_CHARS = 12
 _TMP_PREFIX = ".tmp-"
+# `<version>-<short digest>` (versions are SemVer with a `v`): the only folders garbage
+# collection deletes, so a cache folder that also holds other things (a registry mirror under
+# the default `$XDG_CACHE_HOME/stageserve`) keeps them.
+_PACKAGE_FOLDER = re.compile(rf"^v\d+\.\d+\.\d+([-+].*)?-[0-9a-f]{{{SHORT_DIGEST_CHARS}}}$")
 
 
 class PackageExporter(Protocol):
@@ -201,6 +206,8 @@ class Materializer:
                 if resolved in wanted:
                     self._unwanted_since.pop(resolved, None)
                     continue
+                if not _PACKAGE_FOLDER.match(folder.name):
+                    continue  # not a folder we made (the cache may hold other things): keep
                 first_seen = self._unwanted_since.setdefault(resolved, now)
                 if now - first_seen >= self.gc_grace_s:
                     shutil.rmtree(folder, ignore_errors=True)

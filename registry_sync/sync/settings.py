@@ -27,6 +27,10 @@ class SyncSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Where packages are materialized and `snapshot.json` is written. `serve` without a
     registry (sidecar mode) watches `<cache_dir>/snapshot.json`; embedded `serve` defaults it
     to `$XDG_CACHE_HOME/stageserve`, else ~/.cache/stageserve."""
+    mirror_dir: str | None = None
+    """A remote registry's local git mirror (sync only; holds no credential). Default:
+    `$XDG_CACHE_HOME/stageserve/mirrors/<name>-<hash>`, one per URL. Never inside a cache a
+    gateway shares: on Kubernetes the sync gets its own emptyDir for it."""
     poll_interval_s: float = 10.0
     """Seconds between registry polls (±10 % jitter)."""
     stages: str | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,7 +17,6 @@ from registry_sync.sync.metrics import SyncMetrics
 from registry_sync.sync.registry_sync import RegistryReader, RegistrySync
 
 __all__ = [
-    "MIRROR_DIRNAME",
     "build_loop",
     "build_sync",
     "default_cache_dir",
@@ -23,8 +24,11 @@ __all__ = [
     "watch_path_for",
 ]
 
-# Inside the cache: the local mirror of a remote registry (one, updated by fetch).
-MIRROR_DIRNAME = ".registry-mirror"
+log = logging.getLogger(__name__)
+
+# Where older versions kept a remote registry's mirror: inside the cache, which a sidecar
+# shares with the gateway, with the URL (and its credentials) in the mirror's git config.
+_LEGACY_MIRROR_DIRNAME = ".registry-mirror"
 
 
 def default_cache_dir() -> Path:
@@ -43,11 +47,16 @@ def build_sync(
     gc_grace_s: float = 600.0,
     trust: Sequence[TrustRule] = (),
     mlflow_stages: Mapping[str, str] | None = None,
+    mirror_dir: Path | None = None,
 ) -> RegistrySync:
+    """`mirror_dir`: where a remote git registry is mirrored (default: one folder per URL
+    under `$XDG_CACHE_HOME/stageserve/mirrors/`, never in the cache)."""
     from registry_sync.mlflow.location import is_mlflow_uri
+    from registry_sync.registry.remote import default_mirror_dir
     from registry_sync.registry.trust import TrustPolicy
     from registry_sync.sync.reader import open_reader
 
+    _remove_legacy_mirror(cache_dir)
     reader: RegistryReader
     if is_mlflow_uri(location):
         from registry_sync.mlflow.source import MlflowRegistry
@@ -66,10 +75,18 @@ def build_sync(
         )
     else:
         policy = TrustPolicy(trust) if trust else None
-        reader = open_reader(location, mirror_dir=cache_dir / MIRROR_DIRNAME, trust=policy)
+        mirror = mirror_dir or default_mirror_dir(location)
+        reader = open_reader(location, mirror_dir=mirror, trust=policy)
     return RegistrySync.create(
         reader, cache_dir, stages=stages, models=models, gc_grace_s=gc_grace_s
     )
+
+
+def _remove_legacy_mirror(cache_dir: Path) -> None:
+    legacy = cache_dir / _LEGACY_MIRROR_DIRNAME
+    if legacy.is_dir():
+        log.warning("removing %s: a registry mirror does not belong in the cache", legacy)
+        shutil.rmtree(legacy, ignore_errors=True)
 
 
 def build_loop(
@@ -84,6 +101,7 @@ def build_loop(
     metrics: SyncMetrics | None,
     trust: Sequence[TrustRule] = (),
     mlflow_stages: Mapping[str, str] | None = None,
+    mirror_dir: str | None = None,
 ) -> SyncLoop:
     """The sync loop both modes run (sidecar `stageserve sync`, embedded `serve --registry`);
     `stages` and `models` are comma-separated lists as flags and env give them."""
@@ -96,6 +114,7 @@ def build_loop(
         gc_grace_s=gc_grace_s,
         trust=trust,
         mlflow_stages=mlflow_stages,
+        mirror_dir=Path(mirror_dir) if mirror_dir else None,
     )
     return SyncLoop(
         sync,

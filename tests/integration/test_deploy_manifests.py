@@ -448,3 +448,22 @@ def test_every_target_keeps_the_journal_and_a_drain_that_fits_the_grace_period(
     (deployment,) = by_kind(docs, "Deployment")
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > settings["drain_s"] + settings["shutdown_timeout_s"]
+
+
+@pytest.mark.parametrize(
+    "target", ["variants/sidecar", "variants/embedded", "overlays/dev", "overlays/prod"]
+)
+def test_the_registry_mirror_has_its_own_volume_that_the_gateway_never_shares(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    volumes = {v["name"]: v for v in _pod(rendered[target])["volumes"]}
+    for c in pod_containers(rendered[target]):
+        env = {e["name"]: e.get("value") for e in c.spec.get("env", [])}
+        mounts = {m["mountPath"]: m["name"] for m in c.spec.get("volumeMounts", [])}
+        if "--registry" not in c.spec["args"]:  # a gateway that only reads the cache
+            assert "STAGESERVE_MIRROR_DIR" not in env and "registry-mirror" not in mounts.values()
+            continue
+        mirror = env["STAGESERVE_MIRROR_DIR"]
+        assert mounts[mirror] == "registry-mirror", c.name
+        assert not mirror.startswith("/var/cache/stageserve"), c.name
+        assert "emptyDir" in volumes["registry-mirror"], c.name

@@ -106,3 +106,41 @@ def test_the_first_clone_reports_its_size_and_duration_and_a_fetch_reports_nothi
     caplog.clear()
     GitRegistry.open(url, mirror_dir=tmp_path / "mirror")  # a fetch: quick, no progress
     assert caplog.records == []
+
+
+def test_a_password_with_a_raw_at_sign_and_query_tokens_are_redacted() -> None:
+    assert redact_url("https://bot:p@ss@host/x.git") == "https://bot:***@host/x.git"
+    assert redact_url("https://bot:p?s#s@host/x.git") == "https://bot:***@host/x.git"
+    assert (
+        redact_url("https://host/x.git?private_token=abc&ref=1")
+        == "https://host/x.git?private_token=***&ref=***"
+    )
+    assert redact_url("https://t@host?token=abc") == "https://***@host?token=***"
+    assert redact_url("git@github.com:acme/models.git") == "git@github.com:acme/models.git"
+
+
+def test_the_mirror_never_stores_the_url_and_keeps_the_callers_git_config(
+    remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A caller's own config through the environment (the Kubernetes manifests set a
+    # credential helper this way) stays in force next to the URL we pass the same way.
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "user.name")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "from-the-environment")
+    mirror_dir = tmp_path / "mirror"
+    reg = GitRegistry.open(f"file://{remote}", mirror_dir=mirror_dir)
+    reg.refresh()
+    config = (mirror_dir / "config").read_text()
+    assert "url" not in config and str(remote) not in config
+    assert not (mirror_dir / "FETCH_HEAD").exists()
+    assert reg.git.head() is not None  # HEAD follows the remote's default branch
+
+
+def test_a_mirror_made_with_the_url_in_its_config_loses_it_at_the_next_fetch(
+    remote: Path, tmp_path: Path
+) -> None:
+    mirror_dir = tmp_path / "mirror"
+    git(tmp_path, "clone", "-q", "--mirror", f"file://{remote}", str(mirror_dir))
+    assert "url = " in (mirror_dir / "config").read_text()
+    GitRegistry.open(f"file://{remote}", mirror_dir=mirror_dir)
+    assert "url = " not in (mirror_dir / "config").read_text()

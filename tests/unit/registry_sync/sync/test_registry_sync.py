@@ -112,7 +112,8 @@ def test_registry_that_disappears_is_a_failed_poll_and_changes_nothing(
 
 def test_unreachable_remote_at_start_is_reported_not_raised_by_the_loop(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    loop = SyncLoop(build_sync(f"file://{tmp_path}/nowhere.git", cache), cache)
+    sync = build_sync(f"file://{tmp_path}/nowhere.git", cache, mirror_dir=tmp_path / "mirror")
+    loop = SyncLoop(sync, cache)
     assert asyncio.run(loop.poll()) is None
     assert "nowhere.git" in read_status(cache / STATUS_FILE).message
 
@@ -123,14 +124,16 @@ def test_remote_registry_is_synced_through_one_local_mirror(
     remote = tmp_path / "remote.git"
     git(tmp_path, "clone", "-q", "--mirror", str(registry.path), str(remote))
     cache = tmp_path / "cache"
-    sync = build_sync(f"file://{remote}", cache)
+    sync = build_sync(f"file://{remote}", cache, mirror_dir=tmp_path / "mirror")
     assert {e.version for e in sync.run_once().entries} == {"v1.0.0", "v1.1.0"}
     writer.assign(registry, "cost_predictor", "prod", "v1.1.0")
     git(registry.path, "push", "-q", "--tags", str(remote))
 
     state = sync.run_once()
     assert {(e.stage, e.version) for e in state.entries} == {("prod", "v1.1.0"), ("dev", "v1.1.0")}
-    assert (cache / ".registry-mirror" / "HEAD").is_file()
+    # The mirror is kept apart from the cache (which a sidecar shares with the gateway).
+    assert (tmp_path / "mirror" / "HEAD").is_file()
+    assert not [p for p in cache.rglob("*") if p.name in ("HEAD", "config", "packed-refs")]
 
 
 def test_unassigned_versions_are_garbage_collected_only_after_the_grace_period(
