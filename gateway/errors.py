@@ -14,7 +14,8 @@ GatewayError
     ├── UnsupportedMediaTypeError 415: content-type is not application/json
     ├── InputValidationError      422: the inputs do not match the signature (names the path)
     │   └── InputOutOfRangeError  422: valid inputs the model computes a non-finite output for
-    ├── ModelNotReadyError        503: the stage has no loaded version yet
+    ├── ModelNotReadyError        503: the stage has no loaded version yet (or the gateway
+    │                             has no desired state yet: not_started())
     └── AuditUnavailableError     503: fail_closed, and audit records cannot be written now
 
 `SettingsError` (a setting could not be read or cast; names the key and source) comes from
@@ -46,6 +47,7 @@ __all__ = [
     "UnauthorizedError",
     "UnknownModelError",
     "UnsupportedMediaTypeError",
+    "not_started",
     "shown",
 ]
 
@@ -175,3 +177,12 @@ class ModelNotReadyError(RequestError):
 
 class AuditUnavailableError(RequestError):
     code = "audit_unavailable"
+
+
+def not_started() -> ModelNotReadyError:
+    """Before the first desired state arrives nothing is known, not even which models exist:
+    every predict request is 503 (retry), never a 404 that a client would take as final."""
+    return ModelNotReadyError(
+        "the gateway has not received its desired state yet (starting up)",
+        {"reason": "no_desired_state"},
+    )

@@ -26,6 +26,7 @@ from gateway.errors import (
     RequestError,
     UnknownModelError,
     UnsupportedMediaTypeError,
+    not_started,
     shown,
 )
 from gateway.http.errors import error_payload
@@ -444,6 +445,8 @@ class PredictRoute:
         return self.access.visible(principal, models)
 
     def _stage_serving(self, model: str, version: str, principal: Principal | None) -> str:
+        if self.pool.desired is None:
+            raise not_started()
         for stage, route in sorted(self.pool.routes.get(model, {}).items()):
             if route.loaded.version == version:
                 return stage
@@ -466,6 +469,8 @@ class PredictRoute:
         return self._missing(model, stage, principal)
 
     def _missing(self, model: str, stage: str, principal: Principal | None) -> RequestError:
+        if self.pool.desired is None:
+            return not_started()
         stages = self.pool.wanted_stages(model)
         if stage in stages:
             return ModelNotReadyError(

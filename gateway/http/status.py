@@ -10,25 +10,35 @@ import msgspec
 
 from gateway.pool.model_pool import ModelPool
 from gateway.shadow.worker import Shadow
-from registry_sync.sync.snapshot import SyncStatus, read_status
+from registry_sync.sync.snapshot import ModelSyncError, SyncStatus, read_status
 
 __all__ = ["model_status", "models_status", "sync_health", "sync_overview"]
 
 
 def _stage_status(pool: ModelPool, model: str, stage: str) -> dict[str, Any]:
-    st = pool.statuses[(model, stage)]
+    """The registry's assignment, the version serving, and why they differ.
+
+    `assigned_version` is what the registry assigns (None when the sync cannot tell, e.g. a
+    tag pointing at a missing object); the gateway is asked to serve it, or, when the sync
+    cannot bring it here (`sync_error`), the last good version, which keeps serving."""
+    st = pool.statuses.get((model, stage))
+    sync_error = pool.stage_sync_errors().get((model, stage))
     route = pool.routes.get(model, {}).get(stage)
+    wanted = st.wanted if st is not None else None
+    assigned = sync_error.version if sync_error is not None else (wanted and wanted.version)
     out: dict[str, Any] = {
         "stage": stage,
-        "assigned_version": st.wanted.version,
-        "assigned_digest": st.wanted.digest,
+        "assigned_version": assigned,
+        "assigned_digest": wanted.digest if wanted and wanted.version == assigned else None,
         # Under a trust policy, for a protected stage: who signed the assignment followed.
-        "signed_by": st.wanted.signed_by,
-        "state": st.state,
+        "signed_by": wanted.signed_by if wanted is not None else None,
+        "state": st.state if st is not None else "sync_failed",
         "version": None,
         "digest": None,
-        "last_error": st.error,
-        "last_error_at": st.error_at,
+        "last_error": st.error if st is not None else None,
+        "last_error_at": st.error_at if st is not None else None,
+        "sync_error": msgspec.to_builtins(sync_error) if sync_error is not None else None,
+        "reason": None,
     }
     if route is not None:
         lv = route.loaded
@@ -46,7 +56,19 @@ def _stage_status(pool: ModelPool, model: str, stage: str) -> dict[str, Any]:
             metrics=manifest.metrics,
             labels=manifest.labels,
         )
+    out["reason"] = _reason(out, sync_error)
     return out
+
+
+def _reason(out: dict[str, Any], sync_error: ModelSyncError | None) -> str | None:
+    """Why the stage does not serve its assigned version (None when it does)."""
+    if sync_error is not None:
+        return f"the sync cannot bring the assigned version here: {sync_error.message}"
+    if out["version"] == out["assigned_version"]:
+        return None
+    if out["state"] == "failed":
+        return f"{out['assigned_version']} failed to load: {out['last_error']}"
+    return f"{out['assigned_version']} is {out['state']}"
 
 
 def _sync(pool: ModelPool, model: str) -> dict[str, Any]:
@@ -66,7 +88,8 @@ def model_status(
     pool: ModelPool, model: str, shadow: Shadow | None = None
 ) -> dict[str, Any] | None:
     """One model's stages, or None when the desired state does not name it."""
-    stages = pool.wanted_stages(model)
+    errored = {s for m, s in pool.stage_sync_errors() if m == model}
+    stages = sorted(set(pool.wanted_stages(model)) | errored)
     desired = pool.desired
     has_errors = desired is not None and (
         any(e.model == model for e in desired.errors)

@@ -25,6 +25,7 @@ from gateway.errors import (
     RequestError,
     UnknownModelError,
     UnsupportedMediaTypeError,
+    not_started,
     shown,
 )
 from gateway.http.predict_errors import send_error
@@ -179,6 +180,10 @@ def _describe(
             "no such route; see GET /v2/models/{model}, .../ready, POST .../infer",
             {"models": known},
         )
+    if pool.desired is None:
+        if action == "ready":
+            return 503, {"name": model, "ready": False}
+        raise not_started()
     stages = pool.routes.get(model, {})
     if not stages and not pool.wanted_stages(model):
         raise UnknownModelError(f"no model {shown(model)!r}", {"models": known})

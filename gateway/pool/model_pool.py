@@ -27,7 +27,7 @@ from gateway.pool.loaded import LoadedVersion, Loader
 from gateway.pool.route_table import Route, StageStatus
 from gateway.telemetry.activation import ActivationListener, notify, utc_now_iso
 from gateway.telemetry.metrics import GatewayMetrics
-from registry_sync.sync.snapshot import DesiredEntry, DesiredState
+from registry_sync.sync.snapshot import DesiredEntry, DesiredState, ModelSyncError
 
 __all__ = ["ModelPool"]
 
@@ -120,13 +120,28 @@ class ModelPool:
         return not missing, missing
 
     def pending(self) -> list[str]:
-        """Stages that answer, but not (yet) with their assigned version."""
-        return [
-            f"{m}#{s}: {st.wanted.version} {st.state}" + (f" ({st.error})" if st.error else "")
-            for (m, s), st in sorted(self.statuses.items())
-            if (route := self.routes.get(m, {}).get(s)) is not None
-            and route.loaded.version != st.wanted.version
-        ]
+        """Stages not (yet) answering with the version the registry assigns them: still
+        loading or failed to load (the previous version answers), or the sync could not
+        bring the assigned version here (the last good one answers, if any)."""
+        found: dict[tuple[str, str], str] = {}
+        for (m, s), st in self.statuses.items():
+            route = self.routes.get(m, {}).get(s)
+            if route is not None and route.loaded.version != st.wanted.version:
+                error = f" ({st.error})" if st.error else ""
+                found[(m, s)] = f"{m}#{s}: {st.wanted.version} {st.state}{error}"
+        for (m, s), err in self.stage_sync_errors().items():
+            route = self.routes.get(m, {}).get(s)
+            serving = route.loaded.version if route is not None else "nothing"
+            assigned = err.version or "unknown"
+            found[(m, s)] = f"{m}#{s}: assigned {assigned}, serving {serving} ({err.message})"
+        return [found[key] for key in sorted(found)]
+
+    def stage_sync_errors(self) -> dict[tuple[str, str], ModelSyncError]:
+        """Per (model, stage), why the sync could not bring the registry's assignment here
+        (the desired state then holds the last good version, or nothing)."""
+        if self.desired is None:
+            return {}
+        return {(e.model, e.stage): e for e in self.desired.errors if e.stage is not None}
 
     # -- desired state -----------------------------------------------------------------------
 
