@@ -71,7 +71,8 @@ def srv_wait_loaded(srv: ServerProcess) -> None:
     def settled() -> bool:
         models = srv.get("/models").body["models"]
         states = [st["state"] for m in models for st in m["stages"].values()]
-        return len(states) == 6 and all(s in ("loaded", "failed") for s in states)
+        # Six entries, and lin#dev, whose assigned version never reached the cache.
+        return len(states) == 7 and all(s in ("loaded", "failed", "sync_failed") for s in states)
 
     wait_until(settled, 60, "every stage loaded or failed")
 
@@ -304,6 +305,14 @@ def test_models_lists_every_stage_with_version_state_signature_card_and_errors(
     assert "sha256" in broken["last_error"]
     assert models["lin"]["sync"]["errors"][0]["message"] == "tag not found"
     assert models["lin"]["sync"]["generated_at"]
+    # A stage the registry assigns but whose version never reached the cache is listed too.
+    dev = models["lin"]["stages"]["dev"]
+    assert (dev["assigned_version"], dev["version"], dev["state"]) == (
+        "v9.0.0",
+        None,
+        "sync_failed",
+    )
+    assert dev["reason"] == "the sync cannot bring the assigned version here: tag not found"
 
 
 def test_models_shows_one_model_and_404_for_an_unknown_one(server: ServerProcess) -> None:
