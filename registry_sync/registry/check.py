@@ -58,20 +58,13 @@ def _counter_gaps(names: list[str]) -> list[Problem]:
     return problems
 
 
-def check_registry(reg: RegistryRepo, *, verify_signatures: bool = False) -> CheckReport:
-    """Every tag points at an object the repository has, every GTO-looking tag parses, no
-    numbered tag is missing (#N has no gaps), every registered version's package at its
-    commit is valid with matching digests, and every stage resolves to a registered version;
-    with `verify_signatures` (and a trust policy on `reg`), every stage tag of a protected
-    stage is signed by an allowed signer."""
-    from registry_sync.package.read import read_package
-    from registry_sync.registry.link import check_links, complete_package
-
-    problems: list[Problem] = []
+def _tag_problems(reg: RegistryRepo, names: list[str]) -> list[Problem]:
+    """Tags pointing at a missing object; GTO-looking tags that do not parse or are
+    lightweight."""
     listing = reg.git.tag_listing()
     annotated = {t.name for t in listing.records}
     dangling = {ref.name: ref for ref in listing.dangling}
-    names = reg.git.tag_names()
+    problems: list[Problem] = []
     for name in names:
         if name in dangling:
             problems.append(
@@ -82,15 +75,28 @@ def check_registry(reg: RegistryRepo, *, verify_signatures: bool = False) -> Che
                     "re-push the tag",
                 )
             )
+        elif not looks_like_ours(name):
             continue
-        if not looks_like_ours(name):
-            continue
-        if parse_tag(name) is None:
+        elif parse_tag(name) is None:
             problems.append(Problem(subject=name, message="looks like a GTO tag, does not parse"))
         elif name not in annotated:
             problems.append(
                 Problem(subject=name, message="lightweight tag: gto ignores it, so do we")
             )
+    return problems
+
+
+def check_registry(reg: RegistryRepo, *, verify_signatures: bool = False) -> CheckReport:
+    """Every tag points at an object the repository has, every GTO-looking tag parses, no
+    numbered tag is missing (#N has no gaps), every registered version's package at its
+    commit is valid with matching digests, and every stage resolves to a registered version;
+    with `verify_signatures` (and a trust policy on `reg`), every stage tag of a protected
+    stage is signed by an allowed signer."""
+    from registry_sync.package.read import read_package
+    from registry_sync.registry.link import check_links, complete_package
+
+    names = reg.git.tag_names()
+    problems = _tag_problems(reg, names)
     problems.extend(_counter_gaps(names))
     view = reg.view()
     allowed = reg.allowed_stages()

@@ -37,10 +37,10 @@ log = logging.getLogger(__name__)
 
 SHORT_DIGEST_CHARS = 12
 _TMP_PREFIX = ".tmp-"
-# `<version>-<short digest>` (versions are SemVer with a `v`): the only folders garbage
-# collection deletes, so a cache folder that also holds other things (a registry mirror under
-# the default `$XDG_CACHE_HOME/stageserve`) keeps them.
-_PACKAGE_FOLDER = re.compile(rf"^v\d+\.\d+\.\d+([-+].*)?-[0-9a-f]{{{SHORT_DIGEST_CHARS}}}$")
+# `<version>-<short digest>`: the only folders garbage collection deletes (and never a git
+# repository: the default cache, `$XDG_CACHE_HOME/stageserve`, also holds the registry
+# mirrors, `mirrors/<name>-<hash>`).
+_PACKAGE_FOLDER = re.compile(rf"^[^.].*-[0-9a-f]{{{SHORT_DIGEST_CHARS}}}$")
 
 
 class PackageExporter(Protocol):
@@ -206,7 +206,7 @@ class Materializer:
                 if resolved in wanted:
                     self._unwanted_since.pop(resolved, None)
                     continue
-                if not _PACKAGE_FOLDER.match(folder.name):
+                if not _is_package_folder(folder):
                     continue  # not a folder we made (the cache may hold other things): keep
                 first_seen = self._unwanted_since.setdefault(resolved, now)
                 if now - first_seen >= self.gc_grace_s:
@@ -230,6 +230,11 @@ def _short(digest: str) -> str:
 
 def _moved(package: ModelPackage, path: Path) -> ModelPackage:
     return read_package(path, verify_digests=False) if package.path != path else package
+
+
+def _is_package_folder(folder: Path) -> bool:
+    is_git = (folder / "HEAD").is_file() and (folder / "objects").is_dir()
+    return bool(_PACKAGE_FOLDER.match(folder.name)) and not is_git
 
 
 def _fingerprint(folder: Path, files: tuple[str, ...]) -> Fingerprint:

@@ -285,3 +285,20 @@ def test_registry_queries_skip_a_dangling_tag_and_check_names_it(registry: GitRe
     report = check_registry(registry)
     dangling = [p for p in report.problems if "missing object" in p.message]
     assert {p.subject for p in dangling} == {f"{B}#prod#9", "release-2020"}
+
+
+def test_garbage_collection_removes_only_package_folders_never_a_mirror(
+    registry: GitRegistry, tmp_path: Path
+) -> None:
+    """The default cache ($XDG_CACHE_HOME/stageserve) also holds the registry mirrors."""
+    cache = tmp_path / "cache"
+    sync = build_sync(str(registry.path), cache, gc_grace_s=3600)
+    sync.run_once()
+    mirror = cache / "mirrors" / "models.git-0123456789ab"
+    git(tmp_path, "init", "-q", "--bare", str(mirror))
+    old = Path(next(e for e in sync.run_once().entries if e.model == A).package_path)
+    writer.assign(registry, A, "prod", "v1.1.0")
+    sync.run_once()
+    removed = sync.materializer.collect_garbage(set(), now=10**9)
+    assert old in removed and not old.exists()
+    assert (mirror / "HEAD").is_file()
