@@ -182,7 +182,7 @@ def _describe(
         )
     if pool.desired is None:
         if action == "ready":
-            return 503, {"name": model, "ready": False}
+            return 503, None, []
         raise not_started()
     stages = pool.routes.get(model, {})
     if not stages and not pool.wanted_stages(model):
