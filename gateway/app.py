@@ -15,9 +15,13 @@ from litestar.datastructures import State
 
 from gateway.access import Access, build_access
 from gateway.drain import Drain
+from gateway.history.feedback import Feedback, OutcomeMetrics
+from gateway.history.signatures import OutputSignatures
+from gateway.history.store import GatewayHistory
 from gateway.http.errors import exception_handlers
 from gateway.http.fast_lane import V2_MODELS_PREFIX, install_fast_lane
 from gateway.http.metrics_route import metrics_route
+from gateway.http.history_routes import history_routes
 from gateway.http.mlflow_route import mlflow_routes
 from gateway.http.models_routes import models_routes
 from gateway.http.predict_route import PredictRoute
@@ -61,6 +65,7 @@ class Gateway:
     drain: Drain
     shadow: Shadow | None = None
     access: Access | None = None
+    history: GatewayHistory | None = None
 
 
 def gateway_of(app: Litestar) -> Gateway:
@@ -167,6 +172,7 @@ def _audit(settings: Settings, metrics: GatewayMetrics) -> AuditWriter:
         max_bytes=settings.audit_max_bytes,
         backups=settings.audit_backups,
         include_inputs=settings.audit_include_inputs,
+        include_predictions=settings.audit_include_predictions,
         queue_max=settings.audit_queue_max,
         failure_mode=settings.audit_failure_mode,
     )
@@ -189,6 +195,32 @@ def _console(
         history_path=sync_status_path.parent / HISTORY_FILE if sync_status_path else None,
         journal_path=Path(settings.journal_path) if settings.journal_path else None,
     )
+
+
+def _history(
+    settings: Settings,
+    pool: ModelPool,
+    metrics: GatewayMetrics,
+    audit: AuditWriter,
+    access: Access | None,
+) -> tuple[GatewayHistory, Feedback]:
+    """The history store and the outcome service reading and writing it."""
+    history = GatewayHistory.from_settings(settings)
+    feedback = Feedback(
+        history,
+        OutputSignatures(pool),
+        OutcomeMetrics(metrics.registry),
+        access=access,
+        wanted_models=pool.wanted_models,
+        settle=audit.settled,
+    )
+    return history, feedback
+
+
+def _status_path(settings: Settings, given: Path | None) -> Path | None:
+    if given is None and settings.cache_dir is not None:
+        return Path(settings.cache_dir) / STATUS_FILE
+    return given
 
 
 def create_app(
@@ -231,9 +263,9 @@ def create_app(
         access=access,
     )
     drain = Drain()
-    gateway = Gateway(settings, pool, metrics, audit, state_source, drain, shadow, access)
-    if sync_status_path is None and settings.cache_dir is not None:
-        sync_status_path = Path(settings.cache_dir) / STATUS_FILE
+    history, feedback = _history(settings, pool, metrics, audit, access)
+    gateway = Gateway(settings, pool, metrics, audit, state_source, drain, shadow, access, history)
+    sync_status_path = _status_path(settings, sync_status_path)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -267,7 +299,8 @@ def create_app(
             if shadow is not None:  # before the pool: a shadow call may hold a version
                 await shadow.stop(shadowing)
             await pool.close()
-            inference.close()
+            for closing in (inference, history):
+                closing.close()
             # Last: every answered request has queued its record by now.
             await audit.stop(flusher)
 
@@ -289,6 +322,14 @@ def create_app(
             metrics_route(metrics),
             ui_router(_console(settings, pool, metrics, shadow, sync_status_path), access=access),
             metrics_route(metrics, access),
+            *history_routes(
+                pool,
+                history,
+                feedback,
+                access=access,
+                max_body_bytes=settings.max_body_bytes,
+                max_items=settings.feedback_max_items,
+            ),
         ],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),

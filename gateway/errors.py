@@ -14,9 +14,15 @@ GatewayError
     ├── UnsupportedMediaTypeError 415: content-type is not application/json
     ├── InputValidationError      422: the inputs do not match the signature (names the path)
     │   └── InputOutOfRangeError  422: valid inputs the model computes a non-finite output for
+    ├── HistoryNotFoundError      404: the history asked about does not exist (no journal,
+    │                                  before the first activation, an unknown request id)
+    ├── ConflictError             409: an outcome already recorded differently, an ambiguous id
+    ├── VersionUnavailableError   410: a past version's package is gone or no longer verifies
+    ├── NotScorableError          422: feedback for a request that has nothing to score
     ├── ModelNotReadyError        503: the stage has no loaded version yet (or the gateway
     │                             has no desired state yet: not_started())
-    └── AuditUnavailableError     503: fail_closed, and audit records cannot be written now
+    ├── AuditUnavailableError     503: fail_closed, and audit records cannot be written now
+    └── HistoryUnavailableError   503: the history store cannot be read or written right now
 
 `SettingsError` (a setting could not be read or cast; names the key and source) comes from
 `registry_sync.errors`: the settings loader is shared with `stageserve sync`.
@@ -31,14 +37,18 @@ from registry_sync.errors import SettingsError
 
 __all__ = [
     "AuditUnavailableError",
+    "ConflictError",
     "ForbiddenError",
     "GatewayError",
+    "HistoryNotFoundError",
+    "HistoryUnavailableError",
     "InputOutOfRangeError",
     "InputValidationError",
     "MalformedRequestError",
     "MethodNotAllowedError",
     "ModelLoadError",
     "ModelNotReadyError",
+    "NotScorableError",
     "OutputInvalidError",
     "PayloadTooLargeError",
     "RequestError",
@@ -47,6 +57,7 @@ __all__ = [
     "UnauthorizedError",
     "UnknownModelError",
     "UnsupportedMediaTypeError",
+    "VersionUnavailableError",
     "not_started",
     "shown",
 ]
@@ -186,3 +197,23 @@ def not_started() -> ModelNotReadyError:
         "the gateway has not received its desired state yet (starting up)",
         {"reason": "no_desired_state"},
     )
+
+
+class HistoryNotFoundError(RequestError):
+    code = "history_not_found"
+
+
+class ConflictError(RequestError):
+    code = "conflict"
+
+
+class VersionUnavailableError(RequestError):
+    code = "version_unavailable"
+
+
+class NotScorableError(RequestError):
+    code = "not_scorable"
+
+
+class HistoryUnavailableError(RequestError):
+    code = "history_unavailable"

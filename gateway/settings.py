@@ -19,7 +19,7 @@ class AccessRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """One grant of `access_policy`: these actions on models and stages matching the
     patterns (shell-style; empty means all)."""
 
-    actions: list[Literal["predict", "read", "metrics"]]
+    actions: list[Literal["predict", "read", "metrics", "feedback"]]
     models: list[str] = []
     stages: list[str] = []
 
@@ -78,6 +78,17 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Rotated audit files kept (`audit.jsonl.1` ... `.N`)."""
     audit_include_inputs: bool = False
     """Put the decoded inputs themselves in each audit record (off: only their sha256)."""
+    audit_include_predictions: bool = True
+    """Put what the version answered in each audit record: outcomes sent to /feedback are
+    scored against it (off: feedback cannot be scored)."""
+    outcomes_path: str | None = None
+    """Outcomes posted to /feedback (JSON lines); default `outcomes.jsonl` beside
+    `audit_path`."""
+    history_index_path: str | None = None
+    """SQLite index the gateway queries its history files through (rebuilt from them when
+    deleted); default `history.sqlite` beside `audit_path`."""
+    feedback_max_items: int = 1000
+    """Most outcomes in one POST /feedback body (413 above it)."""
     audit_queue_max: int = 100_000
     """Audit records waiting for the writer before requests wait for it; while writes fail,
     also the most records held for the retry."""
@@ -171,6 +182,7 @@ def _check(settings: Settings) -> None:
         "max_header_bytes",
         "max_headers",
         "max_connections",
+        "feedback_max_items",
     ):
         if getattr(settings, key) < 1:
             raise SettingsError(key, "settings", "must be at least 1")

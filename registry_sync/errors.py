@@ -16,6 +16,8 @@ RegistryError
 ├── SettingsError              a setting could not be read or cast (names the key and source)
 ├── LinkError                  a linked package's source rev is not a tag, or moved
 ├── CacheError                 the cache could not be written or read (full disk, permissions)
+├── HistoryStoreError          the history store (files, PostgreSQL) cannot be read or written
+├── HistoryQueryError          a history question has no answer (no journal, before the start)
 └── PackageError               a model package is invalid
     ├── ManifestError          model.yaml does not parse or has wrong/unknown fields
     ├── MissingFileError       a file the manifest lists is absent
@@ -42,6 +44,8 @@ __all__ = [
     "DigestMismatchError",
     "FetchError",
     "GitCommandError",
+    "HistoryQueryError",
+    "HistoryStoreError",
     "IncompatibleSignatureError",
     "InvalidInputError",
     "InvalidTagError",
@@ -333,3 +337,23 @@ class CacheError(RegistryError):
         self.cache_dir = cache_dir
         self.reason = reason
         super().__init__(f"cache {cache_dir}: {reason}")
+
+
+class HistoryStoreError(RegistryError):
+    """The history store could not be read or written (a file, the index, PostgreSQL)."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"history store {location}: {reason}")
+
+
+class HistoryQueryError(RegistryError):
+    """A question about the past the history cannot answer: no journal, an instant before the
+    stage's first activation, a version that cannot be found or verified any more.
+    `earliest` names the first instant there is an answer for, when one exists."""
+
+    def __init__(self, message: str, *, reason: str, earliest: str | None = None) -> None:
+        self.reason = reason
+        self.earliest = earliest
+        super().__init__(message)

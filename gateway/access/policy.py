@@ -20,7 +20,7 @@ from gateway.settings import AccessRule
 
 __all__ = ["ACTIONS", "AccessPolicy"]
 
-ACTIONS = ("predict", "read", "metrics")
+ACTIONS = ("predict", "read", "metrics", "feedback")
 _CACHE_MAX = 10_000
 
 
@@ -61,7 +61,7 @@ class AccessPolicy:
             _matches(rule.models, model)
             for role in principal.roles
             for rule in self.roles.get(role, ())
-            if {"predict", "read"} & set(rule.actions)
+            if {"predict", "read", "feedback"} & set(rule.actions)
         )
 
 

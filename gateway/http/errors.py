@@ -15,17 +15,22 @@ from litestar.exceptions import HTTPException
 
 from gateway.errors import (
     AuditUnavailableError,
+    ConflictError,
     ForbiddenError,
+    HistoryNotFoundError,
+    HistoryUnavailableError,
     InputValidationError,
     MalformedRequestError,
     MethodNotAllowedError,
     ModelNotReadyError,
+    NotScorableError,
     PayloadTooLargeError,
     RequestError,
     RequestTimeoutError,
     UnauthorizedError,
     UnknownModelError,
     UnsupportedMediaTypeError,
+    VersionUnavailableError,
 )
 
 __all__ = [
@@ -44,13 +49,18 @@ STATUS_BY_ERROR: dict[type[RequestError], int] = {
     UnauthorizedError: 401,
     ForbiddenError: 403,
     UnknownModelError: 404,
+    HistoryNotFoundError: 404,
     MethodNotAllowedError: 405,
     RequestTimeoutError: 408,
+    ConflictError: 409,
+    VersionUnavailableError: 410,
     PayloadTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
     InputValidationError: 422,
+    NotScorableError: 422,
     ModelNotReadyError: 503,
     AuditUnavailableError: 503,
+    HistoryUnavailableError: 503,
 }
 _CODE_BY_STATUS = {
     400: "bad_request",
@@ -59,6 +69,8 @@ _CODE_BY_STATUS = {
     404: "not_found",
     405: "method_not_allowed",
     408: "request_timeout",
+    409: "conflict",
+    410: "gone",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "schema_mismatch",
@@ -100,7 +112,7 @@ def error_headers(exc: RequestError, retry_after_s: int) -> list[tuple[bytes, by
         return [(b"www-authenticate", f'Bearer realm="stageserve"{error}'.encode())]
     if isinstance(exc, MethodNotAllowedError):
         return [(b"allow", ", ".join(exc.allowed).encode())]
-    if isinstance(exc, ModelNotReadyError | AuditUnavailableError):
+    if isinstance(exc, ModelNotReadyError | AuditUnavailableError | HistoryUnavailableError):
         return [(b"retry-after", str(retry_after_s).encode())]
     return []
 

@@ -207,6 +207,7 @@ class PredictRoute:
         method: str = scope["method"]  # type: ignore[typeddict-item]
         route: Route | None = None
         batch: InputBatch | None = None
+        predictions: list[Any] | None = None
         principal: Principal | None = None
         try:
             if self.access is not None:
@@ -233,7 +234,7 @@ class PredictRoute:
             )
             head = RequestHead(media, header_length, scope["query_string"])
             batch, context = fmt.decode(route, body, head)
-            await self._answer(
+            predictions = await self._answer(
                 send,
                 route,
                 batch,
@@ -270,6 +271,7 @@ class PredictRoute:
             batch=batch,
             principal=principal,
             client_rid=client_rid,
+            predictions=predictions,
         )
 
     async def _admit(
@@ -315,6 +317,7 @@ class PredictRoute:
         batch: InputBatch | None,
         principal: Principal | None,
         client_rid: str | None,
+        predictions: list[Any] | None,
     ) -> None:
         """The latency metric and the audit record every request leaves, answered or not."""
         latency = time.perf_counter() - started
@@ -339,6 +342,7 @@ class PredictRoute:
                     batch,
                     principal.name if principal is not None else None,
                     client_rid,
+                    predictions,
                 )
             )
             # Never drop a record: past the limit, wait for the writer. A plain call and a
@@ -357,7 +361,8 @@ class PredictRoute:
         fmt: BodyFormat,
         context: Any,
         principal: Principal | None,
-    ) -> None:
+    ) -> list[Any]:
+        """Predict, validate, send the answer; returns the predictions (for the audit)."""
         lv = route.loaded
         lv.inflight += 1
         self.inflight += 1
@@ -411,6 +416,7 @@ class PredictRoute:
             self.shadow.offer(
                 route, batch, predictions, inference_s, rid, principal=name, client_rid=client_rid
             )
+        return predictions
 
     def _log_out_of_range(self, model: str, version: str, row: int) -> None:
         # The client's input, not a server fault: info, at most once a minute per model.

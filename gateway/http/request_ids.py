@@ -16,10 +16,14 @@ _MAX_REQUEST_ID = 128
 
 
 class RequestIds:
-    """Short unique ids: a random per-process prefix and a counter (no uuid4 per request)."""
+    """Short unique ids: a random per-process prefix and a counter (no uuid4 per request).
+
+    The prefix is 64 random bits: the id keys audit records of every replica and restart in
+    one store (PostgreSQL is idempotent by it), where 32 bits would collide by the birthday
+    bound after some tens of thousands of process starts."""
 
     def __init__(self) -> None:
-        self._prefix = os.urandom(4).hex()
+        self._prefix = os.urandom(8).hex()
         self._count = itertools.count(1)
 
     def next(self) -> str:

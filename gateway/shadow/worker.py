@@ -186,6 +186,7 @@ class Shadow:
         kind, detail, out, shadow_batch, shadow_s = await predict_pinned(
             lv, pair.comparator, batch, self._executor, self.timeout_s
         )
+        shadow_predictions: list[Any] | None = None
         if kind is None:
             try:
                 shadow_predictions = lv.schema.predictions(out, batch.rows)
@@ -214,6 +215,7 @@ class Shadow:
                 shadow_batch,
                 principal,
                 client_rid,
+                shadow_predictions if kind is None else None,
             )
             self.audit.submit_shadow(entry, rid, kind)
             while self.audit.is_full():  # records are never dropped; the queue absorbs this

@@ -1,36 +1,24 @@
-"""Activation events: when a version really started or stopped serving a stage, or failed to."""
+"""Activation events: when a version really started or stopped serving a stage, or failed to.
+
+The event type and its fold live in `registry_sync.history.events` (read back there by
+`api.load(as_of=...)` and the history store); this is the gateway's side: telling listeners.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from typing import Literal
 
-import msgspec
+from registry_sync.history.events import ActivationEvent, ActivationKind
 
-__all__ = ["ActivationEvent", "ActivationListener", "notify", "utc_now_iso"]
+__all__ = ["ActivationEvent", "ActivationKind", "ActivationListener", "notify", "utc_now_iso"]
 
 log = logging.getLogger("stageserve.pool")
-
-# "refused": an assignment the trust policy did not follow (version = the refused one).
-ActivationKind = Literal["activated", "deactivated", "failed", "refused"]
 
 
 def utc_now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class ActivationEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One change of what a (model, stage) serves, as the pool saw it happen."""
-
-    at: str
-    model: str
-    stage: str
-    version: str
-    digest: str
-    kind: ActivationKind
-    message: str = ""
 
 
 # Called on the event loop right after the route table changes; must not block.

@@ -61,10 +61,17 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     shadow: bool = False
     primary_request_id: str | None = None
     shadow_error: str | None = None
+    # What the version answered (one per row, as in the response; `audit_include_predictions`):
+    # outcomes sent to /feedback are scored against it. Absent when nothing was answered.
+    predictions: list[Any] | None = None
+    # As-of requests only: the instant asked for and the basis that chose the version
+    # ("served": the activation journal, "assigned": the registry's intent).
+    as_of: str | None = None
+    basis: str | None = None
 
 
 # (unix time, request id, model, stage, version, digest, status, latency s, rows, inputs,
-#  principal, the client's request id)
+#  principal, the client's request id, predictions)
 Entry = tuple[
     float,
     str,
@@ -78,7 +85,12 @@ Entry = tuple[
     "InputBatch | None",
     "str | None",
     "str | None",
+    "list[Any] | None",
 ]
+# What a record is besides a plain answer: a shadow's (primary request id, error) or an as-of
+# request's (instant, basis).
+_Shadow = tuple[str, "str | None"]
+_AsOf = tuple[str, str, None]
 
 
 class AuditWriter:
@@ -92,6 +104,7 @@ class AuditWriter:
         max_bytes: int = 100 * 1_048_576,
         backups: int = 5,
         include_inputs: bool = False,
+        include_predictions: bool = True,
         queue_max: int = 100_000,
         stream: IO[bytes] | None = None,
         flush_interval_s: float = 0.05,
@@ -103,11 +116,13 @@ class AuditWriter:
         self.max_bytes = max_bytes
         self.backups = backups
         self.include_inputs = include_inputs
+        self.include_predictions = include_predictions
         self.queue_max = queue_max
         self.flush_interval_s = flush_interval_s
         self._stream = stream if stream is not None else (sys.stdout.buffer if stdout else None)
-        # (entry, None) for a primary record, (entry, (primary request id, error)) for a shadow's.
-        self._pending: list[tuple[Entry, tuple[str, str | None] | None]] = []
+        # (entry, None) for a primary record, (entry, (primary request id, error)) for a
+        # shadow's, (entry, (instant, basis, None)) for an as-of request's.
+        self._pending: list[tuple[Entry, _Shadow | _AsOf | None]] = []
         self._encoder = msgspec.json.Encoder()
         self._file: RotatingFile | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -120,6 +135,8 @@ class AuditWriter:
         self._sinks = self._make_sinks()
         # Read by predict on every request (fail_closed: 503 while records cannot be written).
         self.refusing = False
+        # Flusher iterations done; `settled()` waits for two more.
+        self._rounds = 0
 
     @property
     def written(self) -> int:
@@ -135,6 +152,10 @@ class AuditWriter:
     def submit_shadow(self, entry: Entry, primary_request_id: str, error: str | None) -> None:
         """A shadow prediction's record: `entry` names the shadow version and its stage."""
         self._pending.append((entry, (primary_request_id, error)))
+
+    def submit_as_of(self, entry: Entry, as_of: str, basis: str) -> None:
+        """An as-of request's record (`entry` names the historical version that answered)."""
+        self._pending.append((entry, (as_of, basis, None)))
 
     def backlog(self) -> int:
         return len(self._pending)
@@ -174,6 +195,16 @@ class AuditWriter:
             if self._pending or self._sinks.failing:
                 data, count = self._take()
                 await loop.run_in_executor(self._executor, self._write, data, count)
+            self._rounds += 1
+
+    async def settled(self, timeout_s: float = 1.0) -> None:
+        """Wait until the records submitted before this call have been handed to the sinks
+        (two flusher rounds: the one under way may have taken its batch already). For a
+        reader that looks up a request answered a moment ago (feedback)."""
+        target = self._rounds + 2
+        deadline = time.monotonic() + timeout_s
+        while self._rounds < target and time.monotonic() < deadline and not self._stop.is_set():
+            await asyncio.sleep(self.flush_interval_s / 2)
 
     async def stop(self, task: asyncio.Task[None] | None = None) -> None:
         """Stop the flusher (letting a write in progress finish), then write what is left."""
@@ -205,9 +236,11 @@ class AuditWriter:
         line = self._line
         lines = [
             line(entry)
-            if shadow is None
-            else line(entry, shadow=True, primary_request_id=shadow[0], error=shadow[1])
-            for entry, shadow in items
+            if extra is None
+            else line(entry, shadow=True, primary_request_id=extra[0], error=extra[1])
+            if len(extra) == 2
+            else line(entry, as_of=extra)
+            for entry, extra in items
         ]
         return b"".join(lines), len(lines)
 
@@ -218,6 +251,7 @@ class AuditWriter:
         shadow: bool = False,
         primary_request_id: str | None = None,
         error: str | None = None,
+        as_of: _AsOf | None = None,
     ) -> bytes:
         (
             t,
@@ -232,6 +266,7 @@ class AuditWriter:
             batch,
             principal,
             client_rid,
+            predictions,
         ) = entry
         sha = inputs = None
         if batch is not None:
@@ -256,6 +291,9 @@ class AuditWriter:
             shadow=shadow,
             primary_request_id=primary_request_id,
             shadow_error=error,
+            predictions=predictions if self.include_predictions else None,
+            as_of=as_of[0] if as_of else None,
+            basis=as_of[1] if as_of else None,
         )
         return self._encoder.encode(record) + b"\n"
 

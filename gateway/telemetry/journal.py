@@ -2,28 +2,27 @@
 
 The registry records intent; this records what happened in this gateway (they differ by
 the sync delay and by failed loads). One JSON line per `ActivationEvent`, appended as the
-pool emits them; `served_at` folds the lines to answer "which version served prod at T".
+pool emits them; `served_at` (registry_sync/history/events.py) folds the lines to answer
+"which version served prod at T".
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 import msgspec
 
 from gateway.telemetry.activation import ActivationEvent
+from registry_sync.history.events import ServedAnswer, parse_time, read_journal, served_at
 
 __all__ = ["ActivationJournal", "ServedAnswer", "parse_time", "read_journal", "served_at"]
 
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(ActivationEvent)
 
 
 class ActivationJournal:
@@ -55,62 +54,3 @@ class ActivationJournal:
         finally:
             self._file.close()
             self._file = None
-
-
-def read_journal(path: Path) -> list[ActivationEvent]:
-    """Every event in file order; a torn last line (crash mid-write) is skipped."""
-    events: list[ActivationEvent] = []
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                events.append(_decoder.decode(line))
-            except msgspec.DecodeError:
-                log.warning("%s:%d: skipping unreadable journal line", path, number)
-    return events
-
-
-@dataclass(frozen=True)
-class ServedAnswer:
-    model: str
-    stage: str
-    at: str
-    # None when nothing served the stage at that time.
-    version: str | None
-    digest: str | None
-    since: str | None
-    # The last failed activation before `at`, if any, for context.
-    last_failure: ActivationEvent | None
-
-
-def served_at(events: list[ActivationEvent], model: str, stage: str, at: datetime) -> ServedAnswer:
-    current: ActivationEvent | None = None
-    failure: ActivationEvent | None = None
-    for event in events:
-        if event.model != model or event.stage != stage or parse_time(event.at) > at:
-            continue
-        if event.kind == "activated":
-            current = event
-        elif event.kind == "deactivated":
-            # The pool may report the new version's activation before the old one's
-            # deactivation; only a deactivation of what is current empties the stage.
-            if current is not None and current.version == event.version:
-                current = None
-        else:
-            failure = event
-    return ServedAnswer(
-        model=model,
-        stage=stage,
-        at=at.isoformat().replace("+00:00", "Z"),
-        version=current.version if current else None,
-        digest=current.digest if current else None,
-        since=current.at if current else None,
-        last_failure=failure,
-    )
-
-
-def parse_time(text: str) -> datetime:
-    """ISO 8601 with or without a zone; a naive time is UTC."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -24,6 +24,8 @@ RANKS: dict[str, int] = {
     "registry_sync.settings_layers": 1,
     "registry_sync.progress": 1,
     "registry_sync.package": 2,
+    # history: the journal's events, audit and outcome rows, the stores (files, PostgreSQL)
+    "registry_sync.history": 2,
     "registry_sync.registry": 3,
     "registry_sync.runtimes": 3,
     # the MLflow source reads like the git registry and answers in its views

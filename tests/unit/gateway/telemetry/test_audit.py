@@ -29,6 +29,7 @@ def _entry(i: int, batch: object = None, principal: str | None = None) -> Entry:
         batch,
         principal,
         None,
+        [20.5 + i],
     )  # type: ignore[return-value]
 
 
@@ -79,7 +80,7 @@ def test_the_file_rotates_by_size_keeping_the_configured_backups(tmp_path: Path)
     writer.open()
     for i in range(200):
         writer.submit(_entry(i))
-        if i % 10 == 9:
+        if i % 5 == 4:  # batches of 5 lines stay under max_bytes
             writer.flush()
     writer.close()
     files = sorted(p.name for p in tmp_path.iterdir())
