@@ -20,8 +20,8 @@ from gateway.history.signatures import OutputSignatures
 from gateway.history.store import GatewayHistory
 from gateway.http.errors import exception_handlers
 from gateway.http.fast_lane import V2_MODELS_PREFIX, install_fast_lane
-from gateway.http.metrics_route import metrics_route
 from gateway.http.history_routes import history_routes
+from gateway.http.metrics_route import metrics_route
 from gateway.http.mlflow_route import mlflow_routes
 from gateway.http.models_routes import models_routes
 from gateway.http.predict_route import PredictRoute
