@@ -9,15 +9,20 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import State
 
 from gateway.access import Access, build_access
 from gateway.drain import Drain
+from gateway.history.asof.metrics import AsOfMetrics
+from gateway.history.asof.pool import AsOfPool
+from gateway.history.asof.resolve import AskTheSync, AsOfResolver, PackageSource
 from gateway.history.feedback import Feedback, OutcomeMetrics
 from gateway.history.signatures import OutputSignatures
 from gateway.history.store import GatewayHistory
+from gateway.http.asof_route import AsOfPredict
 from gateway.http.errors import exception_handlers
 from gateway.http.fast_lane import V2_MODELS_PREFIX, install_fast_lane
 from gateway.http.history_routes import history_routes
@@ -38,12 +43,14 @@ from gateway.shadow.worker import Shadow
 from gateway.telemetry.activation import ActivationListener
 from gateway.telemetry.audit import AuditWriter
 from gateway.telemetry.audit_sinks import AuditCollector
+from gateway.telemetry.history_sink import HistoryCollector, HistorySink
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.ui.pages import ConsoleData
 from gateway.ui.rates import TrafficSampler
 from gateway.ui.routes import ui_router
 from registry_sync.runtimes.safe_load import LoadPolicy
 from registry_sync.sync.history import HISTORY_FILE
+from registry_sync.sync.settings import history_requests_dir
 from registry_sync.sync.snapshot import STATUS_FILE, DesiredEntry, SyncStatus
 
 __all__ = ["Gateway", "create_app", "gateway_of", "load_policy"]
@@ -122,20 +129,23 @@ def _shadow(
     )
 
 
-def _pool(
-    settings: Settings,
-    metrics: GatewayMetrics,
-    loader: Loader | None,
-    activation_listeners: Sequence[ActivationListener],
-    on_load_failure: Callable[[DesiredEntry], None] | None = None,
-) -> ModelPool:
-    loader = loader or functools.partial(
+def _loader(settings: Settings, loader: Loader | None) -> Loader:
+    return loader or functools.partial(
         load_version,
         allow_non_finite=settings.allow_non_finite,
         max_rows=settings.max_rows,
         policy=load_policy(settings),
         trust_signed=settings.unpickle_trust_signed,
     )
+
+
+def _pool(
+    settings: Settings,
+    metrics: GatewayMetrics,
+    loader: Loader,
+    activation_listeners: Sequence[ActivationListener],
+    on_load_failure: Callable[[DesiredEntry], None] | None = None,
+) -> ModelPool:
     pool = ModelPool(
         metrics,
         loader,
@@ -165,7 +175,7 @@ def load_policy(settings: Settings) -> LoadPolicy:
     return LoadPolicy(extra=tuple(settings.unpickle_allow))
 
 
-def _audit(settings: Settings, metrics: GatewayMetrics) -> AuditWriter:
+def _audit(settings: Settings, metrics: GatewayMetrics, sink: HistorySink | None) -> AuditWriter:
     audit = AuditWriter(
         settings.audit_path,
         stdout=settings.audit_stdout,
@@ -175,6 +185,7 @@ def _audit(settings: Settings, metrics: GatewayMetrics) -> AuditWriter:
         include_predictions=settings.audit_include_predictions,
         queue_max=settings.audit_queue_max,
         failure_mode=settings.audit_failure_mode,
+        extra_sinks=[sink.audit_sink()] if sink is not None else (),
     )
     metrics.registry.register(AuditCollector(audit.health))
     return audit
@@ -197,24 +208,100 @@ def _console(
     )
 
 
+@dataclass
+class _History:
+    """What answers questions about the past: the PostgreSQL sink (if any), the store, the
+    outcome service, the as-of pool."""
+
+    sink: HistorySink | None
+    store: GatewayHistory
+    feedback: Feedback
+    asof_pool: AsOfPool
+
+    def start(self) -> None:
+        if self.sink is not None:
+            self.sink.start()
+
+    def close(self) -> None:
+        self.asof_pool.close()
+        self.store.close()
+
+    def health(self) -> dict[str, Any] | None:
+        if self.sink is not None:
+            return self.sink.health()
+        return {"store": "files"} if self.store.reader is not None else None
+
+    async def stop_sink(self) -> None:
+        """After the audit writer stopped: its last records are spooled by then."""
+        if self.sink is not None:
+            await self.sink.stop()
+
+
+def _sink(settings: Settings, metrics: GatewayMetrics, pool: ModelPool) -> HistorySink | None:
+    sink = HistorySink.from_settings(settings)
+    if sink is not None:
+        metrics.registry.register(HistoryCollector(sink.shipper.snapshot))
+        pool.add_listener(sink.journal_listener)
+    return sink
+
+
 def _history(
     settings: Settings,
+    *,
     pool: ModelPool,
+    loader: Loader,
     metrics: GatewayMetrics,
     audit: AuditWriter,
     access: Access | None,
-) -> tuple[GatewayHistory, Feedback]:
-    """The history store and the outcome service reading and writing it."""
-    history = GatewayHistory.from_settings(settings)
+    sink: HistorySink | None,
+    predict: PredictRoute,
+    past_packages: PackageSource | None,
+) -> _History:
+    """The history store, the outcome service, and `?as_of=` on every predict route (its
+    pool of past versions, whose packages come from the registry in embedded mode and from
+    the sync in sidecar mode)."""
+    store = GatewayHistory.from_settings(
+        settings, [sink.spools["outcomes"]] if sink is not None else ()
+    )
+
+    async def settle() -> None:
+        # A request answered a moment ago: its record is being flushed (and shipped).
+        await audit.settled()
+        if sink is not None:
+            await sink.settled()
+
     feedback = Feedback(
-        history,
+        store,
         OutputSignatures(pool),
         OutcomeMetrics(metrics.registry),
         access=access,
         wanted_models=pool.wanted_models,
-        settle=audit.settled,
+        settle=settle,
     )
-    return history, feedback
+    asof_metrics = AsOfMetrics(metrics.registry)
+    asof_pool = AsOfPool(
+        pool,
+        loader,
+        asof_metrics,
+        max_versions=settings.asof_max_versions,
+        max_bytes=settings.asof_max_bytes,
+    )
+    if past_packages is None and settings.registry is None and settings.cache_dir is not None:
+        requests = history_requests_dir(settings, Path(settings.cache_dir))
+        past_packages = AskTheSync(requests, settings.asof_timeout_s)
+    resolver = AsOfResolver(store, past_packages, asof_pool)
+    predict.as_of = AsOfPredict(predict, resolver, asof_metrics)
+    return _History(sink, store, feedback, asof_pool)
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    """Wait for the desired-state follower to stop (cancelled after _STOP_TIMEOUT_S)."""
+    try:
+        await asyncio.wait_for(task, _STOP_TIMEOUT_S)
+    except (TimeoutError, asyncio.CancelledError):
+        log.warning("desired-state source did not stop in time; cancelled")
+    except Exception:
+        log.exception("desired-state source failed")
 
 
 def _status_path(settings: Settings, given: Path | None) -> Path | None:
@@ -234,6 +321,7 @@ def create_app(
     sync_status_path: Path | None = None,
     sync_status: Callable[[], SyncStatus | None] | None = None,
     on_load_failure: Callable[[DesiredEntry], None] | None = None,
+    past_packages: PackageSource | None = None,
 ) -> Litestar:
     """Build the app. `state_source` defaults to the snapshot in `settings.cache_dir`;
     `metrics` lets a caller register more collectors (sync metrics) on the same registry;
@@ -243,10 +331,12 @@ def create_app(
     embedded sync loop's own record), is shown instead of the file; `on_load_failure` is
     told of every version that fails to load (embedded: the sync re-verifies its package)."""
     metrics = metrics or GatewayMetrics()
+    loader = _loader(settings, loader)
     pool = _pool(settings, metrics, loader, activation_listeners, on_load_failure)
     if state_source is None and settings.cache_dir is not None:
         state_source = SnapshotFileSource(settings.cache_dir)
-    audit = _audit(settings, metrics)
+    sink = _sink(settings, metrics, pool)
+    audit = _audit(settings, metrics, sink)
     inference = Inference(settings.inference_threads)
     access = build_access(settings)
     # Always registered (shadow on or off), so dashboards and alerts find the series.
@@ -263,13 +353,26 @@ def create_app(
         access=access,
     )
     drain = Drain()
-    history, feedback = _history(settings, pool, metrics, audit, access)
-    gateway = Gateway(settings, pool, metrics, audit, state_source, drain, shadow, access, history)
+    history = _history(
+        settings,
+        pool=pool,
+        loader=loader,
+        metrics=metrics,
+        audit=audit,
+        access=access,
+        sink=sink,
+        predict=predict,
+        past_packages=past_packages,
+    )
+    gateway = Gateway(
+        settings, pool, metrics, audit, state_source, drain, shadow, access, history.store
+    )
     sync_status_path = _status_path(settings, sync_status_path)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         audit.open()
+        history.start()
         flusher = asyncio.create_task(audit.run(), name="audit-flush") if audit.enabled else None
         shadowing = asyncio.create_task(shadow.run(), name="shadow") if shadow else None
         stop = asyncio.Event()
@@ -290,19 +393,15 @@ def create_app(
             if reloading is not None:
                 await reloading
             if task is not None:
-                try:
-                    await asyncio.wait_for(task, _STOP_TIMEOUT_S)
-                except (TimeoutError, asyncio.CancelledError):
-                    log.warning("desired-state source did not stop in time; cancelled")
-                except Exception:
-                    log.exception("desired-state source failed")
+                await _stopped(task)
             if shadow is not None:  # before the pool: a shadow call may hold a version
                 await shadow.stop(shadowing)
             await pool.close()
-            for closing in (inference, history):
-                closing.close()
+            inference.close()
+            history.close()
             # Last: every answered request has queued its record by now.
             await audit.stop(flusher)
+            await history.stop_sink()
 
     app = Litestar(
         route_handlers=[
@@ -318,14 +417,15 @@ def create_app(
                 access=access,
                 audit=audit,
                 sync_status=sync_status,
+                history=history.health,
             ),
             metrics_route(metrics),
             ui_router(_console(settings, pool, metrics, shadow, sync_status_path), access=access),
             metrics_route(metrics, access),
             *history_routes(
                 pool,
-                history,
-                feedback,
+                history.store,
+                history.feedback,
                 access=access,
                 max_body_bytes=settings.max_body_bytes,
                 max_items=settings.feedback_max_items,

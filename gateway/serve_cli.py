@@ -152,6 +152,17 @@ def _registry_source(settings: Settings, metrics: GatewayMetrics) -> SyncLoop:
     )
 
 
+def _past_packages(settings: Settings, source: Any) -> Any:
+    """Embedded mode: packages of past versions (`?as_of=`) straight from the registry the
+    sync loop reads, under the same trust policy; sidecar mode asks the sync (None here)."""
+    opener = getattr(source.sync.reader, "registry", None) if source is not None else None
+    if opener is None:
+        return None
+    from registry_sync.sync.past import RegistryPastPackages
+
+    return RegistryPastPackages(opener, _cache_dir(settings), gc_grace_s=settings.gc_grace_s)
+
+
 def _bind(host: str, port: int) -> socket.socket:
     """The listening socket uvicorn serves on (bound as uvicorn would bind it)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -212,6 +223,7 @@ def run(settings: Settings) -> int:
     journal = ActivationJournal(Path(settings.journal_path)) if settings.journal_path else None
     app = create_app(
         settings,
+        past_packages=_past_packages(settings, source),
         state_source=source,
         metrics=metrics,
         activation_listeners=[journal] if journal is not None else [],

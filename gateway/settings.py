@@ -87,6 +87,36 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     history_index_path: str | None = None
     """SQLite index the gateway queries its history files through (rebuilt from them when
     deleted); default `history.sqlite` beside `audit_path`."""
+    postgres_url: str | None = None
+    """PostgreSQL history store (`postgresql://user:password@host:5432/db`): audit records,
+    journal events and outcomes are spooled locally and shipped there in batches; queries
+    (feedback, performance, as-of) read it. Give it from a Secret (`STAGESERVE_POSTGRES_URL`);
+    it is never logged (only with the password replaced)."""
+    spool_dir: str | None = None
+    """Where records wait for PostgreSQL (one folder per stream); default `spool` beside
+    `audit_path`, else `<cache_dir>/spool`. Keep it on a volume that outlives the process."""
+    spool_max_bytes: int = 1 << 30
+    """Records not yet shipped the spool may hold; past it, appends fail like a full disk
+    (fail_closed: 503 audit_unavailable; fail_open: records counted as dropped)."""
+    spool_fsync: bool = False
+    """fsync each spooled batch: records then survive the machine, not just the process
+    (costs a disk flush per batch, on the audit writer's thread)."""
+    postgres_batch_bytes: int = 4 << 20
+    """Most bytes of JSON lines shipped in one COPY."""
+    postgres_drain_s: float = 5.0
+    """On shutdown: keep shipping what is spooled for up to this long (the rest stays spooled
+    for the next start)."""
+    replica_id: str | None = None
+    """This gateway's name in the shared store (each record's `replica`); default the host
+    name (the pod's name on Kubernetes)."""
+    asof_max_versions: int = 4
+    """Past versions kept loaded for `?as_of=` requests (least recently used go first);
+    versions the live pool serves are shared and do not count."""
+    asof_max_bytes: int = 1 << 30
+    """Estimated memory the as-of pool may hold (each version: the growth of the process's
+    resident memory while it loaded, at least its files' size)."""
+    asof_timeout_s: float = 60.0
+    """Sidecar mode: how long an as-of request waits for the sync to fetch a past version."""
     feedback_max_items: int = 1000
     """Most outcomes in one POST /feedback body (413 above it)."""
     audit_queue_max: int = 100_000
@@ -183,6 +213,10 @@ def _check(settings: Settings) -> None:
         "max_headers",
         "max_connections",
         "feedback_max_items",
+        "asof_max_versions",
+        "asof_max_bytes",
+        "spool_max_bytes",
+        "postgres_batch_bytes",
     ):
         if getattr(settings, key) < 1:
             raise SettingsError(key, "settings", "must be at least 1")
@@ -190,6 +224,11 @@ def _check(settings: Settings) -> None:
         if not getattr(settings, key) > 0:
             raise SettingsError(key, "settings", "must be more than 0")
     _check_shadow(settings)
+    if settings.postgres_url is not None and not settings.postgres_url.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        # Never echo the value: it holds a password.
+        raise SettingsError("postgres_url", "settings", "must be a postgresql:// URL")
     if settings.metrics_auth and not settings.auth:
         raise SettingsError("metrics_auth", "settings", "needs auth: true")
 

@@ -16,8 +16,10 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+from registry_sync.errors import HistoryQueryError
+from registry_sync.history.events import parse_time as parse_instant
 from registry_sync.registry.git import Signing
 from registry_sync.registry.git_registry import GitRegistry
 from registry_sync.registry.views import (
@@ -133,21 +135,38 @@ def load(
     stage: str | None = "prod",
     *,
     version: str | None = None,
+    as_of: Moment = None,
+    basis: Literal["served", "assigned"] = "served",
+    journal: Location | None = None,
     at: Moment = None,
     registry: Location = ".",
     cache_dir: Path | None = None,
     prefer_onnx: bool = True,
 ) -> LoadedModel:
-    """The model serving `stage` (now, or at `at`), or a given `version`, ready to predict.
+    """The model serving `stage` now, or as of a past instant, or a given `version`, ready
+    to predict.
 
-    The package is exported from the version's commit into `cache_dir` (kept there and
-    reused), or without one into a temporary folder that is removed once the model is in
-    memory; every artifact's sha256 is checked before it is loaded.
+    `as_of` with `basis="served"` (the default) loads the version that really served the
+    stage then, by the gateway's activation `journal` (its JSON-lines file, or the
+    `postgresql://` URL of its history store), and checks that the registry's package still
+    has the digest that served (HistoryQueryError otherwise: reason `digest_mismatch`;
+    `before_first_activation` with the earliest instant there is an answer for;
+    `no_journal`). `basis="assigned"` (or `at=`, its older spelling) loads what the registry
+    assigned then. The package is exported from the version's commit into `cache_dir` (kept
+    there and reused), or without one into a temporary folder that is removed once the model
+    is in memory; every artifact's sha256 is checked before it is loaded.
     """
     from registry_sync.package.read import read_package
     from registry_sync.runtimes import LoadedModel, load_predictor
 
     reg = open_registry(registry)
+    served_digest = None
+    if as_of is not None and basis == "served":
+        if stage is None or version is not None:
+            raise ValueError("as_of needs a stage, and no version")
+        version, served_digest = _served(name, stage, _instant(as_of), journal)
+    elif as_of is not None:
+        at = as_of
     if version is None:
         if stage is None:
             raise ValueError("load needs a stage or a version")
@@ -157,6 +176,7 @@ def load(
         # Every runtime reads its artifacts into memory on load: nothing needs the files after.
         with tempfile.TemporaryDirectory(prefix="stageserve-load-") as scratch:
             package = read_package(reg.export_package(name, version, Path(scratch) / name))
+            _check_served(package.digest, served_digest, name, version)
             predictor = load_predictor(package, prefer_onnx=prefer_onnx)
         return LoadedModel(predictor, package, version=version)
     # Keyed by commit too: a tag deleted and made again elsewhere is another package.
@@ -171,4 +191,56 @@ def load(
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)  # another process got there first
     package = read_package(dest)
+    _check_served(package.digest, served_digest, name, version)
     return LoadedModel(load_predictor(package, prefer_onnx=prefer_onnx), package, version=version)
+
+
+def _instant(moment: Moment) -> datetime:
+    if isinstance(moment, datetime):
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if isinstance(moment, str):
+        return parse_instant(moment)
+    assert moment is not None
+    return datetime.fromtimestamp(float(moment), UTC)
+
+
+def _served(
+    name: str, stage: str, at: datetime, journal: Location | None
+) -> tuple[str, str | None]:
+    """(version, digest) that served name#stage at `at`, by the activation journal."""
+    from registry_sync.history.events import first_activation, iso, served_at
+    from registry_sync.history.store import journal_events
+
+    if journal is None:
+        raise HistoryQueryError(
+            "basis='served' needs journal=: the gateway's activation journal (a file) or its "
+            "history store (postgresql://...); basis='assigned' asks the registry instead",
+            reason="no_journal",
+        )
+    events = journal_events(journal)
+    answer = served_at(events, name, stage, at)
+    if answer.version is not None:
+        return answer.version, answer.digest
+    first = first_activation(events, name, stage)
+    if first is None:
+        raise HistoryQueryError(
+            f"the journal has no activation of {name}#{stage}", reason="never_served"
+        )
+    if at < parse_instant(first.at):
+        raise HistoryQueryError(
+            f"{iso(at)} is before {name}#{stage} first served ({first.at})",
+            reason="before_first_activation",
+            earliest=first.at,
+        )
+    raise HistoryQueryError(
+        f"nothing served {name}#{stage} at {iso(at)}", reason="nothing_served", earliest=first.at
+    )
+
+
+def _check_served(digest: str, served: str | None, name: str, version: str) -> None:
+    if served is not None and digest != served:
+        raise HistoryQueryError(
+            f"{name} {version} cannot be reproduced: the registry's package has digest "
+            f"{digest}, the one that served had {served}",
+            reason="digest_mismatch",
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,8 @@ import msgspec
 from gateway.errors import HistoryNotFoundError, HistoryUnavailableError
 from gateway.settings import Settings
 from registry_sync.errors import HistoryStoreError
-from registry_sync.history.records import OutcomeRecord
+from registry_sync.history.events import ActivationEvent, read_journal
+from registry_sync.history.records import OutcomeRecord, epoch_of
 from registry_sync.history.store import HistoryReader, open_history
 
 __all__ = ["GatewayHistory", "LineSink", "OutcomeWriter", "history_paths"]
@@ -76,19 +78,58 @@ class GatewayHistory:
         outcomes: OutcomeWriter | None,
         *,
         missing: str = "",
+        journal_path: Path | None = None,
+        journal_in_reader: bool = False,
     ) -> None:
         self.reader = reader
         self.outcomes = outcomes
         self.missing = missing
+        # The file store's journal (None with PostgreSQL: the reader has every replica's).
+        self.journal_path = journal_path
+        self.journal_in_reader = journal_in_reader
+        self._journal_key: tuple[float, float] | None = None
+        self._journal: list[ActivationEvent] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
 
     @classmethod
     def from_settings(cls, settings: Settings, sinks: Sequence[LineSink] = ()) -> GatewayHistory:
+        """The PostgreSQL store when `postgres_url` is set (`sinks`: its outcome spool; the
+        outcomes file is written too when there is an audit file), else the files."""
         audit, journal, outcomes, index = history_paths(settings)
+        if settings.postgres_url:
+            writer = OutcomeWriter(outcomes, sinks)
+            return cls(open_history(settings.postgres_url), writer, journal_in_reader=True)
         if audit is None:
-            return cls(None, None, missing="no audit trail is kept (set audit_path)")
+            missing = "no audit trail is kept (set audit_path or postgres_url)"
+            return cls(None, None, missing=missing, journal_path=journal)
         reader = open_history(audit, journal_path=journal, outcomes_path=outcomes, index_path=index)
-        return cls(reader, OutcomeWriter(outcomes, sinks))
+        return cls(reader, OutcomeWriter(outcomes, sinks), journal_path=journal)
+
+    def journal(self) -> list[ActivationEvent]:
+        """Every activation event, oldest first (blocking: call through `run`)."""
+        if self.journal_in_reader and self.reader is not None:
+            # Every replica's events, read again at most once a second.
+            now = time.monotonic()
+            if self._journal_key is None or now - self._journal_key[0] >= 1.0:
+                self._journal = self.reader.journal()
+                self._journal_key = (now, 0.0)
+            return self._journal
+        if self.journal_path is None:
+            raise HistoryNotFoundError(
+                "basis 'served' needs the activation journal, and none is kept "
+                "(set journal_path, or use basis=assigned)",
+                {"basis": "served", "reason": "no_journal"},
+            )
+        try:
+            st = self.journal_path.stat()
+        except FileNotFoundError:
+            return []
+        key = (float(st.st_size), float(st.st_mtime_ns))
+        if key != self._journal_key:
+            events = read_journal(self.journal_path)
+            self._journal = sorted(events, key=lambda e: epoch_of(e.at))
+            self._journal_key = key
+        return self._journal
 
     def need_reader(self) -> HistoryReader:
         if self.reader is None:

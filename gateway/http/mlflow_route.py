@@ -51,6 +51,12 @@ def mlflow_routes(
     async def invocations(scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         query = scope["query_string"]
+        if query and predict.as_of is not None and b"as_of=" in query:
+            await predict.as_of.serve(
+                scope, receive, send, model=model_of(query), started=started,
+                body_format=body_format,
+            )  # fmt: skip
+            return
         await predict.serve(
             scope, receive, send, model=model_of(query), stage=stage_of(query),
             started=started, body_format=body_format,

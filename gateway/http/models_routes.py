@@ -37,6 +37,7 @@ def models_routes(
     access: Access | None = None,
     audit: AuditWriter | None = None,
     sync_status: Callable[[], SyncStatus | None] | None = None,
+    history: Callable[[], dict[str, Any] | None] | None = None,
 ) -> list[HTTPRouteHandler]:
     def audit_health() -> dict[str, Any] | None:
         return msgspec.to_builtins(audit.health()) if audit is not None else None
@@ -71,7 +72,14 @@ def models_routes(
                 for s in found
                 if access.policy.allows_some_stage(principal, "read", s["name"])
             ]
-        return {"models": found, "sync": sync_now(), "audit": audit_health()}
+        return {
+            "models": found,
+            "sync": sync_now(),
+            "audit": audit_health(),
+            # Where history goes: the files, or the PostgreSQL sink's state (connected,
+            # backlog per stream, shipped, last error).
+            "history": history() if history is not None else None,
+        }
 
     @get("/models/{model:str}", sync_to_thread=False)
     def show_model(model: FromPath[str], request: Request[Any, Any, Any]) -> dict[str, Any]:

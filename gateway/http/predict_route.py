@@ -42,7 +42,15 @@ from gateway.shadow.worker import Shadow
 from gateway.telemetry.audit import AuditWriter
 from gateway.telemetry.metrics import UNKNOWN, GatewayMetrics
 
-__all__ = ["BodyFormat", "Headers", "PredictBody", "PredictResponse", "PredictRoute", "RequestHead"]
+__all__ = [
+    "AsOfHandler",
+    "BodyFormat",
+    "Headers",
+    "PredictBody",
+    "PredictResponse",
+    "PredictRoute",
+    "RequestHead",
+]
 
 log = logging.getLogger("stageserve.predict")
 _JSON = b"application/json"
@@ -93,6 +101,22 @@ class BodyFormat(Protocol):
         ...
 
     def error_body(self, code: str, message: str, details: dict[str, Any]) -> bytes: ...
+
+
+class AsOfHandler(Protocol):
+    """Serves predict requests that ask `as_of=` (a separate path, see asof_route.py)."""
+
+    async def serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        model: str,
+        started: float,
+        body_format: BodyFormat | None = None,
+        version: str | None = None,
+    ) -> None: ...
 
 
 class PredictBody:
@@ -155,6 +179,8 @@ class PredictRoute:
         self.ids = RequestIds()
         self.inflight = 0
         self.body_format: BodyFormat = PredictBody()
+        # Requests with `as_of=` in the query go there (gateway/http/asof_route.py).
+        self.as_of: AsOfHandler | None = None
         self._range_logged: dict[str, float] = {}
         metrics.track_inflight(lambda: self.inflight)
 
@@ -167,6 +193,11 @@ class PredictRoute:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         query = scope["query_string"]
+        if query and self.as_of is not None and b"as_of=" in query:
+            await self.as_of.serve(
+                scope, receive, send, model=scope["path"].strip("/"), started=started
+            )
+            return
         stage = stage_of(query, self.default_stage)
         await self.serve(
             scope, receive, send, model=scope["path"].strip("/"), stage=stage, started=started
@@ -361,8 +392,10 @@ class PredictRoute:
         fmt: BodyFormat,
         context: Any,
         principal: Principal | None,
+        shadowed: bool = True,
     ) -> list[Any]:
-        """Predict, validate, send the answer; returns the predictions (for the audit)."""
+        """Predict, validate, send the answer; returns the predictions (for the audit).
+        `shadowed=False` (as-of requests): never offered to shadow traffic."""
         lv = route.loaded
         lv.inflight += 1
         self.inflight += 1
@@ -411,7 +444,7 @@ class PredictRoute:
         m.ok.inc()
         m.inference.observe(inference_s)
         m.rows.observe(batch.rows)
-        if self.shadow is not None:  # after the response: an O(1) enqueue (see shadow.py)
+        if self.shadow is not None and shadowed:  # after the response: O(1) (see shadow.py)
             name = principal.name if principal is not None else None
             self.shadow.offer(
                 route, batch, predictions, inference_s, rid, principal=name, client_rid=client_rid

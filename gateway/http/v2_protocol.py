@@ -343,6 +343,7 @@ def encode_v2_response(
     digest: str,
     predictions: list[Any],
     request: V2Request | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> V2Response:
     """The inference response: every output (or those the request names, in its order), as
     JSON data or, when asked for (`binary_data`), as raw bytes after the JSON header."""
@@ -384,7 +385,7 @@ def encode_v2_response(
             "model_name": model,
             "model_version": version,
             "id": request_id,
-            "parameters": {"stage": stage, "digest": digest},
+            "parameters": {"stage": stage, "digest": digest, **(parameters or {})},
             "outputs": outputs,
         }
     )

@@ -104,6 +104,12 @@ def v2_routes(pool: ModelPool, predict: PredictRoute) -> list[HTTPRouteHandler |
         model = parts[0]
         pinned = parts[2] if len(parts) >= 3 and parts[1] == "versions" else None
         action = parts[-1] if len(parts) in (2, 4) else ""
+        if action == "infer" and query and predict.as_of is not None and b"as_of=" in query:
+            await predict.as_of.serve(
+                scope, receive, send, model=model, started=started, body_format=body_format,
+                version=pinned,
+            )  # fmt: skip
+            return
         if action == "infer":
             await predict.serve(
                 scope, receive, send, model=model, stage="" if pinned else stage,

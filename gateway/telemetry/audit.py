@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
@@ -110,9 +110,12 @@ class AuditWriter:
         flush_interval_s: float = 0.05,
         failure_mode: FailureMode = "fail_open",
         retry_s: float = 1.0,
+        extra_sinks: Sequence[tuple[str, Callable[[bytes], None]]] = (),
     ) -> None:
         self.path = Path(path) if path is not None else None
-        self.enabled = self.path is not None or stdout
+        # More places every batch goes (the PostgreSQL spool), after the file and stdout.
+        self.extra_sinks = tuple(extra_sinks)
+        self.enabled = self.path is not None or stdout or bool(self.extra_sinks)
         self.max_bytes = max_bytes
         self.backups = backups
         self.include_inputs = include_inputs
@@ -140,7 +143,7 @@ class AuditWriter:
 
     @property
     def written(self) -> int:
-        """Records written to the first sink (the file, else the stream)."""
+        """Records written to the first sink (the file, else the stream, else the spool)."""
         return self._sinks.written
 
     def health(self) -> AuditHealth:
@@ -175,6 +178,7 @@ class AuditWriter:
             sinks.append((str(self.path), self._file.write))
         if self._stream is not None:
             sinks.append(("stdout", self._write_stream))
+        sinks.extend(self.extra_sinks)
         return AuditSinks(
             sinks, mode=self.failure_mode, max_records=self.queue_max, retry_s=self.retry_s
         )

@@ -121,7 +121,8 @@ class FileHistory:
         )
         self.index_path = index_path if index_path is not None else folder / "history.sqlite"
         self._lock = threading.Lock()
-        self._db = self._connect()
+        # Opened by the first query: a gateway that is never asked writes no index.
+        self._opened: sqlite3.Connection | None = None
         self._journal_key: tuple[int, int] | None = None
         self._journal: list[ActivationEvent] = []
 
@@ -146,9 +147,17 @@ class FileHistory:
             return self._connect()
         return db
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._opened is None:
+            self._opened = self._connect()
+        return self._opened
+
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._opened is not None:
+                self._opened.close()
+                self._opened = None
 
     # -- catching up with the files ---------------------------------------------------------
 

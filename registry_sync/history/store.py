@@ -22,7 +22,7 @@ from registry_sync.history.records import (
     UsageRow,
 )
 
-__all__ = ["HistoryReader", "is_postgres_url", "open_history"]
+__all__ = ["HistoryReader", "is_postgres_url", "journal_events", "open_history"]
 
 
 class HistoryReader(Protocol):
@@ -84,8 +84,34 @@ def open_history(
     """A `postgresql://` URL, or an audit JSON-lines file (with the journal and outcomes
     files beside it unless given, and its SQLite index)."""
     text = str(location)
+    if is_postgres_url(text):
+        from registry_sync.history.postgres.reader import PostgresHistory
+
+        return PostgresHistory(text)
     from registry_sync.history.files import FileHistory
 
     return FileHistory(
         Path(text), journal_path=journal_path, outcomes_path=outcomes_path, index_path=index_path
     )
+
+
+def journal_events(location: str | Path) -> list[ActivationEvent]:
+    """The activation journal at `location` (a JSON-lines file, or a PostgreSQL history
+    store's URL), oldest first."""
+    text = str(location)
+    if is_postgres_url(text):
+        reader = open_history(text)
+        try:
+            return reader.journal()
+        finally:
+            reader.close()
+    from registry_sync.history.events import read_journal
+    from registry_sync.history.records import epoch_of
+
+    try:
+        events = read_journal(Path(text))
+    except FileNotFoundError:
+        from registry_sync.errors import HistoryQueryError
+
+        raise HistoryQueryError(f"no activation journal at {text}", reason="no_journal") from None
+    return sorted(events, key=lambda e: epoch_of(e.at))

@@ -19,7 +19,8 @@ from registry_sync.logs import configure_logging
 from registry_sync.sync.http_server import Health, start_sync_http_server
 from registry_sync.sync.loop import SyncLoop
 from registry_sync.sync.metrics import SyncMetrics
-from registry_sync.sync.settings import load_sync_settings
+from registry_sync.sync.past import RegistryPastPackages, serve_requests
+from registry_sync.sync.settings import SyncSettings, history_requests_dir, load_sync_settings
 from registry_sync.sync.setup import build_loop
 from registry_sync.sync.snapshot import SNAPSHOT_FILE, STATUS_FILE, write_snapshot
 
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         start_sync_http_server(
             settings.sync_metrics_host, settings.sync_metrics_port, registry, _health(loop)
         )
-    return asyncio.run(_run_forever(loop))
+    return asyncio.run(_run_forever(loop, history_requests_dir(settings, cache), settings))
 
 
 def _health(loop: SyncLoop) -> Health:
@@ -191,13 +192,20 @@ def _run_once(loop: SyncLoop, cache: Path) -> int:
     return 1 if state.errors else 0
 
 
-async def _run_forever(loop: SyncLoop) -> int:
+async def _run_forever(loop: SyncLoop, requests_dir: Path, settings: SyncSettings) -> int:
     """Until SIGTERM: a crash here would put the pod in a crash loop and stop every model's
     updates, so whatever escapes the loop is logged, counted and the loop started again."""
     stop = asyncio.Event()
     running = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         running.add_signal_handler(sig, stop.set)
+    # The gateway's as-of requests for past versions' packages (it has no registry access);
+    # a git registry's reader can answer them.
+    opener = getattr(loop.sync.reader, "registry", None)
+    answering = None
+    if opener is not None:
+        past = RegistryPastPackages(opener, loop.cache_dir, gc_grace_s=settings.gc_grace_s)
+        answering = asyncio.create_task(serve_requests(past, requests_dir, stop), name="history")
     while not stop.is_set():
         try:
             async for state in loop.updates(stop):
@@ -211,4 +219,7 @@ async def _run_forever(loop: SyncLoop) -> int:
             loop.record_loop_failure(f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), loop.next_delay_s())
+    stop.set()
+    if answering is not None:
+        await answering
     return 0

@@ -99,6 +99,11 @@ class LazyRegistryReader:
                 self._manifests[key] = None
         return self._manifests[key]
 
+    def registry(self) -> GitRegistry:
+        """The registry, opened (with the trust policy) on first use: past versions for
+        as-of requests are resolved with the same rules the sync follows."""
+        return self._opened()
+
     def _opened(self) -> GitRegistry:
         if self._registry is None:
             self.refresh()

@@ -11,7 +11,13 @@ import msgspec
 from registry_sync.registry.trust.policy import TrustRule
 from registry_sync.settings_layers import load_layered
 
-__all__ = ["SYNC_JSON_FIELDS", "LogLevel", "SyncSettings", "load_sync_settings"]
+__all__ = [
+    "SYNC_JSON_FIELDS",
+    "LogLevel",
+    "SyncSettings",
+    "history_requests_dir",
+    "load_sync_settings",
+]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -52,6 +58,10 @@ class SyncSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     gateway's /metrics)."""
     sync_metrics_host: str = "127.0.0.1"
     """`sync` only: the address for `sync_metrics_port`."""
+    history_requests_dir: str | None = None
+    """Sidecar mode: the folder (shared by both containers, writable by both) where the
+    gateway asks the sync for packages of past versions (`?as_of=` requests); default
+    `<cache_dir>/history-requests`."""
     trust_policy: list[TrustRule] = msgspec.field(default_factory=list)
     """Protected stages and whose signatures count there: in a stage a rule covers, only
     assignments signed by an allowed signer are followed (see the README's Security). Its
@@ -79,3 +89,10 @@ def load_sync_settings(
 # Lists of structs and mappings: an environment variable gives them as one JSON value
 # (STAGESERVE_MLFLOW_STAGES='{"@champion": "prod"}').
 SYNC_JSON_FIELDS = frozenset({"trust_policy", "mlflow_stages"})
+
+
+def history_requests_dir(settings: SyncSettings, cache_dir: Path) -> Path:
+    """Where as-of package requests go (both sides compute it the same way)."""
+    if settings.history_requests_dir:
+        return Path(settings.history_requests_dir)
+    return cache_dir / "history-requests"

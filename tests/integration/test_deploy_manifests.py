@@ -8,7 +8,6 @@ those schemas, so their shape is checked here against what the operator reads.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -244,7 +243,13 @@ def test_in_the_sidecar_pod_only_the_sync_containers_get_the_registry_and_its_cr
     assert _uses_credentials(containers["sync-once"].spec)
     gateway = containers["gateway"].spec
     assert not _uses_credentials(gateway)
-    assert not any("secret" in json.dumps(e) for e in gateway.get("env", []))
+    # No registry secret reaches the gateway (prod gives it the history database's URL only).
+    secrets = {
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for e in gateway.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert secrets <= {"stageserve-postgres"}
     assert "--registry" not in gateway["args"]
     cache = {m["mountPath"]: m for m in gateway["volumeMounts"]}["/var/cache/stageserve"]
     assert cache["readOnly"] is True, "the gateway only reads what the sidecar writes"

@@ -37,6 +37,7 @@ from tests.deploy_render import (
 )
 from tests.integration.server import ROOT, free_port, wait_until
 from tests.models import example_rows, save_sklearn_package
+from tests.postgres import Postgres, postgres  # noqa: F401 - the fixture
 from tests.registry_packages import init_registry
 from tests.signing_keys import SshKey, make_ssh_key, write_signers
 
@@ -133,6 +134,7 @@ class Pod:
     sync: Process
     gateway: Process
     releaser: SshKey
+    database: str
 
     def port_of(self, container: str, name: str) -> int:
         return self.ports[self.containers[container].ports[name]]
@@ -144,7 +146,9 @@ class Pod:
 
 @pytest.fixture(scope="module")
 def pod(
-    rendered: dict[str, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
+    rendered: dict[str, list[dict[str, Any]]],
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres: Postgres,  # noqa: F811
 ) -> Iterator[Pod]:
     base = tmp_path_factory.mktemp("pod")
     releaser = make_ssh_key(base / "keys", "release@example.com")
@@ -166,7 +170,10 @@ def pod(
         local.volumes["access"] / "api-keys.yaml",
         {API_KEY: ("rehearsal", ["predict-prod", "monitoring"])},
     )
-    overrides = {"REGISTRY_URL": str(registry.path)}  # the overlay's url, pointed at the test's
+    # The overlay's url, pointed at the test's; the Secret stageserve-postgres's url, at the
+    # test's PostgreSQL (secretKeyRef values are not in the rendered manifests).
+    database = postgres.database()
+    overrides = {"REGISTRY_URL": str(registry.path), "STAGESERVE_POSTGRES_URL": database}
 
     argv, env = local.command(containers["sync-once"], overrides)
     init = subprocess.run(
@@ -198,7 +205,7 @@ def pod(
             return _answers(http_port, "/healthz") and _answers(metrics_port, "/metrics")
 
         wait_until(up, 60, "the gateway and the sync sidecar to answer")
-        yield Pod(docs, local, containers, ports, registry, init, sync, gateway, releaser)
+        yield Pod(docs, local, containers, ports, registry, init, sync, gateway, releaser, database)
     finally:
         for p in reversed(started):
             p.stop()
@@ -323,3 +330,25 @@ def test_reassigning_the_stage_swaps_the_gateway_through_the_sidecar(pod: Pod) -
     assert json.loads(body)["predictions"][0] == pytest.approx(before + 100.0, rel=1e-6)
     audit = pod.local.mounts["/var/log/stageserve"] / "audit.jsonl"
     wait_until(lambda: audit.is_file() and audit.stat().st_size > 0, 30, "audit records")
+
+
+def test_the_prod_pod_ships_its_history_to_postgresql(pod: Pod, postgres: Postgres) -> None:  # noqa: F811
+    """The overlay's spool folder and the Secret's URL: every answer is in the database, and
+    an as-of request of the sidecar pod is answered through the sync."""
+    port = pod.port_of("gateway", "http")
+    wait_until(lambda: _get(port, "/readyz")[0] == 200, 60, "readiness")
+    status, _, body = pod.predict()
+    assert status == 200, body
+    rid = json.loads(body)["request_id"]
+
+    def recorded() -> bool:
+        rows = postgres.query(
+            pod.database, "SELECT version FROM stageserve_audit WHERE request_id = %s", rid
+        )
+        return bool(rows)
+
+    wait_until(recorded, 30, "the record in PostgreSQL")
+    spool = pod.local.mounts["/var/log/stageserve"] / "spool"
+    assert (spool / "audit").is_dir()
+    events = postgres.query(pod.database, "SELECT model, stage, kind FROM stageserve_journal")
+    assert (MODEL, "prod", "activated") in events

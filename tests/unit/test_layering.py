@@ -44,6 +44,8 @@ RANKS: dict[str, int] = {
     "gateway.telemetry": 13,
     "gateway.pool": 14,
     "gateway.shadow": 15,
+    # history (as-of pool, outcomes, performance) beside shadow: neither imports the other
+    "gateway.history": 15,
     "gateway.http": 16,
     "gateway.ui": 17,
     "gateway.app": 18,
