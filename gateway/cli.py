@@ -22,6 +22,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     from gateway import serve_cli
+    from gateway.history import cli as history_cli
     from gateway.telemetry import journal_cli
     from registry_sync import cli as registry_cli
     from registry_sync.sync import cli as sync_cli
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync_cli.add_commands(sub)
     serve_cli.add_commands(sub)
     journal_cli.add_commands(sub)
+    history_cli.add_commands(sub)
     return parser
 
 

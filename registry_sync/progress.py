@@ -40,12 +40,17 @@ def _on_terminal() -> bool:
 
 
 @contextlib.contextmanager
-def progress(what: str, total_bytes: int | None, **fields: Any) -> Iterator[Advance]:
+def progress(
+    what: str, total_bytes: int | None, *, unit: str = "B", **fields: Any
+) -> Iterator[Advance]:
     """`with progress("verify cost v1.0.0", size) as advance: ... advance(len(chunk))`.
 
     `total_bytes=None` when the size is not known up front (a clone): the bar then counts
-    what is done, without an end. `fields` go into both log lines (model, version, ...).
+    what is done, without an end. `unit` other than bytes (`"records"`) counts things
+    instead: the total and the count are then in that unit. `fields` go into both log lines
+    (model, version, ...).
     """
+    in_bytes = unit == "B"
     started = time.monotonic()
     done = [0]
     if _on_terminal():
@@ -54,8 +59,8 @@ def progress(what: str, total_bytes: int | None, **fields: Any) -> Iterator[Adva
         bar = tqdm(
             total=total_bytes,
             desc=what,
-            unit="B",
-            unit_scale=True,
+            unit=unit if in_bytes else f" {unit}",
+            unit_scale=in_bytes,
             unit_divisor=1024,
             file=sys.stderr,
             leave=False,
@@ -78,7 +83,7 @@ def progress(what: str, total_bytes: int | None, **fields: Any) -> Iterator[Adva
     log.info(
         "%s: started%s",
         what,
-        f" ({_size(total_bytes)})" if total_bytes is not None else "",
+        f" ({_size(total_bytes, unit)})" if total_bytes is not None else "",
         extra={"fields": {"event": "started", "task": what, "total_bytes": total_bytes, **fields}},
     )
     ok = False
@@ -91,7 +96,7 @@ def progress(what: str, total_bytes: int | None, **fields: Any) -> Iterator[Adva
             "%s: %s, %s in %.2f s",
             what,
             "done" if ok else "failed",
-            _size(done[0]),
+            _size(done[0], unit),
             elapsed,
             extra={
                 "fields": {
@@ -105,9 +110,11 @@ def progress(what: str, total_bytes: int | None, **fields: Any) -> Iterator[Adva
         )
 
 
-def _size(n: int | None) -> str:
+def _size(n: int | None, unit: str = "B") -> str:
     if n is None:
         return "size unknown"
+    if unit != "B":
+        return f"{n} {unit}"
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":

@@ -31,6 +31,7 @@ __all__ = ["history_routes"]
 
 _DEFAULT_WINDOW_S = 7 * 86400.0
 _MAX_BUCKETS = 2000
+_LATEST_S = 253402300799.0  # 9999-12-31T23:59:59Z
 _body_decoder = msgspec.json.Decoder(FeedbackBody)
 
 
@@ -120,6 +121,8 @@ def _window(query: dict[str, Any]) -> tuple[float, float, float]:
         raise InputValidationError("query", str(exc), "shape") from None
     if span <= 0:
         raise InputValidationError("query", "`from` must be before `to`", "shape")
+    if since < 0 or until > _LATEST_S:
+        raise InputValidationError("query", "the window must lie between 1970 and 9999", "shape")
     if span / bucket_s > _MAX_BUCKETS:
         raise InputValidationError(
             "query.bucket", f"more than {_MAX_BUCKETS} buckets in the window; use a larger one"

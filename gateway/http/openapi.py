@@ -38,6 +38,7 @@ _REFUSALS = (
     ("404", "Unknown model, stage or version"),
     ("405", "Method not allowed"),
     ("408", "The headers or the body did not arrive in time"),
+    ("410", "as_of: the past version's package is gone or no longer verifies"),
     ("413", "Body or row count over the limit"),
     ("415", "Unsupported content type or content encoding"),
     ("422", "Inputs do not match the signature, or are out of the model's range"),
@@ -46,6 +47,35 @@ _REFUSALS = (
     ("503", "No loaded version yet, overloaded, or audit records cannot be written"),
 )
 _ID = {"name": "x-request-id", "in": "header", "required": False, "schema": {"type": "string"}}
+# `?as_of=` on every predict route (gateway/http/asof_route.py).
+_AS_OF = [
+    {
+        "name": "as_of",
+        "in": "query",
+        "required": False,
+        "description": "Answer with the version that served (or was assigned to) the stage "
+        "at this ISO 8601 instant.",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "basis",
+        "in": "query",
+        "required": False,
+        "schema": {"enum": ["served", "assigned"], "default": "served"},
+    },
+]
+_WINDOW = [
+    {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+    for name in ("window", "bucket", "from", "to")
+]
+_FEEDBACK_ITEM: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "request_id": {"type": "string"},
+        "client_request_id": {"type": "string"},
+        "outcome": {"type": "array"},
+    },
+}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +113,7 @@ def _predict(model: str, route: Route, stages: list[str], default_stage: str) ->
             "operationId": f"predict_{model}",
             "summary": f"Predict with {model}",
             "description": manifest.card.description or f"Predictions from {model}.",
-            "parameters": [_stage(stages, default_stage), _ID],
+            "parameters": [_stage(stages, default_stage), _ID, *_AS_OF],
             "requestBody": {"required": True, **_json(predict_request(manifest.signature))},
             "responses": {
                 "200": {
@@ -126,7 +156,11 @@ def _v2_model(
             "V2 model ready", f"v2_{model}_ready", parameters=[stage], responses=ready
         ),
         f"{base}/infer": {
-            "post": {"operationId": f"v2_{model}_infer", "parameters": [stage, _ID], **infer}
+            "post": {
+                "operationId": f"v2_{model}_infer",
+                "parameters": [stage, _ID, *_AS_OF],
+                **infer,
+            }
         },
         f"{base}/versions/{{version}}": _get(
             "V2 model version metadata", f"v2_{model}_version", parameters=[version], responses=meta
@@ -174,6 +208,52 @@ def _fixed_routes(models: list[str]) -> dict[str, Any]:
             parameters=[model],
             responses=not_found,
         ),
+        "/models/{model}/performance": _get(
+            "Quality per version and time window, from the outcomes",
+            "model_performance",
+            parameters=[model, *_WINDOW],
+            responses={
+                **not_found,
+                "422": {"description": "A window, bucket or instant that does not parse"},
+                "503": {"description": "The history store cannot be read", **_json(ERROR)},
+            },
+        ),
+        "/feedback/{model}": {
+            "post": {
+                "operationId": "feedback",
+                "summary": "Observed outcomes of earlier predictions",
+                "parameters": [model],
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            **_FEEDBACK_ITEM,
+                            "properties": {
+                                **_FEEDBACK_ITEM["properties"],
+                                "outcomes": {"type": "array", "items": _FEEDBACK_ITEM},
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {"description": "Recorded (or unchanged; a batch: each item's result)"},
+                    **{
+                        code: {"description": text, **_json(ERROR)}
+                        for code, text in (
+                            ("400", "Not JSON"),
+                            ("401", "auth on: no valid credential"),
+                            ("403", "auth on: not allowed the feedback action"),
+                            ("404", "No such prediction (or no history kept)"),
+                            ("409", "A different outcome was recorded, or an ambiguous id"),
+                            ("413", "Too many outcomes in one body"),
+                            ("415", "Not JSON"),
+                            ("422", "The outcome does not fit the output signature"),
+                            ("503", "The history store cannot be read or written"),
+                        )
+                    },
+                },
+            }
+        },
         "/healthz": _get("The process is alive", "healthz"),
         "/readyz": _get("Every assigned (model, stage) can answer", "readyz", responses=ready),
         "/metrics": _get("Prometheus metrics", "metrics"),
@@ -194,6 +274,7 @@ def _fixed_routes(models: list[str]) -> dict[str, Any]:
                         "required": False,
                         "schema": {"type": "string"},
                     },
+                    *_AS_OF,
                 ],
                 "requestBody": {
                     "required": True,

@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 HISTORY_DIRNAME = ".history"
 _STALE_REQUEST_S = 300.0
 _POLL_S = 0.05
+# The sync touches this file while it answers; a gateway that finds it older than
+# _ALIVE_S answers at once that no sync is listening, instead of waiting out its timeout.
+_ALIVE_FILE = ".sync-alive"
+_ALIVE_EVERY_S = 1.0
+_ALIVE_S = 10.0
 
 
 class PastPackage(msgspec.Struct, frozen=True, kw_only=True):
@@ -190,6 +195,20 @@ def ask(
     """The gateway's side (blocking: call it off the event loop). Raises HistoryQueryError
     with the sync's reason, or reason `unanswered` when the sync does not answer in time."""
     requests_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        alive = time.time() - (requests_dir / _ALIVE_FILE).stat().st_mtime < _ALIVE_S
+    except FileNotFoundError:
+        # No sync has ever answered here: this deployment has no source of past versions.
+        raise HistoryQueryError(
+            f"no sync answers past-version requests in {requests_dir} (run `stageserve sync` "
+            "with the same history_requests_dir, or serve with --registry)",
+            reason="no_sync",
+        ) from None
+    if not alive:
+        raise HistoryQueryError(
+            f"the sync stopped answering past-version requests in {requests_dir}",
+            reason="unanswered",
+        )
     request = PastRequest(id=uuid.uuid4().hex, model=model, version=version, stage=stage, at=at)
     answer_path = requests_dir / f"{request.id}.answer.json"
     _write_atomically(requests_dir / f"{request.id}.request.json", msgspec.json.encode(request))
@@ -259,10 +278,17 @@ async def serve_requests(
 ) -> None:
     """The sync's loop: answer requests as they appear, until `stop`."""
     requests_dir.mkdir(parents=True, exist_ok=True)
+    alive = requests_dir / _ALIVE_FILE
+    touched = 0.0
     while not stop.is_set():
+        if time.monotonic() - touched >= _ALIVE_EVERY_S:
+            touched = time.monotonic()
+            with contextlib.suppress(OSError):
+                alive.touch()
         try:
             await asyncio.to_thread(answer_pending, past, requests_dir)
         except Exception:  # never stop answering for one bad request
             log.exception("answering history requests failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), poll_s)
+    alive.unlink(missing_ok=True)  # stopped: gateways need not wait for an answer

@@ -68,6 +68,8 @@ def test_the_served_document_is_valid_openapi_and_names_every_route(
         "/models",
         "/models/{model}",
         "/models/{model}/shadow",
+        "/models/{model}/performance",
+        "/feedback/{model}",
         "/schema",
         "/v2",
         "/v2/health/ready",

@@ -178,7 +178,7 @@ class AsOfResolver:
             )
         except HistoryQueryError as exc:
             details = {"reason": exc.reason, **({"earliest": exc.earliest} if exc.earliest else {})}
-            if exc.reason == "nothing_assigned":
+            if exc.reason in ("nothing_assigned", "no_sync"):
                 raise HistoryNotFoundError(str(exc), {"basis": "assigned", **details}) from None
             if exc.reason == "unanswered":
                 raise HistoryUnavailableError(str(exc), details) from None

@@ -102,6 +102,26 @@ class PostgresHistory:
             for r in rows
         ]
 
+    def replica_journal(self, replica: str) -> list[ActivationEvent]:
+        """One replica's events (what that gateway itself served), oldest first."""
+        rows = self._query(
+            "SELECT at, model, stage, version, digest, kind, message FROM stageserve_journal "
+            "WHERE replica = %s ORDER BY at",
+            (replica,),
+        )
+        return [
+            ActivationEvent(
+                at=iso(r[0]),
+                model=r[1],
+                stage=r[2],
+                version=r[3],
+                digest=r[4],
+                kind=r[5],
+                message=r[6],
+            )
+            for r in rows
+        ]
+
     def audit_record(self, request_id: str) -> AuditRow | None:
         rows = self._query(
             f"SELECT {_AUDIT} FROM stageserve_audit WHERE request_id = %s", (request_id,)
