@@ -110,11 +110,11 @@ def progress(
         )
 
 
-def _size(n: int | None, unit: str = "B") -> str:
+def _size(n: int | None, counted: str = "B") -> str:
     if n is None:
         return "size unknown"
-    if unit != "B":
-        return f"{n} {unit}"
+    if counted != "B":
+        return f"{n} {counted}"
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
