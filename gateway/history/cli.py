@@ -8,6 +8,10 @@ __all__ = ["add_commands"]
 
 
 def add_commands(sub: Any) -> None:
+    from gateway.history.feedback_cli import add_feedback
     from gateway.history.replay_cli import add_replay
+    from gateway.history.report_cli import add_report
 
     add_replay(sub)
+    add_report(sub)
+    add_feedback(sub)

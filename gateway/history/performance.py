@@ -101,12 +101,13 @@ def performance(
     outputs: list[ColumnSpec] | None = None,
 ) -> Performance:
     """Performance of `model`'s versions over predictions made in [since, until). `outputs`
-    (the model's output signature) lets shadow pairs be compared on outcomes."""
+    (the model's output signature) scores shadow pairs on outcomes; without it (a report read
+    from the store alone) the outputs are inferred from the recorded predictions."""
     counts = reader.prediction_counts(model, since, until, bucket_s)
     sums = reader.outcome_sums(model, since, until, bucket_s)
     versions = _versions(counts, sums)
     series = _series(counts, sums)
-    shadow = _shadow(reader, model, since, until, outputs) if outputs is not None else []
+    shadow = _shadow(reader, model, since, until, outputs)
     return Performance(
         model=model,
         since=iso_of(since),
@@ -177,14 +178,36 @@ def _series(counts: list[PredictionCount], sums: list[OutcomeSums]) -> list[Seri
     return out
 
 
+def _inferred(predictions: list[Any]) -> list[ColumnSpec]:
+    """Output columns as recorded predictions show them (numbers are `double`, the rest
+    labels)."""
+    first = next((p for p in predictions if p is not None), None)
+
+    def kind(value: Any) -> Any:
+        if isinstance(value, bool):
+            return "boolean"
+        if isinstance(value, float):
+            return "double"
+        return "long" if isinstance(value, int) else "string"
+
+    if isinstance(first, dict):
+        return [ColumnSpec(name=n, type=kind(v)) for n, v in first.items()]
+    return [ColumnSpec(name="prediction", type=kind(first))]
+
+
 def _shadow(
-    reader: HistoryReader, model: str, since: float, until: float, outputs: list[ColumnSpec]
+    reader: HistoryReader,
+    model: str,
+    since: float,
+    until: float,
+    outputs: list[ColumnSpec] | None,
 ) -> list[ShadowComparison]:
     pairs: dict[tuple[str, str, str, str], list[tuple[Scores, Scores]]] = defaultdict(list)
     for found in reader.shadow_outcomes(model, since, until):
+        specs = outputs if outputs is not None else _inferred(found.primary_predictions)
         try:
-            primary = score(outputs, found.primary_predictions, found.outcome)
-            shadow = score(outputs, found.shadow_predictions, found.outcome)
+            primary = score(specs, found.primary_predictions, found.outcome)
+            shadow = score(specs, found.shadow_predictions, found.outcome)
         except OutcomeError:
             continue  # a shadow whose outputs differ from the primary's: nothing to compare
         key = (found.stage, found.primary_version, found.shadow_stage, found.shadow_version)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.server import ServerProcess, entry, wait_until, write_state
+from tests.integration.server import ROOT, ServerProcess, entry, wait_until, write_state
 from tests.models import example_rows, save_classifier_package, save_sklearn_package
 
 pytestmark = pytest.mark.slow
@@ -179,3 +181,44 @@ def test_outcomes_are_validated_and_recorded_once(setup: Setup) -> None:
     assert shadowed.status == 404
     lines = (setup.root / "outcomes.jsonl").read_text().splitlines()
     assert sum(json.loads(line)["request_id"] == rid for line in lines) == 1
+
+
+def _stageserve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_outcomes_import_from_a_file_and_the_report_shows_them(setup: Setup) -> None:
+    server = setup.server
+    answers = [server.predict("cost", {"inputs": ROWS}) for _ in range(3)]
+    lines = [{"request_id": a.body["request_id"], "outcome": [20.0, 19.0]} for a in answers[:2]] + [
+        {"request_id": answers[2].body["request_id"], "outcome": ["x", 1.0]}
+    ]
+    outcomes = setup.root / "import.jsonl"
+    outcomes.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = _stageserve(
+        "feedback", "import", str(outcomes), "--model", "cost",
+        "--url", f"http://127.0.0.1:{server.port}",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # one line was refused
+    assert "2 recorded, 0 already recorded, 1 rejected" in done.stdout
+    assert "import.jsonl:3: schema_mismatch" in done.stderr
+
+    expected = server.get("/models/cost/performance?window=1h").body["versions"]
+    for fmt in ("md", "html"):
+        out = setup.root / f"report-{fmt}"
+        audit = str(setup.root / "audit.jsonl")
+        made = _stageserve(
+            "report", "--audit", audit, "--format", fmt, "--out", str(out),
+            "--from", "2020-01-01T00:00:00Z",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        text = (out / f"report.{fmt}").read_text()
+        for v in expected:
+            assert v["version"] in text
+        assert "cost: versions" in text and "Usage per client" in text
+        assert "cost: shadow pairs on the same outcomes" in text
+    assert (setup.root / "report-md" / "cost.png").read_bytes().startswith(b"\x89PNG")
+    assert "data:image/png;base64," in (setup.root / "report-html" / "report.html").read_text()
