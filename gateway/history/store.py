@@ -58,12 +58,12 @@ class OutcomeWriter:
 
 
 def history_paths(settings: Settings) -> tuple[Path | None, Path | None, Path | None, Path | None]:
-    """(audit, journal, outcomes, index) paths of the file store; the last three default to
-    files beside the audit file."""
-    if settings.audit_path is None:
-        return None, None, None, None
-    audit = Path(settings.audit_path)
+    """(audit, journal, outcomes, index) paths of the file store; outcomes and index default
+    to files beside the audit file (none without one); the journal stands on its own."""
     journal = Path(settings.journal_path) if settings.journal_path else None
+    if settings.audit_path is None:
+        return None, journal, None, None
+    audit = Path(settings.audit_path)
     outcomes = Path(settings.outcomes_path or audit.parent / "outcomes.jsonl")
     index = Path(settings.history_index_path or audit.parent / "history.sqlite")
     return audit, journal, outcomes, index
