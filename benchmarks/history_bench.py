@@ -320,7 +320,7 @@ def _record(r: dict[str, Any], args: argparse.Namespace) -> None:
         f"| gateway CPU per request, file sink | {s['file_cpu_us_per_req']} µs |",
         f"| gateway CPU per request, PostgreSQL sink (spool + shipper thread) | "
         f"{s['postgres_cpu_us_per_req']} µs |",
-        f"| difference (PostgreSQL − file) | {s['difference_us']} µs (runs: {s['runs_us']}) |",
+        f"| difference (PostgreSQL - file) | {s['difference_us']} µs (runs: {s['runs_us']}) |",
         f"| outage under load | {b['outage_s']} s, {b['spooled_bytes_at_restart']} bytes "
         f"spooled, {b['failed']} requests failed |",
         f"| backfill once the database is back | {b['backfill_s']} s |",
