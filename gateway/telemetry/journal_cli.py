@@ -15,7 +15,9 @@ from typing import Any
 import msgspec
 
 from gateway.errors import GatewayError
-from gateway.telemetry.journal import ServedAnswer, parse_time, read_journal, served_at
+from gateway.telemetry.journal import ServedAnswer, parse_time, served_at
+from registry_sync.errors import HistoryStoreError
+from registry_sync.history.store import is_postgres_url, journal_events
 
 __all__ = ["add_commands"]
 
@@ -41,9 +43,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--served", action="store_true", help="answer from the activation journal")
     p.add_argument(
         "--journal",
-        type=Path,
         default=os.environ.get("STAGESERVE_JOURNAL_PATH"),
-        help="the gateway's activation journal (env STAGESERVE_JOURNAL_PATH)",
+        help="the gateway's activation journal (env STAGESERVE_JOURNAL_PATH), or the "
+        "postgresql:// history store of many replicas",
     )
     p.add_argument(
         "--registry",
@@ -70,9 +72,13 @@ def run(args: argparse.Namespace) -> int:
     if args.served:
         if args.journal is None:
             raise GatewayError("--served needs --journal PATH (or STAGESERVE_JOURNAL_PATH)")
-        if not args.journal.is_file():
+        if not is_postgres_url(args.journal) and not Path(args.journal).is_file():
             raise GatewayError(f"activation journal {args.journal} does not exist")
-        served = served_at(read_journal(args.journal), args.name, args.stage, at)
+        try:
+            events = journal_events(args.journal)
+        except HistoryStoreError as exc:
+            raise GatewayError(str(exc)) from None
+        served = served_at(events, args.name, args.stage, at)
         answer.served = _served_dict(served)
     if args.registry:
         # Without --at: the registry as it is now, including an assignment made this very

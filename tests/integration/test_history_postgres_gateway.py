@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,14 @@ from typing import Any
 import pytest
 
 from tests.integration.load import LoadStream
-from tests.integration.server import ServerProcess, entry, free_port, wait_until, write_state
+from tests.integration.server import (
+    ROOT,
+    ServerProcess,
+    entry,
+    free_port,
+    wait_until,
+    write_state,
+)
 from tests.models import example_rows, save_sklearn_package
 from tests.postgres import Postgres, postgres  # noqa: F401 - the fixture
 
@@ -103,6 +112,13 @@ def test_a_database_outage_under_load_loses_no_record_and_doubles_none(
     assert postgres.query(url, "SELECT replica, version, kind FROM stageserve_journal") == [
         ("pod-1", "v1.0.0", "activated")
     ]
+    # ...and `stageserve which --served` reads it there.
+    which = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "which", "cost", "prod", "--served",
+         "--journal", url, "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert json.loads(which.stdout)["served"]["version"] == "v1.0.0"
 
 
 def test_records_acknowledged_to_the_spool_survive_a_sigkill(
@@ -153,13 +169,15 @@ def test_fail_closed_refuses_once_the_spool_is_full_and_recovers_when_it_drains(
         wait_until(lambda: _history(server)["connected"], 30, "connected")
         postgres.stop("immediate")
         try:
-            statuses = []
-            for _ in range(200):
+            statuses: list[int] = []
+
+            def refused() -> bool:
                 statuses.append(server.predict("cost", BODY).status)
-                if statuses[-1] == 503:
-                    break
-            # A full spool is a full disk: nothing is answered that cannot be recorded.
-            assert statuses[-1] == 503
+                return statuses[-1] == 503
+
+            # A full spool is a full disk: nothing is answered that cannot be recorded
+            # (the first batch over the limit fails within a flush, ~50 ms).
+            wait_until(refused, 30, "a 503 once the spool is full")
             refused = server.predict("cost", BODY)
             assert refused.body["error"]["code"] == "audit_unavailable"
             assert server.get("/readyz").status == 503
