@@ -472,3 +472,17 @@ def test_the_registry_mirror_has_its_own_volume_that_the_gateway_never_shares(
         assert mounts[mirror] == "registry-mirror", c.name
         assert not mirror.startswith("/var/cache/stageserve"), c.name
         assert "emptyDir" in volumes["registry-mirror"], c.name
+
+
+@pytest.mark.parametrize("target", ["variants/sidecar", "overlays/dev", "overlays/prod"])
+def test_gateway_and_sync_share_a_writable_folder_for_as_of_requests(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    """In the sidecar pod the gateway (no registry access) asks the sync for past versions
+    through one folder both may write; both read its path from the same variable."""
+    containers = {c.name: c.spec for c in pod_containers(rendered[target])}
+    for name in ("sync", "gateway"):
+        env = {e["name"]: e.get("value") for e in containers[name].get("env", [])}
+        folder = env["STAGESERVE_HISTORY_REQUESTS_DIR"]
+        mount = {m["mountPath"]: m for m in containers[name]["volumeMounts"]}[folder]
+        assert mount["name"] == "history-requests" and not mount.get("readOnly"), name
