@@ -107,7 +107,7 @@ def as_of_latency(work: Path) -> dict[str, Any]:
         package = save_sklearn_package(work / f"pkg{i}", offset=100.0 * i, gbr=True)
         writer.register(reg, MODEL, package, version=version)
     cache = work / "cache"
-    cache.mkdir()
+    cache.mkdir(parents=True)
     args = ["--registry", str(reg.path), "--poll-interval-s", "0.5",
             "--journal-path", str(work / "journal.jsonl")]  # fmt: skip
     env = {"STAGESERVE_ASOF_MAX_VERSIONS": "1", "STAGESERVE_LOG_LEVEL": "warning"}
@@ -151,7 +151,7 @@ def replay_throughput(work: Path, records: int) -> dict[str, Any]:
     writer.register(reg, MODEL, save_sklearn_package(work / "pkg"), version="v1.0.0")
     writer.assign(reg, MODEL, "prod", "v1.0.0")
     cache = work / "cache"
-    cache.mkdir()
+    cache.mkdir(parents=True)
     audit = work / "audit.jsonl"
     args = ["--registry", str(reg.path), "--audit-path", str(audit),
             "--journal-path", str(work / "journal.jsonl")]  # fmt: skip
@@ -183,7 +183,7 @@ def _cpu_per_request(server: ServerProcess, seconds: float) -> tuple[float, int]
 
 def sink_cost(work: Path, pg: Postgres, seconds: float) -> dict[str, Any]:
     cache = work / "cache"
-    cache.mkdir()
+    cache.mkdir(parents=True)
     write_state(cache, [entry(MODEL, "prod", "v1.0.0", save_sklearn_package(work / "pkg"))])
     quiet = {"STAGESERVE_LOG_LEVEL": "warning"}
     setups = {
@@ -217,7 +217,7 @@ def sink_cost(work: Path, pg: Postgres, seconds: float) -> dict[str, Any]:
 
 def backfill(work: Path, pg: Postgres, outage_s: float) -> dict[str, Any]:
     cache = work / "cache"
-    cache.mkdir()
+    cache.mkdir(parents=True)
     write_state(cache, [entry(MODEL, "prod", "v1.0.0", save_sklearn_package(work / "pkg"))])
     url = pg.database()
     env = {
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--outage-s", type=float, default=60.0, help="database outage (60)")
     parser.add_argument("--load-s", type=float, default=8.0, help="each A/B run's length (8)")
-    parser.add_argument("--replay-records", type=int, default=2000, help="records to replay")
+    parser.add_argument("--replay-records", type=int, default=10000, help="records to replay")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"started": _iso(time.time()), "load": os.getloadavg()}
