@@ -31,6 +31,7 @@ from gateway.http.mlflow_route import mlflow_routes
 from gateway.http.models_routes import models_routes
 from gateway.http.predict_route import PredictRoute
 from gateway.http.v2_route import V2_MODELS_ROUTE, v2_routes
+from gateway.pool.batching import with_batching
 from gateway.pool.inference import Inference
 from gateway.pool.loaded import Loader, load_version
 from gateway.pool.model_pool import ModelPool
@@ -137,6 +138,19 @@ def _loader(settings: Settings, loader: Loader | None) -> Loader:
         policy=load_policy(settings),
         trust_signed=settings.unpickle_trust_signed,
     )
+
+
+def _batched(
+    settings: Settings, metrics: GatewayMetrics, loader: Loader, inference: Inference
+) -> Loader:
+    """The live pool's loader: versions of models with a `batching` rule get a Batcher."""
+    if not settings.batching:
+        return loader
+    histogram = metrics.batch_requests
+    batched: Loader = with_batching(
+        loader, settings.batching, inference.in_pool, lambda m: histogram.labels(m).observe
+    )
+    return batched
 
 
 def _pool(
@@ -332,12 +346,13 @@ def create_app(
     told of every version that fails to load (embedded: the sync re-verifies its package)."""
     metrics = metrics or GatewayMetrics()
     loader = _loader(settings, loader)
-    pool = _pool(settings, metrics, loader, activation_listeners, on_load_failure)
+    inference = Inference(settings.inference_threads)
+    live_loader = _batched(settings, metrics, loader, inference)
+    pool = _pool(settings, metrics, live_loader, activation_listeners, on_load_failure)
     if state_source is None and settings.cache_dir is not None:
         state_source = SnapshotFileSource(settings.cache_dir)
     sink = _sink(settings, metrics, pool)
     audit = _audit(settings, metrics, sink)
-    inference = Inference(settings.inference_threads)
     access = build_access(settings)
     # Always registered (shadow on or off), so dashboards and alerts find the series.
     shadow = _shadow(settings, pool, ShadowMetrics(metrics.registry), audit)

@@ -12,7 +12,7 @@ from registry_sync.errors import SettingsError
 from registry_sync.settings_layers import ENV_PREFIX, load_layered
 from registry_sync.sync.settings import SYNC_JSON_FIELDS, SyncSettings
 
-__all__ = ["ENV_PREFIX", "AccessRule", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "AccessRule", "BatchingRule", "Settings", "load_settings"]
 
 
 class AccessRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -22,6 +22,17 @@ class AccessRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     actions: list[Literal["predict", "read", "metrics", "feedback"]]
     models: list[str] = []
     stages: list[str] = []
+
+
+class BatchingRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Adaptive batching of one model (`batching`): concurrent requests to the same version
+    are answered by one model call (see gateway/pool/batching.py)."""
+
+    max_batch_size: int = 32
+    """Most rows in one batched model call; a batch closes as soon as it has this many."""
+    max_wait_us: int = 2000
+    """Longest a request waits for others to join its batch (µs); a batch also closes as
+    soon as no more requests are on their way in (a lone request does not wait)."""
 
 
 class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -52,6 +63,14 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """While a version is failed, its load is retried every this many seconds (not sooner)."""
     inference_threads: int = 4
     """Inference threads for what must not run on the event loop (slow versions, big batches)."""
+    workers: int | Literal["auto"] = 1
+    """Worker processes serving the port (`auto`: the CPUs this process may use, after its
+    affinity mask and cgroup CPU quota); with more than one, a parent process runs the sync
+    (embedded mode), the activation journal and the workers (see gateway/workers/)."""
+    batching: dict[str, BatchingRule] = msgspec.field(default_factory=dict)
+    """Adaptive batching per model, `{model: {max_batch_size, max_wait_us}}` (JSON in the
+    environment): concurrent requests to the same version share one model call, each caller
+    still gets its own rows, stamp, audit record and metrics."""
     max_header_bytes: int = 65_536
     """Request line + headers larger than this get 431 and the connection is closed."""
     max_headers: int = 100
@@ -184,7 +203,14 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 # Mappings and lists: an environment variable (or flag) gives them as one JSON value.
 _JSON_FIELDS = SYNC_JSON_FIELDS | frozenset(
-    {"shadow", "shadow_sample_by_model", "unpickle_allow", "access_policy", "jwt_algorithms"}
+    {
+        "shadow",
+        "shadow_sample_by_model",
+        "unpickle_allow",
+        "access_policy",
+        "jwt_algorithms",
+        "batching",
+    }
 )
 
 
@@ -229,6 +255,7 @@ def _check(settings: Settings) -> None:
     ):
         # Never echo the value: it holds a password.
         raise SettingsError("postgres_url", "settings", "must be a postgresql:// URL")
+    _check_workers(settings)
     if settings.metrics_auth and not settings.auth:
         raise SettingsError("metrics_auth", "settings", "needs auth: true")
 
@@ -257,3 +284,15 @@ def _check_shadow(settings: Settings) -> None:
                 raise SettingsError(
                     f"shadow.{model}.{stage}", "settings", "a stage cannot shadow itself"
                 )
+
+
+def _check_workers(settings: Settings) -> None:
+    if isinstance(settings.workers, int) and settings.workers < 1:
+        raise SettingsError("workers", "settings", "must be at least 1 (or auto)")
+    for model, rule in settings.batching.items():
+        if rule.max_batch_size < 2:
+            raise SettingsError(
+                f"batching.{model}.max_batch_size", "settings", "must be at least 2"
+            )
+        if rule.max_wait_us < 0:
+            raise SettingsError(f"batching.{model}.max_wait_us", "settings", "must be at least 0")

@@ -402,16 +402,21 @@ class PredictRoute:
         try:
             t = time.perf_counter()
             try:
-                if batch.rows <= lv.inline_max_rows:
+                if lv.batcher is not None and batch.rows < lv.batcher.max_rows:
+                    # Adaptive batching (pool/batching.py): this request's rows of one call
+                    # shared with concurrent requests to the same version.
+                    out, inference_s = await lv.batcher.submit(batch)
+                elif batch.rows <= lv.inline_max_rows:
                     out = lv.predict(batch)
+                    inference_s = time.perf_counter() - t
                 else:
                     out = await self.inference.in_pool(lv.predict, batch)
+                    inference_s = time.perf_counter() - t
             except Exception as exc:
                 log.error("%s %s inference failed: %s", lv.model, lv.version, type(exc).__name__)
                 raise ServerFailureError(
                     "inference_failed", "the model failed on this input"
                 ) from exc
-            inference_s = time.perf_counter() - t
             try:
                 predictions = lv.schema.predictions(out, batch.rows)
             except NonFiniteOutputError as exc:

@@ -6,13 +6,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
 
 from gateway.errors import GatewayError, ModelLoadError, OutputInvalidError
 from gateway.pool.inference import inline_max_rows
+
+if TYPE_CHECKING:
+    from gateway.pool.batching import Batcher
 from gateway.schema.request_schema import InputBatch, RequestSchema
 from registry_sync.errors import RegistryError
 from registry_sync.package.manifest import Manifest
@@ -36,6 +39,7 @@ class LoadedVersion:
     """One (model, version) in memory; shared by every stage that routes to it."""
 
     __slots__ = (
+        "batcher",
         "digest",
         "engine",
         "inflight",
@@ -77,6 +81,8 @@ class LoadedVersion:
         self.pinned = inline_rows is not None
         self.inflight = 0
         self.load_s = 0.0
+        # Set when the model has a `batching` rule (pool/batching.py): requests queue there.
+        self.batcher: Batcher | None = None
         # Bound once: the hot path calls `self.predict(batch)` with no attribute lookups.
         self.predict: Callable[[InputBatch], Any] = (
             self._predict_matrix if schema.numeric else self._predict_columns

@@ -24,6 +24,7 @@ __all__ = [
 # 50 µs doubling up to ~6.5 s: a 4-feature onnx request takes well under a millisecond.
 LATENCY_BUCKETS_S: tuple[float, ...] = tuple(50e-6 * 2**i for i in range(18))
 ROW_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LOAD_BUCKETS_S: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # Label value for a model or stage the client named but that does not exist: keeps the label
 # set bounded however many names clients make up.
@@ -82,6 +83,13 @@ class GatewayMetrics:
         )
         self.request_rows = FastHistogram(
             _P + "request_rows", "Rows per predict request.", ["model"], ROW_BUCKETS, registry=r
+        )
+        self.batch_requests = FastHistogram(
+            _P + "batch_requests",
+            "Requests answered by one batched model call (models with a batching rule).",
+            ["model"],
+            BATCH_BUCKETS,
+            registry=r,
         )
         self.model_info = Gauge(
             _P + "model_info",
