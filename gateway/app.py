@@ -9,10 +9,11 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from litestar import Litestar
 from litestar.datastructures import State
+from prometheus_client.registry import Collector
 
 from gateway.access import Access, build_access
 from gateway.drain import Drain
@@ -45,20 +46,36 @@ from gateway.telemetry.activation import ActivationListener
 from gateway.telemetry.audit import AuditWriter
 from gateway.telemetry.audit_sinks import AuditCollector
 from gateway.telemetry.history_sink import HistoryCollector, HistorySink
+from gateway.telemetry.merge import Family
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.ui.pages import ConsoleData
 from gateway.ui.rates import TrafficSampler
 from gateway.ui.routes import ui_router
 from registry_sync.runtimes.safe_load import LoadPolicy
+from registry_sync.sync.exposition import WithoutCreated
 from registry_sync.sync.history import HISTORY_FILE
 from registry_sync.sync.settings import history_requests_dir
 from registry_sync.sync.snapshot import STATUS_FILE, DesiredEntry, SyncStatus
 
-__all__ = ["Gateway", "create_app", "gateway_of", "load_policy"]
+__all__ = ["Gateway", "Siblings", "create_app", "gateway_of", "load_policy"]
 
 log = logging.getLogger("stageserve.app")
 _STOP_TIMEOUT_S = 10.0
 _RESTART_S = 5.0
+
+
+class Siblings(Protocol):
+    """The other processes of a `--workers N` server, as one worker's app sees them (the
+    parent's control channel, gateway/workers/link.py)."""
+
+    lock_dir: Path
+    """Where the workers' shared file locks live (one audit file and stdout, N writers)."""
+
+    async def start(self, pool: ModelPool, metrics: Collector) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def metric_families(self) -> list[Family]: ...
 
 
 @dataclass(frozen=True)
@@ -189,7 +206,12 @@ def load_policy(settings: Settings) -> LoadPolicy:
     return LoadPolicy(extra=tuple(settings.unpickle_allow))
 
 
-def _audit(settings: Settings, metrics: GatewayMetrics, sink: HistorySink | None) -> AuditWriter:
+def _audit(
+    settings: Settings,
+    metrics: GatewayMetrics,
+    sink: HistorySink | None,
+    siblings: Siblings | None = None,
+) -> AuditWriter:
     audit = AuditWriter(
         settings.audit_path,
         stdout=settings.audit_stdout,
@@ -200,6 +222,7 @@ def _audit(settings: Settings, metrics: GatewayMetrics, sink: HistorySink | None
         queue_max=settings.audit_queue_max,
         failure_mode=settings.audit_failure_mode,
         extra_sinks=[sink.audit_sink()] if sink is not None else (),
+        lock_dir=siblings.lock_dir if siblings is not None else None,
     )
     metrics.registry.register(AuditCollector(audit.health))
     return audit
@@ -251,12 +274,33 @@ class _History:
             await self.sink.stop()
 
 
-def _sink(settings: Settings, metrics: GatewayMetrics, pool: ModelPool) -> HistorySink | None:
+def _sink(
+    settings: Settings, metrics: GatewayMetrics, pool: ModelPool, siblings: Siblings | None
+) -> HistorySink | None:
     sink = HistorySink.from_settings(settings)
     if sink is not None:
         metrics.registry.register(HistoryCollector(sink.shipper.snapshot))
-        pool.add_listener(sink.journal_listener)
+        if siblings is None:  # --workers N: the parent ships the one merged journal
+            pool.add_listener(sink.journal_listener)
     return sink
+
+
+def _linked(siblings: Siblings | None, pool: ModelPool, metrics: GatewayMetrics) -> list[Any]:
+    """The lifespan of the link to the other workers (none alone): around everything else,
+    so the pool's first activations reach the parent and the last audit flush comes before
+    the link closes."""
+    if siblings is None:
+        return []
+
+    @contextlib.asynccontextmanager
+    async def linked(_: Litestar) -> AsyncIterator[None]:
+        await siblings.start(pool, WithoutCreated(metrics.registry))
+        try:
+            yield
+        finally:
+            await siblings.stop()
+
+    return [linked]
 
 
 def _history(
@@ -336,6 +380,7 @@ def create_app(
     sync_status: Callable[[], SyncStatus | None] | None = None,
     on_load_failure: Callable[[DesiredEntry], None] | None = None,
     past_packages: PackageSource | None = None,
+    siblings: Siblings | None = None,
 ) -> Litestar:
     """Build the app. `state_source` defaults to the snapshot in `settings.cache_dir`;
     `metrics` lets a caller register more collectors (sync metrics) on the same registry;
@@ -343,7 +388,9 @@ def create_app(
     `sync_status_path` is the sync loop's status file (default `<cache_dir>/sync-status.json`),
     shown in /models so a registry outage is visible there; `sync_status`, when given (the
     embedded sync loop's own record), is shown instead of the file; `on_load_failure` is
-    told of every version that fails to load (embedded: the sync re-verifies its package)."""
+    told of every version that fails to load (embedded: the sync re-verifies its package);
+    `siblings`: the other processes of a `--workers N` server (one journal, one readiness,
+    one /metrics, shared locks for the audit file)."""
     metrics = metrics or GatewayMetrics()
     loader = _loader(settings, loader)
     inference = Inference(settings.inference_threads)
@@ -351,8 +398,8 @@ def create_app(
     pool = _pool(settings, metrics, live_loader, activation_listeners, on_load_failure)
     if state_source is None and settings.cache_dir is not None:
         state_source = SnapshotFileSource(settings.cache_dir)
-    sink = _sink(settings, metrics, pool)
-    audit = _audit(settings, metrics, sink)
+    sink = _sink(settings, metrics, pool, siblings)
+    audit = _audit(settings, metrics, sink, siblings)
     access = build_access(settings)
     # Always registered (shadow on or off), so dashboards and alerts find the series.
     shadow = _shadow(settings, pool, ShadowMetrics(metrics.registry), audit)
@@ -434,9 +481,9 @@ def create_app(
                 sync_status=sync_status,
                 history=history.health,
             ),
-            metrics_route(metrics),
+            metrics_route(metrics, others=siblings.metric_families if siblings else None),
             ui_router(_console(settings, pool, metrics, shadow, sync_status_path), access=access),
-            metrics_route(metrics, access),
+            metrics_route(metrics, access, siblings.metric_families if siblings else None),
             *history_routes(
                 pool,
                 history.store,
@@ -446,7 +493,7 @@ def create_app(
                 max_items=settings.feedback_max_items,
             ),
         ],
-        lifespan=[lifespan],
+        lifespan=[*_linked(siblings, pool, metrics), lifespan],
         exception_handlers=exception_handlers(),
         openapi_config=None,
         # Logging is configured once by the CLI (JSON lines); the app adds no handlers.

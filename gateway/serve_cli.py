@@ -1,22 +1,21 @@
-"""`stageserve serve`: build the settings once, then run the app under uvicorn (one worker)."""
+"""`stageserve serve`: build the settings once, then run the app under uvicorn: in this
+process (one worker), or in `--workers N` processes under a supervisor (gateway/workers/)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.edge.limits import EdgeLimits, fit_to_fd_limit
 from gateway.errors import GatewayError
 from gateway.settings import ENV_PREFIX, Settings, load_settings
 from gateway.telemetry.metrics import GatewayMetrics
+from gateway.workers.cpus import worker_count
 from registry_sync.registry.git import redact_url
 
 if TYPE_CHECKING:
-    from gateway.edge.protocol import BoundedHttpToolsProtocol
     from registry_sync.sync.loop import SyncLoop
 
 __all__ = ["add_commands", "serve"]
@@ -57,6 +56,11 @@ def add_commands(sub: Any) -> None:
         "--drain-s",
         type=float,
         help="on SIGTERM: fail readiness, keep serving this long, then stop (default 5)",
+    )
+    p.add_argument(
+        "--workers",
+        help="worker processes serving the port: a number, or auto (the CPUs this process "
+        "may use, after its affinity and cgroup CPU quota); default 1",
     )
     p.add_argument("--poll-interval-s", type=float, help="embedded: seconds between polls")
     p.add_argument("--stages", help="embedded: comma-separated stages to follow (default all)")
@@ -114,6 +118,7 @@ def serve(args: argparse.Namespace) -> int:
             "models",
             "gc_grace_s",
             "watch_registry",
+            "workers",
         )
     }
     settings = load_settings(flags, environ=os.environ, config_file=args.config)
@@ -127,29 +132,11 @@ def default_cache_dir() -> Path:
 
 
 def _registry_source(settings: Settings, metrics: GatewayMetrics) -> SyncLoop:
-    """Embedded mode (`--registry`): the sync loop runs in this process, feeding the pool.
+    """Embedded mode (`--registry`): the sync loop runs in this process, feeding the pool,
+    its metrics on the app's registry so /metrics shows them too."""
+    from gateway.embedded_sync import sync_loop_for
 
-    Built from registry_sync's public pieces (build_sync, SyncLoop, SyncMetrics on the app's
-    registry so /metrics shows the sync metrics too); the loop also writes
-    `<cache>/snapshot.json`, so a restart in sidecar mode sees the same state.
-    """
-    from registry_sync.sync.metrics import SyncMetrics
-    from registry_sync.sync.setup import build_loop
-
-    assert settings.registry is not None
-    return build_loop(
-        settings.registry,
-        _cache_dir(settings),
-        stages=settings.stages,
-        models=settings.models,
-        gc_grace_s=settings.gc_grace_s,
-        poll_interval_s=settings.poll_interval_s,
-        watch=settings.watch_registry,
-        metrics=SyncMetrics(metrics.registry),
-        trust=settings.trust_policy,
-        mlflow_stages=settings.mlflow_stages,
-        mirror_dir=settings.mirror_dir,
-    )
+    return sync_loop_for(settings, _cache_dir(settings), metrics.registry)
 
 
 def _past_packages(settings: Settings, source: Any) -> Any:
@@ -163,61 +150,34 @@ def _past_packages(settings: Settings, source: Any) -> Any:
     return RegistryPastPackages(opener, _cache_dir(settings), gc_grace_s=settings.gc_grace_s)
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """The listening socket uvicorn serves on (bound as uvicorn would bind it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
-        raise GatewayError(
-            f"cannot listen on {host}:{port}: {reason} (is another server on that port? "
-            "choose one with --port or STAGESERVE_PORT)"
-        ) from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def _edge(settings: Settings) -> type[BoundedHttpToolsProtocol]:
-    """uvicorn's httptools protocol with the edge's limits (see gateway/edge/)."""
-    from gateway.edge.protocol import EdgeCounters, bounded_protocol
-
-    limits = fit_to_fd_limit(
-        EdgeLimits(
-            max_header_bytes=settings.max_header_bytes,
-            max_headers=settings.max_headers,
-            header_timeout_s=settings.header_timeout_s,
-            body_timeout_s=settings.body_timeout_s,
-            max_connections=settings.max_connections,
-            retry_after_s=settings.retry_after_s,
-        )
-    )
-    return bounded_protocol(limits, EdgeCounters())
-
-
 def _cache_dir(settings: Settings) -> Path:
     return Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
 
 
 def run(settings: Settings) -> int:
-    import uvicorn
-
-    from gateway.app import create_app, gateway_of
-    from gateway.drain import DrainingServer
-    from gateway.edge.protocol import EdgeCollector, sweep
-    from gateway.telemetry.journal import ActivationJournal
     from registry_sync.logs import configure_logging
-    from registry_sync.sync.snapshot import STATUS_FILE
 
     configure_logging(settings.log_level)
     if settings.cache_dir is None and settings.registry is None:
         raise GatewayError("nothing to serve: give --cache DIR (sidecar) or --registry PATH_OR_URL")
+    workers = worker_count(settings.workers)
+    if workers > 1:
+        from gateway.workers.supervisor import supervise
+
+        return supervise(settings, workers, _cache_dir(settings))
+    return _run_alone(settings)
+
+
+def _run_alone(settings: Settings) -> int:
+    """One process: the sync loop (embedded), the app and uvicorn, all in this one."""
+    from gateway.app import create_app
+    from gateway.server import bind, http_server
+    from gateway.telemetry.journal import ActivationJournal
+    from registry_sync.sync.snapshot import STATUS_FILE
+
     # Bound before anything else happens: a busy port is one clear line, not a sync and model
     # loads that end in uvicorn's exit 3.
-    listener = _bind(settings.host, settings.port)
+    listener = bind(settings.host, settings.port)
     metrics = GatewayMetrics()
     source = _registry_source(settings, metrics) if settings.registry else None
     journal = ActivationJournal(Path(settings.journal_path)) if settings.journal_path else None
@@ -234,23 +194,6 @@ def run(settings: Settings) -> int:
         if source is not None
         else None,
     )
-    edge = _edge(settings)
-    config = uvicorn.Config(
-        app,
-        http=edge,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,
-        # Per-request access lines would cost more than the prediction; the audit log has them.
-        access_log=False,
-        server_header=False,
-        # Client addresses are not used (audit records carry request ids, never addresses),
-        # so uvicorn's X-Forwarded-For middleware would be work on every request for nothing.
-        proxy_headers=False,
-        lifespan="on",
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
-    )
     log.info(
         "serving on http://%s:%d (%s)",
         settings.host,
@@ -259,15 +202,7 @@ def run(settings: Settings) -> int:
         if settings.registry
         else f"cache {settings.cache_dir}",
     )
-    server = DrainingServer(
-        config,
-        gateway_of(app).drain,
-        settings.drain_s,
-        every_second=lambda s: sweep(s.server_state.connections),
-    )
-    metrics.registry.register(
-        EdgeCollector(edge.counters, lambda: len(server.server_state.connections))
-    )
+    server = http_server(settings, app, metrics)
     try:
         server.run_until_stopped(sockets=[listener])
     finally:

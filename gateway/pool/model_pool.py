@@ -79,6 +79,8 @@ class ModelPool:
         self._parked: dict[LoadKey, LoadedVersion] = {}
         # model -> the task bringing it to the desired state (at most one per model).
         self._convergers: dict[str, asyncio.Task[None]] = {}
+        # With --workers N: what the other workers still miss (a pod is ready when all are).
+        self.peers_unready: Callable[[], list[str]] | None = None
         # Futures resolved when a new desired state arrives (a waiting load re-checks).
         self._desired_waiters: set[asyncio.Future[None]] = set()
 
@@ -110,6 +112,13 @@ class ModelPool:
         made pods unready, one bad assignment would take the whole Service out. A stage
         still on its previous version is reported by `pending()` and in /models instead.
         """
+        ready, missing = self.own_ready()
+        if ready and self.peers_unready is not None:
+            missing = self.peers_unready()
+        return not missing, missing
+
+    def own_ready(self) -> tuple[bool, list[str]]:
+        """`ready()` of this process alone (the other workers' pools aside)."""
         if self.desired is None:
             return False, ["no desired state received yet"]
         missing = [

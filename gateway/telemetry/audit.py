@@ -28,7 +28,7 @@ from typing import IO, Any
 import msgspec
 
 from gateway.schema.request_schema import InputBatch
-from gateway.telemetry.audit_file import RotatingFile
+from gateway.telemetry.audit_file import RotatingFile, shared_lock
 from gateway.telemetry.audit_sinks import AuditHealth, AuditSinks, FailureMode
 
 __all__ = ["AuditRecord", "AuditWriter"]
@@ -111,8 +111,11 @@ class AuditWriter:
         failure_mode: FailureMode = "fail_open",
         retry_s: float = 1.0,
         extra_sinks: Sequence[tuple[str, Callable[[bytes], None]]] = (),
+        lock_dir: Path | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else None
+        # --workers N: the folder of the locks the workers share (audit file, stdout).
+        self.lock_dir = lock_dir
         # More places every batch goes (the PostgreSQL spool), after the file and stdout.
         self.extra_sinks = tuple(extra_sinks)
         self.enabled = self.path is not None or stdout or bool(self.extra_sinks)
@@ -169,7 +172,12 @@ class AuditWriter:
     def open(self) -> None:
         """Open the file (creating its folder); before the first `submit`."""
         if self.path is not None and self._file is None:
-            self._file = RotatingFile(self.path, max_bytes=self.max_bytes, backups=self.backups)
+            self._file = RotatingFile(
+                self.path,
+                max_bytes=self.max_bytes,
+                backups=self.backups,
+                lock_path=self.lock_dir / "audit.lock" if self.lock_dir is not None else None,
+            )
             self._sinks = self._make_sinks()
 
     def _make_sinks(self) -> AuditSinks:
@@ -185,8 +193,11 @@ class AuditWriter:
 
     def _write_stream(self, data: bytes) -> None:
         assert self._stream is not None
-        self._stream.write(data)
-        self._stream.flush()
+        # Workers share stdout: a batch longer than a pipe's atomic write (4 KiB) could
+        # interleave with another worker's without the lock.
+        with shared_lock(self.lock_dir / "stdout.lock" if self.lock_dir is not None else None):
+            self._stream.write(data)
+            self._stream.flush()
 
     async def run(self) -> None:
         """Flush every `flush_interval_s` until `stop()`; the write runs on a worker thread."""

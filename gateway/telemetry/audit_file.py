@@ -4,16 +4,24 @@ A batch is written with `os.write` on an O_APPEND descriptor (no userspace buffe
 disk could leave half-flushed, and no flush that raises at close); if the disk refuses part of
 a batch, the file is cut back to where the batch began, so a failed write never leaves a torn
 line and the retry writes the batch whole.
+
+With `--workers N` every worker appends to the same file: `lock_path` names a file whose
+`flock` each writer holds for a whole batch (and a rotation), so batches never interleave or
+tear, and a writer that finds the file rotated by another reopens it before writing. Without
+it (one process) nothing is locked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["RotatingFile"]
+__all__ = ["RotatingFile", "shared_lock"]
 
 log = logging.getLogger("stageserve.audit")
 
@@ -27,10 +35,13 @@ class RotatingFile:
     batches whole and in order.
     """
 
-    def __init__(self, path: Path, *, max_bytes: int, backups: int) -> None:
+    def __init__(
+        self, path: Path, *, max_bytes: int, backups: int, lock_path: Path | None = None
+    ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
+        self.lock_path = lock_path
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(path, _FLAGS, 0o666)
@@ -38,9 +49,11 @@ class RotatingFile:
 
     def write(self, data: bytes) -> None:
         """Append `data` whole, or raise OSError and leave the file as it was."""
-        with self._lock:
+        with self._lock, shared_lock(self.lock_path):
             if self._fd is None:
                 raise OSError(f"{self.path} is closed")
+            if self.lock_path is not None:
+                self._follow_other_writers()
             if self._size and self._size + len(data) > self.max_bytes:
                 self._rotate()
             fd, start = self._fd, self._size
@@ -52,6 +65,22 @@ class RotatingFile:
                 self._cut_back(fd, start)
                 raise
             self._size = start + len(data)
+
+    def _follow_other_writers(self) -> None:
+        """Another process may have appended (the size grew) or rotated the file (the path
+        names another file now): reopen the path and take its size."""
+        assert self._fd is not None
+        try:
+            at_path = os.stat(self.path)
+        except FileNotFoundError:
+            at_path = None
+        mine = os.fstat(self._fd)
+        if at_path is None or (at_path.st_ino, at_path.st_dev) != (mine.st_ino, mine.st_dev):
+            fd = os.open(self.path, _FLAGS, 0o666)
+            os.close(self._fd)
+            self._fd = fd
+            mine = os.fstat(fd)
+        self._size = mine.st_size
 
     def close(self) -> None:
         with self._lock:
@@ -85,3 +114,18 @@ class RotatingFile:
         os.close(self._fd)
         self._fd = fd
         self._size = 0
+
+
+@contextlib.contextmanager
+def shared_lock(path: Path | None) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path` (None: no lock). The kernel drops it when the
+    holder dies, so a killed worker never leaves the others waiting."""
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -49,8 +49,12 @@ RANKS: dict[str, int] = {
     "gateway.http": 16,
     "gateway.ui": 17,
     "gateway.app": 18,
-    "gateway.serve_cli": 19,
-    "gateway.cli": 20,
+    # the process around the app: uvicorn and the embedded sync, then many workers
+    "gateway.server": 19,
+    "gateway.embedded_sync": 19,
+    "gateway.workers": 20,
+    "gateway.serve_cli": 21,
+    "gateway.cli": 22,
 }
 # The packages' own (docstring-only) __init__ files stand outside the layers.
 ROOTS = frozenset({"gateway", "registry_sync"})
