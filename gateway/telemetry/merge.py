@@ -43,6 +43,9 @@ GAUGE_MERGE: dict[str, Rule] = {
     "stageserve_audit_backlog_records": "sum",
     "stageserve_shadow_queue_depth": "sum",
     "stageserve_history_spool_bytes": "sum",
+    # each worker keeps its own as-of pool: the server holds the sum
+    "stageserve_asof_pool_versions": "sum",
+    "stageserve_asof_pool_bytes": "sum",
     "stageserve_audit_failing": "max",
     "stageserve_model_info": "max",
     "stageserve_history_database_up": "min",
