@@ -30,8 +30,9 @@ def free_port() -> int:
         return port
 
 
-def pin_prefix(cpu: int) -> list[str]:
-    """`taskset -c CPU` when the machine has a second core to keep the load generator apart."""
+def pin_prefix(cpu: int | str) -> list[str]:
+    """`taskset -c CPU` when the machine has a second core to keep the load generator apart
+    (`cpu` may list several: "0,1" for a server with two workers)."""
     if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
         return ["taskset", "-c", str(cpu)]
     return []
@@ -103,7 +104,7 @@ class Launch:
 class Server:
     launch: Launch
     log_path: Path
-    cpu: int = 0
+    cpu: int | str = 0
     proc: subprocess.Popen[bytes] | None = None
 
     def url(self, model: str) -> str:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks import batching_bench, workers_bench
+
 __all__ = ["TARGETS", "markdown", "ratios", "write_json"]
 
 # other server -> (minimum stageserve/other requests/s ratio, how the issue words it);
@@ -164,6 +166,10 @@ def _extras(results: dict[str, Any]) -> list[str]:
                     f"{s['swaps']} swaps; p99 steady {s['p99_ms_steady']} ms, during swaps "
                     f"{s['p99_ms_during_swaps']} ms; failed {s['failed']} of {s['requests']}",
                 ]
+    if results.get("workers"):
+        lines += workers_bench.markdown(results["workers"])
+    if results.get("batching"):
+        lines += batching_bench.markdown(results["batching"])
     profile = results.get("profile")
     if profile and "categories_pct" in profile:
         lines += [

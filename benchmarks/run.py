@@ -29,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import extras, interleave, report  # noqa: E402
+from benchmarks import batching_bench, extras, interleave, report, workers_bench  # noqa: E402
 from benchmarks.fixtures import body_for, build_fixtures  # noqa: E402
 from benchmarks.loadgen import LoadResult, ensure_wrk, run_load  # noqa: E402
 from benchmarks.peers import peer_versions, prepare_peer  # noqa: E402
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--extras",
         default=None,
-        help="comma list of inprocess,memory,swap,profile (quick: inprocess)",
+        help="comma list of inprocess,memory,swap,profile,workers,batching (quick: inprocess)",
     )
     p.add_argument(
         "--interleave",
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup_s = args.warmup_s if args.warmup_s is not None else (2.0 if full else 0.0)
     args.repeats = args.repeats or (3 if full else 1)
     if args.extras is None:  # an empty --extras "" means none
-        args.extras = "inprocess,memory,swap,profile" if full else "inprocess"
+        args.extras = "inprocess,memory,swap,profile,workers,batching" if full else "inprocess"
     args.extras = set(args.extras.split(",")) - {""}
     args.install = full and not args.no_install
     args.rows = (1, 32) if full else (1,)
@@ -208,6 +208,15 @@ def serve_and_measure(
         server.stop()
 
 
+def _guarded(measure: Any) -> dict[str, Any]:
+    """A scenario's results, or the error that stopped it (the run goes on)."""
+    try:
+        result: dict[str, Any] = measure()
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return result
+
+
 def find_py_spy(install: bool) -> str | None:
     tools = ROOT / "benchmarks" / "venvs" / "tools"
     exe = tools / "bin" / "py-spy"
@@ -306,6 +315,18 @@ def main(argv: list[str] | None = None) -> int:
             ]
         if "swap" in args.extras:
             results["swap"] = extras.swap_latency(4 if not args.quick else 2, 600)
+        timing = {"duration_s": args.duration_s, "warmup_s": args.warmup_s, "repeats": args.repeats}
+        if "workers" in args.extras:
+            results["workers"] = _guarded(
+                lambda: workers_bench.measure_workers(fx.cache, work, wrk, **timing)
+            )
+        if "batching" in args.extras:
+            results["batching"] = _guarded(
+                lambda: batching_bench.measure_batching(
+                    fx.cache, work, wrk, install=args.install,
+                    mlserver="mlserver" in args.servers, **timing,
+                )
+            )  # fmt: skip
     for name in ("mlflow", "mlserver"):
         if name in args.servers:
             results["versions"].update(peer_versions(name))

@@ -486,3 +486,18 @@ def test_gateway_and_sync_share_a_writable_folder_for_as_of_requests(
         folder = env["STAGESERVE_HISTORY_REQUESTS_DIR"]
         mount = {m["mountPath"]: m for m in containers[name]["volumeMounts"]}[folder]
         assert mount["name"] == "history-requests" and not mount.get("readOnly"), name
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_gateway_runs_a_worker_per_cpu_of_its_limit_and_requests_them_all(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    """`workers: auto` counts the CPU limit; a request below it would leave workers waiting
+    for CPU the node gave others, and the HPA would scale on a share they cannot all use."""
+    docs = rendered[target]
+    maps = {m["metadata"]["name"].rsplit("-", 1)[0]: m["data"] for m in by_kind(docs, "ConfigMap")}
+    assert yaml.safe_load(maps["stageserve-settings"]["settings.yaml"])["workers"] == "auto"
+    (gateway,) = [c for c in pod_containers(docs) if c.name == "gateway"]
+    resources = gateway.spec["resources"]
+    assert resources["requests"]["cpu"] == resources["limits"]["cpu"]
+    assert float(resources["limits"]["cpu"]) >= 2  # whole cores: one worker each
