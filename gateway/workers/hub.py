@@ -102,6 +102,10 @@ class Hub:
         self._tell_readiness()
 
     def _handle(self, me: _Worker, message: object) -> None:
+        if self.workers.get(me.index) is not me:
+            # Read after the worker's process was seen to exit (its last bytes): what it
+            # served is already accounted as stopped; a late event must not revive it.
+            return
         if isinstance(message, Activation):
             self.activations.report(me.index, message.event)
         elif isinstance(message, Ready):
