@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks import batching_bench, workers_bench
+from benchmarks import batching_bench, overload_bench, workers_bench
 
 __all__ = ["TARGETS", "markdown", "ratios", "write_json"]
 
@@ -170,6 +170,8 @@ def _extras(results: dict[str, Any]) -> list[str]:
         lines += workers_bench.markdown(results["workers"])
     if results.get("batching"):
         lines += batching_bench.markdown(results["batching"])
+    if results.get("overload"):
+        lines += overload_bench.markdown(results["overload"])
     profile = results.get("profile")
     if profile and "categories_pct" in profile:
         lines += [

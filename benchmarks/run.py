@@ -29,7 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import batching_bench, extras, interleave, report, workers_bench  # noqa: E402
+from benchmarks import (  # noqa: E402
+    batching_bench,
+    extras,
+    interleave,
+    overload_bench,
+    report,
+    workers_bench,
+)
 from benchmarks.fixtures import body_for, build_fixtures  # noqa: E402
 from benchmarks.loadgen import LoadResult, ensure_wrk, run_load  # noqa: E402
 from benchmarks.peers import peer_versions, prepare_peer  # noqa: E402
@@ -57,7 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--extras",
         default=None,
-        help="comma list of inprocess,memory,swap,profile,workers,batching (quick: inprocess)",
+        help="comma list of inprocess,memory,swap,profile,workers,batching,overload "
+        "(quick: inprocess)",
     )
     p.add_argument(
         "--interleave",
@@ -76,7 +84,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup_s = args.warmup_s if args.warmup_s is not None else (2.0 if full else 0.0)
     args.repeats = args.repeats or (3 if full else 1)
     if args.extras is None:  # an empty --extras "" means none
-        args.extras = "inprocess,memory,swap,profile,workers,batching" if full else "inprocess"
+        args.extras = (
+            "inprocess,memory,swap,profile,workers,batching,overload" if full else "inprocess"
+        )
     args.extras = set(args.extras.split(",")) - {""}
     args.install = full and not args.no_install
     args.rows = (1, 32) if full else (1,)
@@ -327,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
                     mlserver="mlserver" in args.servers, **timing,
                 )
             )  # fmt: skip
+        if "overload" in args.extras:
+            results["overload"] = _guarded(
+                lambda: overload_bench.measure_overload(fx.cache, work, wrk, **timing)
+            )
     for name in ("mlflow", "mlserver"):
         if name in args.servers:
             results["versions"].update(peer_versions(name))

@@ -32,6 +32,7 @@ from gateway.http.mlflow_route import mlflow_routes
 from gateway.http.models_routes import models_routes
 from gateway.http.predict_route import PredictRoute
 from gateway.http.v2_route import V2_MODELS_ROUTE, v2_routes
+from gateway.pool.admission import Gates, with_gates
 from gateway.pool.batching import with_batching
 from gateway.pool.inference import Inference
 from gateway.pool.loaded import Loader, load_version
@@ -157,17 +158,21 @@ def _loader(settings: Settings, loader: Loader | None) -> Loader:
     )
 
 
-def _batched(
+def _live_loader(
     settings: Settings, metrics: GatewayMetrics, loader: Loader, inference: Inference
 ) -> Loader:
-    """The live pool's loader: versions of models with a `batching` rule get a Batcher."""
-    if not settings.batching:
-        return loader
-    histogram = metrics.batch_requests
-    batched: Loader = with_batching(
-        loader, settings.batching, inference.in_pool, lambda m: histogram.labels(m).observe
-    )
-    return batched
+    """The live pool's loader: versions of models with a `batching` rule get a Batcher, and
+    those of models with a limit or a timeout their model's Gate."""
+    if settings.batching:
+        histogram = metrics.batch_requests
+        loader = with_batching(
+            loader, settings.batching, inference.in_pool, lambda m: histogram.labels(m).observe
+        )
+    refused = metrics.inference_refused_total
+    gates = Gates(settings, lambda model, reason: refused.labels(model, reason).inc())
+    if gates.any:
+        loader = with_gates(loader, gates)
+    return loader
 
 
 def _pool(
@@ -394,7 +399,7 @@ def create_app(
     metrics = metrics or GatewayMetrics()
     loader = _loader(settings, loader)
     inference = Inference(settings.inference_threads)
-    live_loader = _batched(settings, metrics, loader, inference)
+    live_loader = _live_loader(settings, metrics, loader, inference)
     pool = _pool(settings, metrics, live_loader, activation_listeners, on_load_failure)
     if state_source is None and settings.cache_dir is not None:
         state_source = SnapshotFileSource(settings.cache_dir)

@@ -22,6 +22,9 @@ GatewayError
     ├── ModelNotReadyError        503: the stage has no loaded version yet (or the gateway
     │                             has no desired state yet: not_started())
     ├── AuditUnavailableError     503: fail_closed, and audit records cannot be written now
+    ├── OverloadedError           503: the model has its limit of requests in flight
+    │                             (`max_concurrent_inferences`); Retry-After
+    ├── InferenceTimeoutError     504: no result within the model's `inference_timeout_s`
     └── HistoryUnavailableError   503: the history store cannot be read or written right now
 
 `SettingsError` (a setting could not be read or cast; names the key and source) comes from
@@ -42,6 +45,7 @@ __all__ = [
     "GatewayError",
     "HistoryNotFoundError",
     "HistoryUnavailableError",
+    "InferenceTimeoutError",
     "InputOutOfRangeError",
     "InputValidationError",
     "MalformedRequestError",
@@ -50,6 +54,7 @@ __all__ = [
     "ModelNotReadyError",
     "NotScorableError",
     "OutputInvalidError",
+    "OverloadedError",
     "PayloadTooLargeError",
     "RequestError",
     "RequestTimeoutError",
@@ -188,6 +193,33 @@ class ModelNotReadyError(RequestError):
 
 class AuditUnavailableError(RequestError):
     code = "audit_unavailable"
+
+
+class OverloadedError(RequestError):
+    """The model already has `limit` requests admitted and not yet answered (admission.py):
+    refused at once, before any inference work, so the admitted ones stay fast."""
+
+    code = "model_overloaded"
+
+    def __init__(self, model: str, limit: int) -> None:
+        self.model = model
+        super().__init__(
+            f"{model} is answering its limit of {limit} requests at once: retry later",
+            {"model": model, "max_concurrent": limit},
+        )
+
+
+class InferenceTimeoutError(RequestError):
+    """The model gave no result within its inference timeout (from the request's admission)."""
+
+    code = "inference_timeout"
+
+    def __init__(self, model: str, timeout_s: float) -> None:
+        self.model = model
+        super().__init__(
+            f"{model} gave no result within {timeout_s:g} s",
+            {"model": model, "timeout_s": timeout_s},
+        )
 
 
 def not_started() -> ModelNotReadyError:

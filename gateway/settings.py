@@ -12,7 +12,14 @@ from registry_sync.errors import SettingsError
 from registry_sync.settings_layers import ENV_PREFIX, load_layered
 from registry_sync.sync.settings import SYNC_JSON_FIELDS, SyncSettings
 
-__all__ = ["ENV_PREFIX", "AccessRule", "BatchingRule", "Settings", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "AccessRule",
+    "BatchingRule",
+    "InferenceLimit",
+    "Settings",
+    "load_settings",
+]
 
 
 class AccessRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -33,6 +40,16 @@ class BatchingRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_wait_us: int = 2000
     """Longest a request waits for others to join its batch (µs); a batch also closes as
     soon as no more requests are on their way in (a lone request does not wait)."""
+
+
+class InferenceLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One model's admission limits (`inference_limits`); a field left out takes the default
+    (`max_concurrent_inferences`, `inference_timeout_s`). See gateway/pool/admission.py."""
+
+    max_concurrent: int | None = None
+    """Requests to this model admitted at once, per process (0: no limit)."""
+    timeout_s: float | None = None
+    """Seconds from a request's admission to the model's result (0: none)."""
 
 
 class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -71,6 +88,16 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Adaptive batching per model, `{model: {max_batch_size, max_wait_us}}` (JSON in the
     environment): concurrent requests to the same version share one model call, each caller
     still gets its own rows, stamp, audit record and metrics."""
+    max_concurrent_inferences: int = 0
+    """Requests one model may have admitted and not yet answered by the model, per process
+    (0: no limit); past it a request gets 503 `model_overloaded` + Retry-After at once
+    instead of queueing. Per model: `inference_limits`."""
+    inference_timeout_s: float = 0.0
+    """Seconds from a request's admission to the model's result (0: none); past it 504
+    `inference_timeout`. Per model: `inference_limits`."""
+    inference_limits: dict[str, InferenceLimit] = msgspec.field(default_factory=dict)
+    """Per model `{model: {max_concurrent, timeout_s}}` (JSON in the environment), over the
+    two defaults above."""
     max_header_bytes: int = 65_536
     """Request line + headers larger than this get 431 and the connection is closed."""
     max_headers: int = 100
@@ -210,6 +237,7 @@ _JSON_FIELDS = SYNC_JSON_FIELDS | frozenset(
         "access_policy",
         "jwt_algorithms",
         "batching",
+        "inference_limits",
     }
 )
 
@@ -296,3 +324,19 @@ def _check_workers(settings: Settings) -> None:
             )
         if rule.max_wait_us < 0:
             raise SettingsError(f"batching.{model}.max_wait_us", "settings", "must be at least 0")
+    _check_limits(settings)
+
+
+def _check_limits(settings: Settings) -> None:
+    limits = [
+        ("max_concurrent_inferences", settings.max_concurrent_inferences),
+        ("inference_timeout_s", settings.inference_timeout_s),
+    ]
+    for model, rule in settings.inference_limits.items():
+        limits += [
+            (f"inference_limits.{model}.max_concurrent", rule.max_concurrent or 0),
+            (f"inference_limits.{model}.timeout_s", rule.timeout_s or 0),
+        ]
+    for key, value in limits:
+        if value < 0:
+            raise SettingsError(key, "settings", "must be at least 0 (0: none)")

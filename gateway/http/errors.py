@@ -19,11 +19,13 @@ from gateway.errors import (
     ForbiddenError,
     HistoryNotFoundError,
     HistoryUnavailableError,
+    InferenceTimeoutError,
     InputValidationError,
     MalformedRequestError,
     MethodNotAllowedError,
     ModelNotReadyError,
     NotScorableError,
+    OverloadedError,
     PayloadTooLargeError,
     RequestError,
     RequestTimeoutError,
@@ -61,6 +63,8 @@ STATUS_BY_ERROR: dict[type[RequestError], int] = {
     ModelNotReadyError: 503,
     AuditUnavailableError: 503,
     HistoryUnavailableError: 503,
+    OverloadedError: 503,
+    InferenceTimeoutError: 504,
 }
 _CODE_BY_STATUS = {
     400: "bad_request",
@@ -76,6 +80,7 @@ _CODE_BY_STATUS = {
     422: "schema_mismatch",
     500: "internal_error",
     503: "not_ready",
+    504: "gateway_timeout",
 }
 
 
@@ -112,7 +117,10 @@ def error_headers(exc: RequestError, retry_after_s: int) -> list[tuple[bytes, by
         return [(b"www-authenticate", f'Bearer realm="stageserve"{error}'.encode())]
     if isinstance(exc, MethodNotAllowedError):
         return [(b"allow", ", ".join(exc.allowed).encode())]
-    if isinstance(exc, ModelNotReadyError | AuditUnavailableError | HistoryUnavailableError):
+    if isinstance(
+        exc,
+        ModelNotReadyError | AuditUnavailableError | HistoryUnavailableError | OverloadedError,
+    ):
         return [(b"retry-after", str(retry_after_s).encode())]
     return []
 

@@ -400,18 +400,12 @@ class PredictRoute:
         lv.inflight += 1
         self.inflight += 1
         try:
-            t = time.perf_counter()
             try:
-                if lv.batcher is not None and batch.rows < lv.batcher.max_rows:
-                    # Adaptive batching (pool/batching.py): this request's rows of one call
-                    # shared with concurrent requests to the same version.
-                    out, inference_s = await lv.batcher.submit(batch)
-                elif batch.rows <= lv.inline_max_rows:
-                    out = lv.predict(batch)
-                    inference_s = time.perf_counter() - t
-                else:
-                    out = await self.inference.in_pool(lv.predict, batch)
-                    inference_s = time.perf_counter() - t
+                # Batched, inline or on the pool, admitted or refused by the model's limits:
+                # gateway/pool/inference.py decides (every route calls it).
+                out, inference_s = await self.inference.run(lv, batch)
+            except RequestError:
+                raise  # refused by the model's limits (503/504), not a model failure
             except Exception as exc:
                 log.error("%s %s inference failed: %s", lv.model, lv.version, type(exc).__name__)
                 raise ServerFailureError(

@@ -2,7 +2,17 @@
 
 `ModelPool.reconcile(state)` (model_pool.py) loads and warms up new versions, switches routes
 in one assignment and releases old versions after their in-flight requests; desired states
-arrive from a `DesiredStateSource` (snapshot_source.py). Inference placement: inference.py.
+arrive from a `DesiredStateSource` (snapshot_source.py). Inference placement: inference.py
+(every route's model call goes through `Inference.run`); adaptive batching: batching.py;
+per-model limits on concurrent inferences and inference timeouts: admission.py.
 """
 
-__all__ = ["inference", "loaded", "model_pool", "route_table", "snapshot_source"]
+__all__ = [
+    "admission",
+    "batching",
+    "inference",
+    "loaded",
+    "model_pool",
+    "route_table",
+    "snapshot_source",
+]

@@ -16,13 +16,27 @@ scikit-learn call, and scikit-learn / statsmodels hold the GIL for most of a sma
 faster for every engine. The pool is for what would stall the loop: a version whose warm-up
 call costs more than `INLINE_BUDGET_S`, or a request with more than `INLINE_MAX_ROWS` rows
 on an engine other than onnx (numpy releases the GIL on big arrays, so those overlap).
+
+`Inference.run` is where every route's model call goes: its version's batch (batching.py),
+inline or the pool, through its model's gate (admission.py) when it has a limit or a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from gateway.errors import InferenceTimeoutError
+
+if TYPE_CHECKING:
+    from gateway.pool.admission import Gate
+    from gateway.pool.loaded import LoadedVersion
+    from gateway.schema.request_schema import InputBatch
 
 __all__ = [
     "INLINE_BUDGET_S",
@@ -40,6 +54,7 @@ INLINE_BUDGET_S = 1e-3
 # small graph is still ~1 ms, and onnxruntime releases the GIL itself).
 INLINE_MAX_ROWS = 64
 _ALWAYS = 1 << 62
+_T = TypeVar("_T")
 
 
 def inline_max_rows(engine: str, call_s: float | None = None) -> int:
@@ -52,7 +67,9 @@ def inline_max_rows(engine: str, call_s: float | None = None) -> int:
 
 
 class Inference:
-    """Owns the thread pool used for calls that do not run inline."""
+    """Owns the thread pool used for calls that do not run inline, and runs each request's
+    model call where it belongs: its version's batch, inline, or the pool; through its
+    model's gate (admission.py) when the model has a limit or a timeout."""
 
     def __init__(self, threads: int = 4) -> None:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
@@ -60,5 +77,88 @@ class Inference:
     async def in_pool(self, fn: Any, arg: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, arg)
 
+    async def run(self, lv: LoadedVersion, batch: InputBatch) -> tuple[Any, float]:
+        """The model's output for `batch` and the seconds the model call took. Raises
+        OverloadedError / InferenceTimeoutError (the gate's), or what the model raised."""
+        gate = lv.gate
+        if gate is not None:
+            return await self._gated(gate, lv, batch)
+        if lv.batcher is not None and batch.rows < lv.batcher.max_rows:
+            # Adaptive batching (pool/batching.py): this request's rows of one call shared
+            # with concurrent requests to the same version.
+            return await lv.batcher.submit(batch)
+        t = time.perf_counter()
+        if batch.rows <= lv.inline_max_rows:
+            out = lv.predict(batch)
+        else:
+            out = await self.in_pool(lv.predict, batch)
+        return out, time.perf_counter() - t
+
+    async def _gated(self, gate: Gate, lv: LoadedVersion, batch: InputBatch) -> tuple[Any, float]:
+        gate.enter()
+        # A clock of its own, not loop.time(): uvloop's advances once per loop turn, in ms.
+        deadline = time.perf_counter() + gate.timeout_s
+        held = True
+        try:
+            if lv.batcher is not None and batch.rows < lv.batcher.max_rows:
+                return await _until(lv.batcher.submit(batch), deadline, gate)
+            if batch.rows <= lv.inline_max_rows:
+                # One loop turn, counted: the requests already read reach the gate before
+                # this one runs the model (see admission.py).
+                await asyncio.sleep(0)
+                if time.perf_counter() > deadline:
+                    raise gate.timed_out()
+                t = time.perf_counter()
+                out = lv.predict(batch)
+                return out, time.perf_counter() - t
+            t = time.perf_counter()
+            work = self._executor.submit(lv.predict, batch)
+            try:
+                out = await _until(asyncio.wrap_future(work), deadline, gate)
+            except InferenceTimeoutError:
+                # Cancelled if it had not started; if it runs on, its slot stays taken until
+                # it ends (timed-out work never exceeds the limit on the threads).
+                held = False
+                work.add_done_callback(_leave_when_done(asyncio.get_running_loop(), gate))
+                raise
+            return out, time.perf_counter() - t
+        finally:
+            if held:
+                gate.leave()
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+def _leave_when_done(loop: asyncio.AbstractEventLoop, gate: Gate) -> Callable[[Future[Any]], None]:
+    """A done-callback (run on the inference thread) freeing the gate's slot on the loop."""
+
+    def leave(_: Future[Any]) -> None:
+        # RuntimeError: the loop is closed (the server has stopped), nothing to free.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(gate.leave)
+
+    return leave
+
+
+async def _until(future: asyncio.Future[_T], deadline: float, gate: Gate) -> _T:
+    """`await future`, or the gate's InferenceTimeoutError at `deadline` (perf_counter; inf:
+    none) with `future` cancelled."""
+    if deadline == math.inf:
+        return await future
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        future.cancel()
+
+    timer = asyncio.get_running_loop().call_later(deadline - time.perf_counter(), expire)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        if expired:
+            raise gate.timed_out() from None
+        raise
+    finally:
+        timer.cancel()

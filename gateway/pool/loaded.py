@@ -15,6 +15,7 @@ from gateway.errors import GatewayError, ModelLoadError, OutputInvalidError
 from gateway.pool.inference import inline_max_rows
 
 if TYPE_CHECKING:
+    from gateway.pool.admission import Gate
     from gateway.pool.batching import Batcher
 from gateway.schema.request_schema import InputBatch, RequestSchema
 from registry_sync.errors import RegistryError
@@ -42,6 +43,7 @@ class LoadedVersion:
         "batcher",
         "digest",
         "engine",
+        "gate",
         "inflight",
         "inline_max_rows",
         "load_s",
@@ -83,6 +85,8 @@ class LoadedVersion:
         self.load_s = 0.0
         # Set when the model has a `batching` rule (pool/batching.py): requests queue there.
         self.batcher: Batcher | None = None
+        # Set when the model has a limit or a timeout (pool/admission.py).
+        self.gate: Gate | None = None
         # Bound once: the hot path calls `self.predict(batch)` with no attribute lookups.
         self.predict: Callable[[InputBatch], Any] = (
             self._predict_matrix if schema.numeric else self._predict_columns

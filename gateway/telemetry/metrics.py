@@ -91,6 +91,13 @@ class GatewayMetrics:
             BATCH_BUCKETS,
             registry=r,
         )
+        self.inference_refused_total = Counter(
+            _P + "inference_refused",
+            "Predict requests refused by a model's limits (pool/admission.py): reason "
+            "model_overloaded (503, max_concurrent_inferences) or inference_timeout (504).",
+            ["model", "reason"],
+            registry=r,
+        )
         self.model_info = Gauge(
             _P + "model_info",
             "1 for the version and digest each (model, stage) serves.",
