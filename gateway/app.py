@@ -239,6 +239,8 @@ def _console(
     metrics: GatewayMetrics,
     shadow: Shadow | None,
     sync_status_path: Path | None,
+    *,
+    outcomes: GatewayHistory,
 ) -> ConsoleData:
     return ConsoleData(
         pool,
@@ -247,6 +249,7 @@ def _console(
         # Written by the sync beside its status file (same cache folder, both modes).
         history_path=sync_status_path.parent / HISTORY_FILE if sync_status_path else None,
         journal_path=Path(settings.journal_path) if settings.journal_path else None,
+        outcomes=outcomes,
     )
 
 
@@ -487,7 +490,10 @@ def create_app(
                 history=history.health,
             ),
             metrics_route(metrics, others=siblings.metric_families if siblings else None),
-            ui_router(_console(settings, pool, metrics, shadow, sync_status_path), access=access),
+            ui_router(
+                _console(settings, pool, metrics, shadow, sync_status_path, outcomes=history.store),
+                access=access,
+            ),
             metrics_route(metrics, access, siblings.metric_families if siblings else None),
             *history_routes(
                 pool,

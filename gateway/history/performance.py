@@ -23,6 +23,7 @@ __all__ = [
     "SeriesPoint",
     "ShadowComparison",
     "VersionPerformance",
+    "duration_text",
     "parse_duration_s",
     "performance",
 ]
@@ -37,6 +38,14 @@ def parse_duration_s(text: str) -> float:
     if not found or float(found.group(1)) <= 0:
         raise ValueError(f"{text!r} is not a duration such as 15m, 1h, 7d")
     return float(found.group(1)) * _UNIT_S[found.group(2)]
+
+
+def duration_text(seconds: float) -> str:
+    """The inverse of parse_duration_s: 3600 -> `1h`, 90 -> `90s`."""
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 class Measures(msgspec.Struct, kw_only=True):

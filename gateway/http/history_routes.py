@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
@@ -21,17 +20,13 @@ from gateway.errors import (
     shown,
 )
 from gateway.history.feedback import Feedback, FeedbackBody
-from gateway.history.performance import parse_duration_s, performance
+from gateway.history.query import model_performance, performance_window
 from gateway.history.store import GatewayHistory
 from gateway.http.request_io import media_type
 from gateway.pool.model_pool import ModelPool
-from registry_sync.history.events import parse_time
 
 __all__ = ["history_routes"]
 
-_DEFAULT_WINDOW_S = 7 * 86400.0
-_MAX_BUCKETS = 2000
-_LATEST_S = 253402300799.0  # 9999-12-31T23:59:59Z
 _body_decoder = msgspec.json.Decoder(FeedbackBody)
 
 
@@ -79,14 +74,9 @@ def history_routes(
         principal = caller(request)
         if access is not None and principal is not None:
             access.check_model(principal, "read", model, pool.wanted_models())
-        reader = history.need_reader()
-        since, until, bucket_s = _window(dict(request.query_params))
-        current = [lv for lv in pool.loaded_versions() if lv.model == model]
-        signature = list(current[0].manifest.signature.outputs) if current else None
-        report = await history.run(
-            lambda: performance(
-                reader, model, since=since, until=until, bucket_s=bucket_s, outputs=signature
-            )
+        since, until, bucket_s = performance_window(dict(request.query_params))
+        report = await model_performance(
+            history, pool, model, since=since, until=until, bucket_s=bucket_s
         )
         if not report.versions and model not in pool.wanted_models():
             raise UnknownModelError(
@@ -96,35 +86,3 @@ def history_routes(
         return msgspec.to_builtins(report)  # type: ignore[no-any-return]
 
     return [post_feedback, get_performance]
-
-
-def _window(query: dict[str, Any]) -> tuple[float, float, float]:
-    """(since, until, bucket_s) from `window` (a duration ending now) or `from`/`to` (ISO
-    8601), and `bucket` (a duration; default 1h up to a 2-day window, else 1d)."""
-    try:
-        until = parse_time(query["to"]).timestamp() if query.get("to") else time.time()
-        if query.get("from"):
-            since = parse_time(query["from"]).timestamp()
-        else:
-            since = until - (
-                parse_duration_s(query["window"]) if query.get("window") else _DEFAULT_WINDOW_S
-            )
-        span = until - since
-        bucket_s = (
-            parse_duration_s(query["bucket"])
-            if query.get("bucket")
-            else 3600.0
-            if span <= 2 * 86400
-            else 86400.0
-        )
-    except ValueError as exc:
-        raise InputValidationError("query", str(exc), "shape") from None
-    if span <= 0:
-        raise InputValidationError("query", "`from` must be before `to`", "shape")
-    if since < 0 or until > _LATEST_S:
-        raise InputValidationError("query", "the window must lie between 1970 and 9999", "shape")
-    if span / bucket_s > _MAX_BUCKETS:
-        raise InputValidationError(
-            "query.bucket", f"more than {_MAX_BUCKETS} buckets in the window; use a larger one"
-        )
-    return since, until, bucket_s

@@ -1,8 +1,10 @@
 """What each console page shows, gathered from the pool, the counters, the sync's history
-file and the activation journal (plain data for the templates; no HTML here)."""
+file, the activation journal and the history store's outcomes (plain data for the templates;
+no HTML here)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,16 +14,20 @@ from typing import Any
 
 import msgspec
 
+from gateway.errors import HistoryUnavailableError
+from gateway.history.query import model_performance
+from gateway.history.store import GatewayHistory
 from gateway.pool.model_pool import ModelPool
 from gateway.shadow.worker import Shadow
 from gateway.telemetry.activation import ActivationEvent
 from gateway.telemetry.journal import read_journal
+from gateway.ui.performance import PerformancePanel, panel
 from gateway.ui.rates import TrafficSampler, Window
 from gateway.ui.timeline import At, Timeline, build_timeline, what_served
 from registry_sync.registry.timeline import ModelHistory, VersionRecord
 from registry_sync.sync.history import Refusal, SyncHistory, read_history
 
-__all__ = ["ConsoleData", "LiveRow", "MayRead", "ModelRow", "StageRow"]
+__all__ = ["ConsoleData", "LiveRow", "MayRead", "ModelRow", "PerformanceView", "StageRow"]
 
 # May the caller read (model, stage)? stage None: some stage of the model.
 MayRead = Callable[[str, str | None], bool]
@@ -80,6 +86,22 @@ class LiveRow:
     errors_by_status: dict[str, float]
 
 
+@dataclass(frozen=True)
+class PerformanceView:
+    """The performance section of a page: a panel per model, or why there is none."""
+
+    since: float
+    until: float
+    bucket_s: float
+    panels: list[PerformancePanel]
+    # Why nothing can be shown: no history store, or it cannot be read now.
+    unavailable: str | None = None
+
+    @property
+    def outcomes(self) -> int:
+        return sum(p.outcomes for p in self.panels)
+
+
 def _ratio(errors: float, total: float) -> float | None:
     return errors / total if total > 0 else None
 
@@ -95,12 +117,14 @@ class ConsoleData:
         shadow: Shadow | None,
         history_path: Path | None,
         journal_path: Path | None,
+        outcomes: GatewayHistory | None = None,
     ) -> None:
         self.pool = pool
         self.sampler = sampler
         self.shadow = shadow
         self.history_path = history_path
         self.journal_path = journal_path
+        self.outcomes = outcomes
 
     # -- sources --------------------------------------------------------------------------
 
@@ -292,3 +316,32 @@ class ConsoleData:
                 ]
                 shadows.append(report)
         return {"rows": live, "window_s": window.seconds, "shadows": shadows}
+
+    async def performance(
+        self,
+        models: list[str],
+        *,
+        since: float,
+        until: float,
+        bucket_s: float,
+        may_read: MayRead = _all,
+    ) -> PerformanceView:
+        """Each model's performance over [since, until), read as GET /models/{m}/performance
+        reads it (on the history thread, never on the event loop or the predict path)."""
+        if self.outcomes is None or self.outcomes.reader is None:
+            missing = self.outcomes.missing if self.outcomes else "no history store"
+            return PerformanceView(since, until, bucket_s, [], missing)
+        panels: list[PerformancePanel] = []
+        for model in models:
+            if not may_read(model, None):
+                continue
+            try:
+                report = await model_performance(
+                    self.outcomes, self.pool, model, since=since, until=until, bucket_s=bucket_s
+                )
+            except HistoryUnavailableError as exc:
+                log.warning("performance of %s unavailable: %s", model, exc)
+                return PerformanceView(since, until, bucket_s, panels, str(exc))
+            readable = functools.partial(may_read, model)
+            panels.append(panel(report, since=since, until=until, may_read_stage=readable))
+        return PerformanceView(since, until, bucket_s, panels)

@@ -8,6 +8,9 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.history.performance import duration_text
+from registry_sync.history.records import iso_of
+
 __all__ = ["Renderer"]
 
 # What a page shows for "no value" (an en dash).
@@ -80,7 +83,7 @@ class Renderer:
             )
             env.filters.update(
                 colour=_colour, iso=_iso, when=_when, rate=_rate, percent=_percent, ms=_ms,
-                num=_num,
+                num=_num, duration=duration_text, epoch_iso=iso_of,
             )  # fmt: skip
             self._env = env
         html: str = self._env.get_template(template).render(**context)

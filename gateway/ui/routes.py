@@ -4,6 +4,8 @@ models and stages the caller may `read` (403/404 for a model page it may not).""
 
 from __future__ import annotations
 
+import asyncio
+import math
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -16,8 +18,10 @@ from litestar.params import FromPath, FromQuery
 from gateway.access import Access, Principal
 from gateway.errors import MalformedRequestError, UnknownModelError
 from gateway.errors import shown as shown_name
+from gateway.history.query import performance_window
 from gateway.telemetry.journal import parse_time
 from gateway.ui.pages import ConsoleData, MayRead
+from gateway.ui.performance import nice_bucket_s
 from gateway.ui.render import Renderer
 
 __all__ = ["UI_PREFIX", "ui_router"]
@@ -39,6 +43,12 @@ _STATIC = {
     "console.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
 }
+
+
+# The live page's performance window unless the query names one, and the windows it offers:
+# (label, window, bucket).
+_LIVE_WINDOW_S = 86400.0
+_WINDOWS = (("1 h", "1h", "5m"), ("24 h", "24h", "1h"), ("7 d", "7d", "1d"), ("30 d", "30d", "1d"))
 
 
 def _page(html: str) -> Response[str]:
@@ -85,8 +95,8 @@ def ui_router(data: ConsoleData, *, access: Access | None = None) -> Router:
         shown = [r for r in rows if r.matches(q)] if q else rows
         return _page(renderer.render("models.html", rows=shown, total=len(rows), q=q))
 
-    @get("/models/{model:str}", sync_to_thread=True)
-    def model_page(
+    @get("/models/{model:str}")
+    async def model_page(
         request: Request[Any, Any, Any], model: FromPath[str], at: FromQuery[str | None] = None
     ) -> Response[str]:
         check_model(request, model)
@@ -98,19 +108,45 @@ def ui_router(data: ConsoleData, *, access: Access | None = None) -> Router:
                 raise MalformedRequestError(
                     f"at={shown_name(at)!r} is not an ISO 8601 time"
                 ) from None
-        page = data.model(model, moment, reader(request))
+        may_read = reader(request)
+        # Files (registry history, journal) are read off the event loop.
+        page = await asyncio.to_thread(data.model, model, moment, may_read)
         if page is None:
             raise UnknownModelError(
                 f"no model {shown_name(model)!r}", {"models": data.pool.wanted_models()}
             )
+        # Performance on the timeline's own axis, so a change in quality lines up with the
+        # swap that caused it.
+        timeline = page["timeline"]
+        since = math.floor(timeline.start.timestamp())
+        until = math.ceil(timeline.end.timestamp())
+        page["performance"] = await data.performance(
+            [model],
+            since=since,
+            until=until,
+            bucket_s=nice_bucket_s(until - since),
+            may_read=may_read,
+        )
         return _page(renderer.render("model.html", **page))
 
-    @get("/live", sync_to_thread=False)
-    def live_page(
+    @get("/live")
+    async def live_page(
         request: Request[Any, Any, Any], fragment: FromQuery[bool] = False
     ) -> Response[str]:
-        context: dict[str, Any] = data.live(reader(request))
-        return _page(renderer.render("live_tables.html" if fragment else "live.html", **context))
+        may_read = reader(request)
+        context: dict[str, Any] = data.live(may_read)
+        if fragment:  # the traffic tables, refreshed every few seconds: counters only
+            return _page(renderer.render("live_tables.html", **context))
+        # `window`, `bucket`, `from`, `to` as GET /models/{m}/performance takes them.
+        since, until, bucket_s = performance_window(
+            dict(request.query_params), default_window_s=_LIVE_WINDOW_S
+        )
+        context["performance"] = await data.performance(
+            list(data.pool.wanted_models()), since=since, until=until, bucket_s=bucket_s,
+            may_read=may_read,
+        )  # fmt: skip
+        context["windows"] = _WINDOWS
+        return _page(renderer.render("live.html", **context))
 
     @get("/static/{name:str}", sync_to_thread=False)
     def static(name: FromPath[str]) -> Response[bytes]:

@@ -4,22 +4,27 @@ browser download), against a real `stageserve serve` that follows a real git reg
 The gateway swaps versions and fails to load one while the test runs; the pages must show
 what happened: the models page (search, health), the model page (versions, the stage
 timeline checked band by band against the activation journal, a click on it answering "what
-served then"), the live page (traffic per version, the shadow pair). One screenshot per page
-is kept under .artifacts/screenshots/ (gitignored; docs/screenshots/ holds committed copies).
+served then"), the live page (traffic per version, the shadow pair), and performance over
+time on both once outcomes are fed back (the numbers GET /models/{m}/performance gives, per
+version; the empty state before). One screenshot per page is kept under
+.artifacts/screenshots/ (gitignored; docs/screenshots/ holds committed copies).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
 from gateway.telemetry.journal import parse_time, read_journal, served_at
+from registry_sync.history.records import iso_of
 from registry_sync.registry import writer
 from registry_sync.registry.git_registry import GitRegistry
 from tests.integration.server import ROOT, ServerProcess, wait_until
@@ -51,6 +56,8 @@ class Console:
     journal: Path
     # prod's assignment tags in order: (version, tag time)
     assignments: list[tuple[str, str]]
+    # Every prod answer: (version, request id, predictions)
+    answers: list[tuple[str, str, list[float]]] = field(default_factory=list)
 
     @property
     def base(self) -> str:
@@ -64,7 +71,10 @@ class Console:
         rows = example_rows(2)
         rows[0]["hp"] = SECRET_INPUT
         for _ in range(n):
-            assert self.server.predict(MODEL, {"inputs": rows}, stage=stage).status == 200
+            answer = self.server.predict(MODEL, {"inputs": rows}, stage=stage)
+            assert answer.status == 200
+            body = answer.body
+            self.answers.append((body["version"], body["request_id"], body["predictions"]))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +96,11 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     cache.mkdir()
     server = ServerProcess(
         cache,
-        env={"STAGESERVE_SHADOW": json.dumps({MODEL: {"prod": "dev"}})},
+        env={
+            "STAGESERVE_SHADOW": json.dumps({MODEL: {"prod": "dev"}}),
+            # An audit trail (no inputs kept): outcomes join it for performance over time.
+            "STAGESERVE_AUDIT_PATH": str(base / "audit.jsonl"),
+        },
         args=["--registry", str(registry.path), "--journal-path", str(journal)],
     )
     with server:
@@ -265,7 +279,7 @@ def test_model_page_timeline_matches_the_journal_and_a_click_answers_what_served
     _shot(page, "model-at")
 
 
-def test_live_page_shows_traffic_per_version_the_shadow_pair_and_no_outcomes_yet(
+def test_live_page_shows_traffic_per_version_and_the_shadow_pair(
     console: Console, page: Any
 ) -> None:
     page.goto(console.base + "/ui")
@@ -279,13 +293,138 @@ def test_live_page_shows_traffic_per_version_the_shadow_pair_and_no_outcomes_yet
     assert "ms" in prod.inner_text()  # latency percentiles from the gateway's histogram
     pair = page.locator("table.shadow tr[data-pair]").first
     assert "prod v1.1.0 vs dev v1.2.0" in pair.inner_text() or "vs dev v1.2.0" in pair.inner_text()
-    assert "No outcomes recorded" in page.locator("#performance").inner_text()
     _no_inputs(page)
-    _shot(page, "live")
     # It refreshes itself from the gateway's counters (the fragment route).
     console.traffic(3)
     page.wait_for_timeout(3500)
     assert page.locator("#traffic tr[data-version]").count() >= 2
+
+
+# The page's numbers and the API's come from the same query over the same records: only
+# their text form differs (repr of a float round-trips), so 1e-12 relative is ample. Against
+# the errors this test computes itself (other code, other order of additions): 1e-9.
+SAME = 1e-12
+OWN = 1e-9
+
+
+def _api(console: Console, section: Any) -> dict[str, Any]:
+    """GET /models/{m}/performance for exactly the window and bucket the page shows."""
+    query = urlencode(
+        {
+            "from": section.get_attribute("data-from"),
+            "to": section.get_attribute("data-to"),
+            "bucket": f"{float(section.get_attribute('data-bucket')):g}s",
+        }
+    )
+    answer = console.server.get(f"/models/{MODEL}/performance?{query}")
+    assert answer.status == 200, answer.body
+    body: dict[str, Any] = answer.body
+    return body
+
+
+def _number(text: str | None) -> float | None:
+    return float(text) if text else None
+
+
+def _check_against_api(console: Console, section: Any) -> dict[str, Any]:
+    """Every version row and every shadow pair of one model's panel, against the API."""
+    api = _api(console, section)
+    rows = section.locator("table.perf-versions tr[data-version]")
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.version)") == [
+        v["version"] for v in api["versions"]
+    ]
+    for v in api["versions"]:
+        row = section.locator(f"table.perf-versions tr[data-version='{v['version']}']")
+        assert int(row.locator("[data-requests]").get_attribute("data-requests")) == v["requests"]
+        assert int(row.locator("[data-outcomes]").get_attribute("data-outcomes")) == v["outcomes"]
+        for key in ("coverage", "mae", "rmse", "accuracy"):
+            shown = _number(row.locator(f"[data-{key}]").get_attribute(f"data-{key}"))
+            assert (shown is None) == (v[key] is None), (v["version"], key)
+            if shown is not None:
+                assert shown == pytest.approx(v[key], rel=SAME), (v["version"], key)
+    pairs = section.locator("table.perf-shadow tr[data-pair]")
+    assert pairs.count() == len(api["shadow"])
+    for pair in api["shadow"]:
+        key = (
+            f"{pair['stage']}:{pair['primary_version']}-"
+            f"{pair['shadow_stage']}:{pair['shadow_version']}"
+        )
+        row = section.locator(f"table.perf-shadow tr[data-pair='{key}']")
+        assert int(row.get_attribute("data-shadow-closer")) == pair["shadow_closer"]
+        assert int(row.get_attribute("data-primary-closer")) == pair["primary_closer"]
+        assert int(row.get_attribute("data-ties")) == pair["ties"]
+    # One dot per bucket with outcomes, carrying the bucket's MAE.
+    dots = section.locator("path.perf-dot")
+    points = [p for p in api["series"] if p["mae"] is not None]
+    assert dots.count() == len(points)
+    for p in points:
+        dot = section.locator(
+            f"path.perf-dot[data-version='{p['version']}'][data-start='{p['start']}']"
+        )
+        assert float(dot.get_attribute("data-value")) == pytest.approx(p["mae"], rel=SAME)
+    return api
+
+
+def test_performance_over_time_shows_what_the_api_reports_per_version_once_outcomes_arrive(
+    console: Console, page: Any
+) -> None:
+    # Before any outcome: the live page says so, in words.
+    page.goto(console.base + "/ui/live")
+    assert "No outcomes recorded" in page.locator("#no-outcomes").inner_text()
+    assert page.locator("section.perf").count() == 0
+
+    # Outcomes for some of the answers of each version prod served: the truth is the
+    # prediction plus a known error per version, so MAE is known here independently.
+    errors = {"v1.0.0": 2.0, "v1.1.0": 0.5}
+    sent: dict[str, list[float]] = {"v1.0.0": [], "v1.1.0": []}
+    for version, request_id, predictions in console.answers:
+        if len(sent[version]) >= 3 * len(predictions):
+            continue
+        truth = [p + errors[version] * (1 if i % 2 else -1) for i, p in enumerate(predictions)]
+        answer = console.server.request(
+            "POST",
+            f"/feedback/{MODEL}",
+            json.dumps({"request_id": request_id, "outcome": truth}).encode(),
+            {"content-type": "application/json"},
+        )
+        assert answer.status == 200 and answer.body["status"] == "recorded", answer.body
+        sent[version] += [abs(t - p) for t, p in zip(truth, predictions, strict=True)]
+    assert all(len(v) == 6 for v in sent.values())
+    answered = {v: sum(1 for a in console.answers if a[0] == v) for v in errors}
+
+    # The live page over a window of whole seconds around the traffic, per minute.
+    since = int(parse_time(console.assignments[0][1]).timestamp()) - 60
+    until = int(time.time()) + 60
+    window = urlencode({"from": iso_of(since), "to": iso_of(until), "bucket": "1m"})
+    page.goto(f"{console.base}/ui/live?{window}")
+    assert page.locator("#no-outcomes").count() == 0
+    section = page.locator(f"section.perf[data-model='{MODEL}']")
+    api = _check_against_api(console, section)
+    by_version = {v["version"]: v for v in api["versions"]}
+    for version, own in sent.items():
+        v = by_version[version]
+        assert v["outcomes"] == 3 and v["requests"] == answered[version]
+        assert v["coverage"] == pytest.approx(3 / answered[version], rel=OWN)
+        assert v["mae"] == pytest.approx(sum(own) / len(own), rel=OWN)
+        assert v["mae"] == pytest.approx(errors[version], rel=OWN)
+    # The shadow pair (prod v1.1.0 mirrored to dev v1.2.0) judged on the same outcomes.
+    assert any(p["shadow_version"] == "v1.2.0" for p in api["shadow"])
+    verdict = section.locator("table.perf-shadow td.verdict").first.inner_text()
+    assert "closer" in verdict or verdict == "even"
+    _no_inputs(page)
+    _shot(page, "live")
+
+    # The model page: the same numbers, on the stage timeline's axis.
+    page.goto(f"{console.base}/ui/models/{MODEL}")
+    section = page.locator(f"section.perf[data-model='{MODEL}']")
+    api = _check_against_api(console, section)
+    assert {v["version"] for v in api["versions"] if v["outcomes"]} == set(errors)
+    timeline = page.locator("#timeline")
+    assert parse_time(section.get_attribute("data-from")) <= parse_time(
+        timeline.get_attribute("data-start")
+    )
+    _no_inputs(page)
+    _shot(page, "model-performance")
 
 
 def test_console_pages_are_locked_down_and_bad_input_gets_a_clear_4xx(console: Console) -> None:
@@ -322,7 +461,11 @@ def test_with_access_control_the_console_shows_only_what_the_caller_may_read(
     )
     keys = write_keys(
         tmp_path / "keys.yaml",
-        {"pricing-key": ("pricing-svc", ["pricing"]), "prom-key": ("prometheus", ["monitoring"])},
+        {
+            "pricing-key": ("pricing-svc", ["pricing"]),
+            "prom-key": ("prometheus", ["monitoring"]),
+            "ops-key": ("ops-svc", ["ops"]),
+        },
     )
     config = tmp_path / "stageserve.yaml"
     config.write_text(
@@ -334,7 +477,9 @@ def test_with_access_control_the_console_shows_only_what_the_caller_may_read(
                 "access_policy": {
                     "pricing": [{"actions": ["read"], "models": ["cost_*"], "stages": ["prod"]}],
                     "monitoring": [{"actions": ["metrics"]}],
+                    "ops": [{"actions": ["predict", "feedback"]}],
                 },
+                "audit_path": str(tmp_path / "audit.jsonl"),
             }
         )
     )
@@ -364,5 +509,33 @@ def test_with_access_control_the_console_shows_only_what_the_caller_may_read(
             assert page.locator(".tl-stage[data-stage='dev']").count() == 0
             response = page.goto(f"http://127.0.0.1:{server.port}/ui/models/churn_model")
             assert response is not None and response.status == 404  # not even its name
+
+            # Performance over time: only what the caller may read (cost_* on prod).
+            ops = {"x-api-key": "ops-key"}
+            for model, stage in ((MODEL, "prod"), (MODEL, "dev"), ("churn_model", "prod")):
+                answer = server.predict(model, {"inputs": example_rows(1)}, stage=stage, **ops)
+                assert answer.status == 200, answer.body
+                truth = [p + 1.0 for p in answer.body["predictions"]]
+                sent = server.request(
+                    "POST",
+                    f"/feedback/{model}",
+                    json.dumps(
+                        {"request_id": answer.body["request_id"], "outcome": truth}
+                    ).encode(),
+                    {"content-type": "application/json", **ops},
+                )
+                assert sent.status == 200 and sent.body["status"] == "recorded", sent.body
+            page.goto(f"http://127.0.0.1:{server.port}/ui/live")
+            panels = page.locator("section.perf")
+            assert panels.evaluate_all("ps => ps.map(p => p.dataset.model)") == [MODEL]
+            row = page.locator("table.perf-versions tr[data-version='v1.0.0']")
+            assert row.locator("td").nth(1).inner_text() == "prod"  # not dev, which it may not read
+            # The API answers for the model (read on some stage), with both stages.
+            api = server.request(
+                "GET",
+                f"/models/{MODEL}/performance?window=1h",
+                headers={"x-api-key": "pricing-key"},
+            )
+            assert api.status == 200 and api.body["versions"][0]["stages"] == ["dev", "prod"]
         finally:
             context.close()
