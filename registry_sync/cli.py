@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import msgspec
 
 from registry_sync import cli_format
 from registry_sync.errors import NotARegistryError
-from registry_sync.logs import JsonFormatter
+from registry_sync.logs import with_progress_lines
 from registry_sync.mlflow.location import is_mlflow_uri
 from registry_sync.registry.git import Signing
 from registry_sync.registry.git_registry import GitRegistry
@@ -41,7 +40,7 @@ def add_commands(sub: Any) -> None:
         command = commands.add_parser(
             name, help=help_text, description=help_text, parents=[where, *parents]
         )
-        command.set_defaults(handler=_with_progress_log(handler))
+        command.set_defaults(handler=with_progress_lines(handler))
         return command
 
     cmd = add("register", _register, "commit a package folder as a new version", as_json, signing)
@@ -187,33 +186,6 @@ def _trusted(args: argparse.Namespace) -> GitRegistry:
     reg = _open(args)
     reg.trust = TagTrust(reg.git, TrustPolicy(settings.trust_policy))
     return reg
-
-
-def _with_progress_log(handler: Any) -> Any:
-    """Off a terminal, long work (register, the first clone of a remote registry) reports as
-    JSON lines on stderr while the command runs (the `stageserve.progress` logger only; the
-    command prints its own results)."""
-
-    def run(args: argparse.Namespace) -> int:
-        progress_log = logging.getLogger("stageserve.progress")
-        if progress_log.handlers:  # someone configured it already (a test, a caller)
-            result: int = handler(args)
-            return result
-        lines = logging.StreamHandler(sys.stderr)
-        lines.setFormatter(JsonFormatter())
-        level, propagate = progress_log.level, progress_log.propagate
-        progress_log.addHandler(lines)
-        progress_log.setLevel(logging.INFO)
-        progress_log.propagate = False
-        try:
-            result = handler(args)
-        finally:
-            progress_log.removeHandler(lines)
-            progress_log.setLevel(level)
-            progress_log.propagate = propagate
-        return result
-
-    return run
 
 
 def _add_link(add: Any, as_json: argparse.ArgumentParser) -> None:

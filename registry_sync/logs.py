@@ -3,13 +3,16 @@ no request data (that is the audit's job)."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import functools
 import logging
 import sys
+from collections.abc import Callable
 
 import msgspec
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "configure_logging", "with_progress_lines"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -45,3 +48,30 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
     # httpx logs every request at info: an MLflow poll would be a dozen lines a poll.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+
+
+def with_progress_lines(
+    handler: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """A command whose long work, off a terminal, reports as JSON lines on stderr while it
+    runs (the `stageserve.progress` logger only; the command prints its own results)."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        progress_log = logging.getLogger("stageserve.progress")
+        if progress_log.handlers:  # someone configured it already (a test, a caller)
+            return handler(args)
+        lines = logging.StreamHandler(sys.stderr)
+        lines.setFormatter(JsonFormatter())
+        level, propagate = progress_log.level, progress_log.propagate
+        progress_log.addHandler(lines)
+        progress_log.setLevel(logging.INFO)
+        progress_log.propagate = False
+        try:
+            return handler(args)
+        finally:
+            progress_log.removeHandler(lines)
+            progress_log.setLevel(level)
+            progress_log.propagate = propagate
+
+    return run

@@ -1,9 +1,11 @@
-"""Progress of long work (registering or syncing a large artifact, the first mirror clone).
+"""Progress of long work (registering or syncing a large artifact, the first mirror clone, a
+replay, a report, an outcome import).
 
 On a terminal (stderr is a TTY) a tqdm bar shows bytes done, rate and time left; anywhere else
 there is no bar: one structured log line when the work starts and one when it ends, with the
 size and the duration (`stageserve.progress` logger; the JSON formatter puts the fields in the
-line). tqdm is imported only for a terminal, so neither the gateway nor a sidecar imports it.
+line; a count of things other than bytes, e.g. `unit="records"`, logs `total` and `records`).
+tqdm is imported only for a terminal, so neither the gateway nor a sidecar imports it.
 """
 
 from __future__ import annotations
@@ -80,11 +82,13 @@ def progress(
     def advance(n: int) -> None:
         done[0] += n
 
+    # Bytes keep their field names (total_bytes, bytes); a count of things says its unit.
+    total_key, done_key = ("total_bytes", "bytes") if in_bytes else ("total", unit)
     log.info(
         "%s: started%s",
         what,
         f" ({_size(total_bytes, unit)})" if total_bytes is not None else "",
-        extra={"fields": {"event": "started", "task": what, "total_bytes": total_bytes, **fields}},
+        extra={"fields": {"event": "started", "task": what, total_key: total_bytes, **fields}},
     )
     ok = False
     try:
@@ -102,7 +106,7 @@ def progress(
                 "fields": {
                     "event": "done" if ok else "failed",
                     "task": what,
-                    "bytes": done[0],
+                    done_key: done[0],
                     "duration_s": round(elapsed, 3),
                     **fields,
                 }

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import GatewayError
+from registry_sync.logs import with_progress_lines
 from registry_sync.progress import progress
 
 __all__ = ["add_feedback"]
@@ -42,7 +43,7 @@ def add_feedback(sub: Any) -> None:
         metavar="VAR",
         help="environment variable holding the API key to send (default STAGESERVE_API_KEY)",
     )
-    imp.set_defaults(handler=run_import)
+    imp.set_defaults(handler=with_progress_lines(run_import))
 
 
 def _lines(path: Path, default_model: str | None) -> dict[str, list[tuple[int, dict[str, Any]]]]:

@@ -19,6 +19,7 @@ from registry_sync.history.events import ActivationEvent, parse_time
 from registry_sync.history.files import audit_files
 from registry_sync.history.records import AuditRow
 from registry_sync.history.store import HistoryReader, is_postgres_url, open_history
+from registry_sync.logs import with_progress_lines
 from registry_sync.progress import progress
 from registry_sync.runtimes.safe_load import LoadPolicy
 
@@ -73,7 +74,7 @@ def add_replay(sub: Any) -> None:
     )
     p.add_argument("--atol", type=float, default=1e-12, help="absolute tolerance (1e-12)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(handler=run_replay)
+    p.set_defaults(handler=with_progress_lines(run_replay))
 
 
 def history_location(audit: str, journal: Path | None = None) -> HistoryReader:

@@ -1,6 +1,7 @@
 """`stageserve report`: models, versions, stage history, usage per client and performance over
 time, from the history store, as Markdown (with PNG plots beside it) or one HTML file (plots
-inlined). matplotlib draws the plots (the `report` extra; imported only here)."""
+inlined). matplotlib draws the plots (the `report` extra; imported only here). Reading the
+store and drawing show progress per model (a bar on a terminal, JSON log lines elsewhere)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.history.performance import Performance, performance
+from gateway.history.performance import Performance, duration_text, performance
 from registry_sync.history.events import ActivationEvent, parse_time
 from registry_sync.history.records import UsageRow, iso_of
 from registry_sync.history.store import HistoryReader
+from registry_sync.progress import progress
 
 __all__ = ["ReportData", "gather", "render_html", "render_markdown"]
 
@@ -52,7 +54,11 @@ def gather(
     names = sorted({u.model for u in usage} | set(models or []))
     span = until - since
     bucket = bucket_s or (3600.0 if span <= 2 * 86400 else 86400.0)
-    perf = {m: performance(reader, m, since=since, until=until, bucket_s=bucket) for m in names}
+    perf = {}
+    with progress("report: performance per model", len(names), unit="models") as advance:
+        for m in names:
+            perf[m] = performance(reader, m, since=since, until=until, bucket_s=bucket)
+            advance(1)
     journal = [
         e for e in reader.journal() if e.model in names and parse_time(e.at).timestamp() < until
     ]
@@ -92,7 +98,7 @@ def _plot(p: Performance) -> bytes | None:
         shown = [(t, v) for t, v in zip(times, values, strict=True) if v is not None]
         if shown:
             bottom.plot(*zip(*shown, strict=True), marker="o", label=version)
-    top.set_ylabel(f"requests per {_duration(p.bucket_s)}")
+    top.set_ylabel(f"requests per {duration_text(p.bucket_s)}")
     top.set_title(f"{p.model}: traffic and {quality} per version")
     top.legend(loc="upper left", fontsize="small")
     bottom.set_ylabel(label)
@@ -104,13 +110,6 @@ def _plot(p: Performance) -> bytes | None:
     fig.savefig(out, format="png", dpi=100)
     plt.close(fig)
     return out.getvalue()
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -194,11 +193,13 @@ def _sections(data: ReportData) -> list[tuple[str, list[str], list[list[str]]]]:
 
 def _plots(data: ReportData) -> dict[str, bytes]:
     found = {}
-    for model in data.models:
-        perf = data.performance.get(model)
-        png = _plot(perf) if perf is not None else None
-        if png is not None:
-            found[model] = png
+    with progress("report: plots", len(data.models), unit="models") as advance:
+        for model in data.models:
+            perf = data.performance.get(model)
+            png = _plot(perf) if perf is not None else None
+            if png is not None:
+                found[model] = png
+            advance(1)
     return found
 
 

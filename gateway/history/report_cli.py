@@ -12,7 +12,7 @@ from gateway.errors import GatewayError
 from gateway.history.replay_cli import history_location
 from registry_sync.errors import HistoryStoreError, RegistryError
 from registry_sync.history.events import parse_time
-from registry_sync.progress import progress
+from registry_sync.logs import with_progress_lines
 
 __all__ = ["add_report"]
 
@@ -44,7 +44,7 @@ def add_report(sub: Any) -> None:
     p.add_argument("--journal", type=Path, help="the activation journal (default: beside)")
     p.add_argument("--format", choices=["md", "html"], default="md", help="md (default) or html")
     p.add_argument("--out", type=Path, default=Path("stageserve-report"), help="output folder")
-    p.set_defaults(handler=run_report)
+    p.set_defaults(handler=with_progress_lines(run_report))
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -65,17 +65,15 @@ def run_report(args: argparse.Namespace) -> int:
         raise GatewayError(f"--from/--to/--bucket: {exc}") from None
     reader = history_location(args.audit, args.journal)
     try:
-        with progress("report", None, unit="models") as advance:
-            data = gather(
-                reader,
-                since=since,
-                until=until,
-                models=args.model,
-                bucket_s=bucket,
-                assigned=_assigned(args.registry) if args.registry else None,
-            )
-            advance(len(data.models))
-            path = (render_html if args.format == "html" else render_markdown)(data, args.out)
+        data = gather(
+            reader,
+            since=since,
+            until=until,
+            models=args.model,
+            bucket_s=bucket,
+            assigned=_assigned(args.registry) if args.registry else None,
+        )
+        path = (render_html if args.format == "html" else render_markdown)(data, args.out)
     except (HistoryStoreError, RegistryError) as exc:
         raise GatewayError(str(exc)) from None
     finally:

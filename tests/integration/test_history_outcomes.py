@@ -215,6 +215,15 @@ def test_outcomes_import_from_a_file_and_the_report_shows_them(setup: Setup) -> 
             "--from", "2020-01-01T00:00:00Z",
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
+        # Off a terminal: progress as JSON lines (per model), nothing else on stderr.
+        progress = [json.loads(line) for line in made.stderr.splitlines()]
+        assert [(line["task"], line["event"]) for line in progress] == [
+            ("report: performance per model", "started"),
+            ("report: performance per model", "done"),
+            ("report: plots", "started"),
+            ("report: plots", "done"),
+        ]
+        assert progress[0]["total"] == progress[1]["models"] >= 2  # cost and gearbox
         text = (out / f"report.{fmt}").read_text()
         for v in expected:
             assert v["version"] in text
@@ -222,3 +231,35 @@ def test_outcomes_import_from_a_file_and_the_report_shows_them(setup: Setup) -> 
         assert "cost: shadow pairs on the same outcomes" in text
     assert (setup.root / "report-md" / "cost.png").read_bytes().startswith(b"\x89PNG")
     assert "data:image/png;base64," in (setup.root / "report-html" / "report.html").read_text()
+
+
+def test_report_on_a_terminal_draws_a_bar_per_model(setup: Setup) -> None:
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    assert setup.server.predict("cost", {"inputs": ROWS}).status == 200
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "report", "--model", "cost",
+             "--audit", str(setup.root / "audit.jsonl"), "--out", str(setup.root / "tty")],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=300,
+            check=False, env={k: v for k, v in os.environ.items() if k != "STAGESERVE_NO_PROGRESS"},
+        )  # fmt: skip
+        drawn = ""
+        while select.select([leader], [], [], 0.5)[0]:
+            drawn += os.read(leader, 65536).decode(errors="replace")
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert done.returncode == 0
+    assert done.stdout.strip().endswith("report.md")
+    # A bar that knows how many models there are (1 of 1), for the queries and the plots.
+    assert "report: performance per model:" in drawn and "1/1" in drawn, drawn
+    assert "report: plots:" in drawn
+    assert "{" not in drawn, "no JSON log lines on a terminal"

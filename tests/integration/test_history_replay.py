@@ -31,7 +31,19 @@ def _replay(audit: Path, registry: Path, *more: str) -> tuple[int, dict[str, Any
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.stdout, done.stderr
-    return done.returncode, json.loads(done.stdout)
+    report = json.loads(done.stdout)
+    # Off a terminal, progress is JSON lines on stderr: the replay's start, then (after each
+    # version's fetch and digest check) its end with the count of records.
+    progress = [
+        line
+        for line in map(json.loads, filter(None, done.stderr.splitlines()))
+        if line.get("logger") == "stageserve.progress"
+    ]
+    assert (progress[0]["task"], progress[0]["event"]) == ("replay", "started"), done.stderr
+    assert (progress[-1]["task"], progress[-1]["event"]) == ("replay", "done"), done.stderr
+    assert {line["task"].split()[0] for line in progress[1:-1]} <= {"fetch", "verify"}
+    assert progress[-1]["records"] == report["records"] and progress[-1]["duration_s"] >= 0
+    return done.returncode, report
 
 
 def _rewrite(audit: Path, change: Any) -> None:

@@ -37,6 +37,19 @@ def test_off_a_terminal_it_logs_start_and_end_with_the_size_and_duration(
     assert "%|" not in drawn and "B/s" not in drawn  # no bar drawn
 
 
+def test_a_count_of_things_is_logged_in_its_own_unit_not_as_bytes(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a TTY
+    caplog.set_level(logging.INFO, "stageserve.progress")
+    with progress("report: plots", 3, unit="models") as advance:
+        for _ in range(3):
+            advance(1)
+    start, end = (json.loads(JsonFormatter().format(r)) for r in caplog.records)
+    assert start["message"] == "report: plots: started (3 models)" and start["total"] == 3
+    assert end["models"] == 3 and "bytes" not in end and "total_bytes" not in start
+
+
 def test_work_that_fails_is_logged_as_failed_with_what_was_done(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
