@@ -45,10 +45,8 @@ _STATIC = {
 }
 
 
-# The live page's performance window unless the query names one, and the windows it offers:
-# (label, window, bucket).
+# The live page's performance window unless the query names one (the page links others).
 _LIVE_WINDOW_S = 86400.0
-_WINDOWS = (("1 h", "1h", "5m"), ("24 h", "24h", "1h"), ("7 d", "7d", "1d"), ("30 d", "30d", "1d"))
 
 
 def _page(html: str) -> Response[str]:
@@ -145,7 +143,6 @@ def ui_router(data: ConsoleData, *, access: Access | None = None) -> Router:
             list(data.pool.wanted_models()), since=since, until=until, bucket_s=bucket_s,
             may_read=may_read,
         )  # fmt: skip
-        context["windows"] = _WINDOWS
         return _page(renderer.render("live.html", **context))
 
     @get("/static/{name:str}", sync_to_thread=False)

@@ -48,8 +48,9 @@ def test_the_installed_wheel_imports_the_app_and_the_api(tmp_path: Path) -> None
     # From an empty folder, with only the installed copy on the path before site-packages.
     probe = (
         "import gateway.app, registry_sync.api, registry_sync.package.data as d; "
-        "from gateway.ui.render import Renderer; "
-        "assert 'stageserve' in Renderer().render('live.html', rows=[], window_s=1, shadows=[]); "
+        "from gateway.ui.render import Renderer; from gateway.ui.pages import PerformanceView; "
+        "assert 'stageserve' in Renderer().render('live.html', rows=[], window_s=1, shadows=[], "
+        "performance=PerformanceView(0, 1, 1, [], 'no history')); "
         "print(gateway.app.__file__); print(len(d.mtcars()))"
     )
     done = subprocess.run(
