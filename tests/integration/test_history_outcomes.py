@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.server import ROOT, ServerProcess, entry, wait_until, write_state
 from tests.models import example_rows, save_classifier_package, save_sklearn_package
+from tests.terminal import run_on_a_terminal
 
 pytestmark = pytest.mark.slow
 
@@ -234,29 +236,14 @@ def test_outcomes_import_from_a_file_and_the_report_shows_them(setup: Setup) -> 
 
 
 def test_report_on_a_terminal_draws_a_bar_per_model(setup: Setup) -> None:
-    import fcntl
-    import os
-    import pty
-    import select
-    import struct
-    import termios
-
     assert setup.server.predict("cost", {"inputs": ROWS}).status == 200
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "report", "--model", "cost",
-             "--audit", str(setup.root / "audit.jsonl"), "--out", str(setup.root / "tty")],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=300,
-            check=False, env={k: v for k, v in os.environ.items() if k != "STAGESERVE_NO_PROGRESS"},
-        )  # fmt: skip
-        drawn = ""
-        while select.select([leader], [], [], 0.5)[0]:
-            drawn += os.read(leader, 65536).decode(errors="replace")
-    finally:
-        os.close(leader)
-        os.close(follower)
+    done, drawn = run_on_a_terminal(
+        [sys.executable, "-m", "gateway.cli", "report", "--model", "cost",
+         "--audit", str(setup.root / "audit.jsonl"), "--out", str(setup.root / "tty")],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "STAGESERVE_NO_PROGRESS"},
+        timeout_s=300,
+    )  # fmt: skip
     assert done.returncode == 0
     assert done.stdout.strip().endswith("report.md")
     # A bar that knows how many models there are (1 of 1), for the queries and the plots.

@@ -16,6 +16,7 @@ import pytest
 from gateway.cli import main
 from registry_sync import api
 from tests.registry_packages import init_registry, write_package
+from tests.terminal import run_on_a_terminal
 
 STAGESERVE = Path(sys.executable).parent / "stageserve"
 
@@ -204,31 +205,9 @@ def test_register_off_a_terminal_logs_json_lines_with_sizes_and_durations(
 
 
 def test_register_on_a_terminal_draws_a_progress_bar(repo: Path, tmp_path: Path) -> None:
-    import fcntl
-    import os
-    import pty
-    import select
-    import struct
-    import termios
-
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    try:
-        done = subprocess.run(
-            [str(STAGESERVE), "registry", "register", "m", str(_big_package(tmp_path))],
-            cwd=repo,
-            stdout=subprocess.PIPE,
-            stderr=follower,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        drawn = ""
-        while select.select([leader], [], [], 0.5)[0]:
-            drawn += os.read(leader, 65536).decode(errors="replace")
-    finally:
-        os.close(leader)
-        os.close(follower)
+    done, drawn = run_on_a_terminal(
+        [str(STAGESERVE), "registry", "register", "m", str(_big_package(tmp_path))], cwd=repo
+    )
     assert done.returncode == 0
     assert "created tag m@v0.0.1" in done.stdout
     assert "verify m package:" in drawn and "/2.00M" in drawn, drawn
