@@ -4,8 +4,8 @@
 the only model served) and the stage `?stage=` (else the default stage), through the predict
 route like every predict request (validation, metrics, audit, shadow, version headers, and
 the one place per-request checks hook in: `PredictRoute.serve`). `GET /ping` and `/health` are
-200 once that model's stage has a loaded version (503 before), `GET /version` is stageserve's
-version.
+200 once that model's stage has a loaded version (503 before; with access control, a
+`?model=` needs the `read` action), `GET /version` is stageserve's version.
 """
 
 from __future__ import annotations
@@ -68,6 +68,11 @@ def mlflow_routes(
     def ping(request: Request[Any, Any, Any]) -> Response[bytes]:
         query = request.scope["query_string"]
         model = model_of(query)
+        if predict.access is not None and query_value(query, "model"):
+            # A named model's readiness tells whether it exists: only to callers that may
+            # read it (plain /ping stays an open probe).
+            principal = predict.access.authenticate_headers(request.scope["headers"])
+            predict.access.check(principal, "read", model, stage_of(query), pool.wanted_models)
         if model:
             ready = stage_of(query) in pool.routes.get(model, {})
         else:

@@ -19,6 +19,7 @@ from registry_sync.logs import configure_logging
 from registry_sync.sync.http_server import Health, start_sync_http_server
 from registry_sync.sync.loop import SyncLoop
 from registry_sync.sync.metrics import SyncMetrics
+from registry_sync.sync.metrics_tokens import MetricsTokens
 from registry_sync.sync.past import RegistryPastPackages, serve_requests
 from registry_sync.sync.settings import SyncSettings, history_requests_dir, load_sync_settings
 from registry_sync.sync.setup import build_loop
@@ -110,6 +111,13 @@ def add_commands(sub: Any) -> None:
         dest="sync_metrics_host",
         help="address for --metrics-port (default 127.0.0.1; env STAGESERVE_SYNC_METRICS_HOST)",
     )
+    p.add_argument(
+        "--metrics-tokens-file",
+        dest="sync_metrics_tokens_file",
+        metavar="FILE",
+        help="/metrics needs a bearer token whose sha256 this file lists (env "
+        "STAGESERVE_SYNC_METRICS_TOKENS_FILE)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -125,6 +133,7 @@ _FLAGS = (
     "log_level",
     "sync_metrics_port",
     "sync_metrics_host",
+    "sync_metrics_tokens_file",
 )
 
 
@@ -136,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
     if not settings.cache_dir:
         raise SettingsError("cache_dir", "sync", "required: --cache or STAGESERVE_CACHE_DIR")
     configure_logging(settings.log_level)
+    # Read before anything starts: a missing or broken token file stops the sync, never
+    # leaves /metrics open (`--once` serves no metrics: the init container needs no file).
+    tokens = None
+    if settings.sync_metrics_tokens_file and not args.once:
+        tokens = MetricsTokens(settings.sync_metrics_tokens_file)
     cache = Path(settings.cache_dir)
     registry = CollectorRegistry()
     loop = build_loop(
@@ -161,7 +175,11 @@ def run(args: argparse.Namespace) -> int:
         return _run_once(loop, cache)
     if settings.sync_metrics_port is not None:
         start_sync_http_server(
-            settings.sync_metrics_host, settings.sync_metrics_port, registry, _health(loop)
+            settings.sync_metrics_host,
+            settings.sync_metrics_port,
+            registry,
+            _health(loop),
+            tokens,
         )
     return asyncio.run(_run_forever(loop, history_requests_dir(settings, cache), settings))
 

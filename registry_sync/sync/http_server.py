@@ -3,7 +3,9 @@
 `/healthz` answers 200 while the sync loop keeps starting and finishing polls (a registry
 outage is not a failure: the loop keeps polling, with backoff) and 503 once it is stuck (a
 hung fetch), so the kubelet restarts the container. There is no readiness: the sidecar never
-takes traffic, and a pod must not turn unready because the registry is away.
+takes traffic, and a pod must not turn unready because the registry is away. With
+`sync_metrics_tokens_file`, `/metrics` needs `Authorization: Bearer <token>` (401 otherwise),
+as the gateway's does with `metrics_auth`; `/healthz` stays open for the kubelet.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.registry import CollectorRegistry
 
 from registry_sync.sync.exposition import WithoutCreated
+from registry_sync.sync.metrics_tokens import MetricsTokens
 
 __all__ = ["Health", "start_sync_http_server"]
 
@@ -36,7 +39,12 @@ class _QuietHandler(WSGIRequestHandler):
         """Probes and scrapes every few seconds would flood the JSON log."""
 
 
-def _app(registry: CollectorRegistry, health: Health) -> Callable[..., Iterable[bytes]]:
+_UNAUTHORIZED = b'{"error": {"code": "unauthorized", "message": "a bearer token is required"}}'
+
+
+def _app(
+    registry: CollectorRegistry, health: Health, tokens: MetricsTokens | None = None
+) -> Callable[..., Iterable[bytes]]:
     metrics = make_wsgi_app(WithoutCreated(registry))
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -50,6 +58,16 @@ def _app(registry: CollectorRegistry, health: Health) -> Callable[..., Iterable[
             )
             return [body]
         if path == "/metrics":
+            if tokens is not None and not tokens.accepts(environ.get("HTTP_AUTHORIZATION")):
+                start_response(
+                    "401 Unauthorized",
+                    [
+                        ("Content-Type", "application/json"),
+                        ("Content-Length", str(len(_UNAUTHORIZED))),
+                        ("WWW-Authenticate", 'Bearer realm="stageserve-sync"'),
+                    ],
+                )
+                return [_UNAUTHORIZED]
             result: Iterable[bytes] = metrics(environ, start_response)
             return result
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
@@ -59,9 +77,13 @@ def _app(registry: CollectorRegistry, health: Health) -> Callable[..., Iterable[
 
 
 def start_sync_http_server(
-    host: str, port: int, registry: CollectorRegistry, health: Health
+    host: str,
+    port: int,
+    registry: CollectorRegistry,
+    health: Health,
+    tokens: MetricsTokens | None = None,
 ) -> WSGIServer:
-    """Serve in a daemon thread; `shutdown()` stops it."""
-    server = make_server(host, port, _app(registry, health), _Server, _QuietHandler)
+    """Serve in a daemon thread; `shutdown()` stops it. `tokens`: what /metrics accepts."""
+    server = make_server(host, port, _app(registry, health, tokens), _Server, _QuietHandler)
     threading.Thread(target=server.serve_forever, name="sync-http", daemon=True).start()
     return server

@@ -58,6 +58,10 @@ class SyncSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     gateway's /metrics)."""
     sync_metrics_host: str = "127.0.0.1"
     """`sync` only: the address for `sync_metrics_port`."""
+    sync_metrics_tokens_file: str | None = None
+    """`sync` only: /metrics on `sync_metrics_port` needs `Authorization: Bearer <token>`, a
+    token whose sha256 this file lists (one per line; `sha256sum` output; a mounted Secret,
+    re-read when it changes). /healthz stays open."""
     history_requests_dir: str | None = None
     """Sidecar mode: the folder (shared by both containers, writable by both) where the
     gateway asks the sync for packages of past versions (`?as_of=` requests); default

@@ -187,7 +187,8 @@ class ServerProcess:
             resp = conn.getresponse()
             raw = resp.read()
             ctype = resp.getheader("content-type") or ""
-            parsed: Any = json.loads(raw) if raw and "json" in ctype else raw.decode()
+            # MLflow's /ping answers a bare newline as application/json.
+            parsed: Any = json.loads(raw) if raw.strip() and "json" in ctype else raw.decode()
             return Served(resp.status, {k.lower(): v for k, v in resp.getheaders()}, parsed)
         finally:
             conn.close()

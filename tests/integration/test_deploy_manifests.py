@@ -313,11 +313,16 @@ def test_prod_turns_on_access_control_and_signed_promotion_with_keys_from_secret
         else:
             assert "trust" not in mounts
     (monitor,) = by_kind(docs, "ServiceMonitor")
-    bearer = monitor["spec"]["endpoints"][0]["authorization"]
-    assert bearer == {
-        "type": "Bearer",
-        "credentials": {"name": "stageserve-metrics-token", "key": "token"},
-    }
+    for endpoint in monitor["spec"]["endpoints"]:  # the gateway's and the sync sidecar's
+        assert endpoint["authorization"] == {
+            "type": "Bearer",
+            "credentials": {"name": "stageserve-metrics-token", "key": "token"},
+        }, endpoint["port"]
+    # The sidecar's /metrics checks the scrape token against the hashes in its own Secret.
+    assert settings["sync_metrics_tokens_file"].startswith("/etc/stageserve-sync-metrics/")
+    assert volumes["sync-metrics"]["secret"]["secretName"] == "stageserve-sync-metrics"
+    sync = next(c for c in pod_containers(docs) if c.name == "sync")
+    assert "sync-metrics" in {m["name"] for m in sync.spec["volumeMounts"]}
     # dev keeps auth and signing off, like `make demo`.
     dev = {
         m["metadata"]["name"].rsplit("-", 1)[0]: m["data"]

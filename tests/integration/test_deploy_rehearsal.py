@@ -8,6 +8,7 @@ the metrics the alert rules read, and a swap by reassignment are checked on that
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -170,6 +171,9 @@ def pod(
         local.volumes["access"] / "api-keys.yaml",
         {API_KEY: ("rehearsal", ["predict-prod", "monitoring"])},
     )
+    # The sidecar's /metrics takes the same scrape token: its Secret holds the sha256 only.
+    digest = hashlib.sha256(API_KEY.encode()).hexdigest()
+    (local.volumes["sync-metrics"] / "tokens").write_text(f"{digest}  -\n")
     # The overlay's url, pointed at the test's; the Secret stageserve-postgres's url, at the
     # test's PostgreSQL (secretKeyRef values are not in the rendered manifests).
     database = postgres.database()
@@ -242,6 +246,8 @@ def test_the_sync_sidecars_probes_answer_on_the_port_the_manifest_names(pod: Pod
         assert status == 200, f"{probe} {get['path']}: {status} {body!r}"
         assert json.loads(body)["status"] == "ok"
         assert "secret" not in body.decode().lower()
+    # Its /metrics needs the scrape token in prod, as the gateway's does.
+    assert _get(pod.port_of("sync", "sync-metrics"), "/metrics")[0] == 401
 
 
 def _exported(port: int) -> set[str]:

@@ -96,6 +96,7 @@ def test_access_control_end_to_end(tmp_path: Path) -> None:
 
         _check_refusals(server, key)
         _check_reads_and_metrics(server, key)
+        _check_ping(server, key)
         _check_rotation(server, keys, key)
     _check_audit(tmp_path / "audit.jsonl")
 
@@ -131,6 +132,21 @@ def _check_reads_and_metrics(server: ServerProcess, key: dict[str, str]) -> None
     text = scraped.body
     assert 'stageserve_client_requests_total{client="pricing-svc",model="cost_predictor"}' in (text)
     assert 'client="billing-app",model="cost_predictor"' in text
+
+
+def _check_ping(server: ServerProcess, key: dict[str, str]) -> None:
+    # Plain /ping is a probe; a named model's readiness tells that it exists, so it needs
+    # `read`: an anonymous caller cannot tell churn_model (served) from a model that is not.
+    assert server.get("/ping").status == 200
+    anonymous = [server.get(f"/ping?model={m}").status for m in ("churn_model", "no_such")]
+    assert anonymous == [401, 401]
+    hidden = server.request("GET", "/ping?model=churn_model", None, key)
+    absent = server.request("GET", "/ping?model=no_such", None, key)
+    assert hidden.status == absent.status == 404
+    assert hidden.body["error"]["details"] == absent.body["error"]["details"]
+    assert server.request("GET", "/ping?model=cost_predictor&stage=dev", None, key).status == 403
+    assert server.request("GET", "/ping?model=cost_predictor", None, key).status == 200
+    assert server.request("GET", "/health?model=cost_predictor", None, key).status == 200
 
 
 def _check_rotation(server: ServerProcess, keys: Path, key: dict[str, str]) -> None:
