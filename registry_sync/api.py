@@ -96,17 +96,28 @@ def assign(
 
 
 def unassign(
-    name: str, stage: str, *, version: str | None = None, registry: Location = "."
+    name: str,
+    stage: str,
+    *,
+    version: str | None = None,
+    registry: Location = ".",
+    sign: Signing | None = None,
 ) -> list[TagWritten]:
-    return open_registry(registry).unassign(name, stage, version)
+    return open_registry(registry).unassign(name, stage, version, sign=sign)
 
 
-def deregister(name: str, version: str, *, registry: Location = ".") -> TagWritten:
-    return open_registry(registry).deregister(name, version)
+def deregister(
+    name: str, version: str, *, registry: Location = ".", sign: Signing | None = None
+) -> TagWritten:
+    """Withdraw a version; in a stage a trust policy protects, only a signed tag counts."""
+    return open_registry(registry).deregister(name, version, sign=sign)
 
 
-def deprecate(name: str, *, registry: Location = ".") -> TagWritten | None:
-    return open_registry(registry).deprecate(name)
+def deprecate(
+    name: str, *, registry: Location = ".", sign: Signing | None = None
+) -> TagWritten | None:
+    """Deprecate a model; while it serves a protected stage, only a signed tag counts."""
+    return open_registry(registry).deprecate(name, sign=sign)
 
 
 def which(

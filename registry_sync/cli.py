@@ -78,11 +78,11 @@ def add_commands(sub: Any) -> None:
     cmd.add_argument("stage", metavar="STAGE", help="the stage, e.g. prod")
     cmd.add_argument("--version", help="only drop this version from the stage")
 
-    cmd = add("deregister", _deregister, "withdraw a version (tag NAME@vX.Y.Z!)", as_json)
+    cmd = add("deregister", _deregister, "withdraw a version (tag NAME@vX.Y.Z!)", as_json, signing)
     cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
     cmd.add_argument("--version", required=True, help="the version to withdraw, vX.Y.Z")
 
-    cmd = add("deprecate", _deprecate, "deprecate a model (tag NAME@deprecated)", as_json)
+    cmd = add("deprecate", _deprecate, "deprecate a model (tag NAME@deprecated)", as_json, signing)
     cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
 
     cmd = add("list", _list, "every model, its latest version and its stages", as_json)
@@ -90,7 +90,9 @@ def add_commands(sub: Any) -> None:
     cmd.add_argument("--search", help="only models whose name or description contains TEXT")
     cmd.add_argument("--deprecated", action="store_true", help="include deprecated models")
 
-    cmd = add("show", _show, "versions, stages, card and signature of a model", as_json)
+    cmd = add(
+        "show", _show, "versions, stages (who assigned and signed), card, signature", as_json, trust
+    )
     cmd.add_argument("name", metavar="NAME", help="the model (artifact) name, e.g. cost_predictor")
 
     # An MLflow registry's stage history is the one its sync recorded in its cache.
@@ -117,7 +119,14 @@ def add_commands(sub: Any) -> None:
         help="ISO 8601 time (no zone means UTC): answer over the events before it",
     )
 
-    cmd = add("history", _history, "every registry event of a model, oldest first", as_json, cache)
+    cmd = add(
+        "history",
+        _history,
+        "every registry event of a model, oldest first, with who signed it",
+        as_json,
+        cache,
+        trust,
+    )
     cmd.add_argument("name", metavar="NAME", nargs="?", help="only this model (default: all)")
 
     cmd = add(
@@ -172,14 +181,19 @@ def _signing(args: argparse.Namespace) -> Signing | None:
     return Signing(key=args.signing_key, format=args.signing_format)
 
 
-def _trusted(args: argparse.Namespace) -> GitRegistry:
-    """The registry with the settings' trust policy applied (errors when there is none)."""
+def _trusted(args: argparse.Namespace, *, required: bool = True) -> GitRegistry:
+    """The registry with the settings' trust policy applied (errors when there is none,
+    unless not `required`: then the registry as it is)."""
     from registry_sync.errors import SettingsError
     from registry_sync.registry.trust import TagTrust, TrustPolicy
     from registry_sync.sync.settings import load_sync_settings
 
+    if not required and not (args.config or os.environ.get("STAGESERVE_CONFIG")):
+        return _open(args)
     settings = load_sync_settings(environ=os.environ, config_file=args.config)
     if not settings.trust_policy:
+        if not required:
+            return _open(args)
         raise SettingsError(
             "trust_policy", "the settings", "none given (--config FILE or STAGESERVE_CONFIG)"
         )
@@ -300,12 +314,12 @@ def _unassign(args: argparse.Namespace) -> int:
 
 
 def _deregister(args: argparse.Namespace) -> int:
-    written = _open(args).deregister(args.name, args.version)
+    written = _open(args).deregister(args.name, args.version, sign=_signing(args))
     return _emit(args, written, cli_format.format_written([written]))
 
 
 def _deprecate(args: argparse.Namespace) -> int:
-    written = _open(args).deprecate(args.name)
+    written = _open(args).deprecate(args.name, sign=_signing(args))
     human = cli_format.format_written([written]) if written else f"{args.name} is deprecated"
     return _emit(args, written, human)
 
@@ -318,7 +332,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    detail = _open(args).show(args.name)
+    detail = _trusted(args, required=False).show(args.name)
     return _emit(args, detail, cli_format.format_detail(detail))
 
 
@@ -334,7 +348,10 @@ def _which(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     mlflow = _open_mlflow(args)
-    events = mlflow.stage_history(args.name) if mlflow else _open(args).history(args.name)
+    if mlflow is not None:
+        events = mlflow.stage_history(args.name)
+    else:
+        events = _trusted(args, required=False).history(args.name)
     return _emit(args, events, cli_format.format_history(events))
 
 

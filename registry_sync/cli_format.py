@@ -10,6 +10,7 @@ from registry_sync.registry.views import (
     ModelDetail,
     ModelSummary,
     StageResolution,
+    TagSignature,
     TagWritten,
 )
 
@@ -77,6 +78,14 @@ def format_detail(detail: ModelDetail) -> str:
         for v in detail.versions
     ]
     parts.append(table(["VERSION", "ACTIVE", "STAGES", "REGISTERED", "COMMIT"], rows))
+    if detail.assignments:
+        rows = [
+            [a.stage, a.version, a.tag, a.assigned_at, a.author, _signed(a.signed, a.signature)]
+            for a in detail.assignments
+        ]
+        parts.append(table(["STAGE", "VERSION", "TAG", "ASSIGNED", "BY", "SIGNATURE"], rows))
+    if detail.untrusted:
+        parts.append("\n".join(f"not followed: {u.describe()}" for u in detail.untrusted))
     if detail.signature is not None:
         sig = [
             ["input", c.name, c.type, "yes" if c.required else "no"]
@@ -97,10 +106,19 @@ def format_which(found: StageResolution) -> str:
 
 def format_history(events: Sequence[HistoryEvent]) -> str:
     rows = [
-        [e.time, e.model, e.event, e.version or "", e.stage or "", e.commit[:7], e.tag]
+        [e.time, e.model, e.event, e.version or "", e.stage or "", e.commit[:7], e.tag,
+         e.author, _signed(e.signed, e.signature)]
         for e in events
-    ]
-    return table(["TIME", "MODEL", "EVENT", "VERSION", "STAGE", "COMMIT", "TAG"], rows)
+    ]  # fmt: skip
+    headers = ["TIME", "MODEL", "EVENT", "VERSION", "STAGE", "COMMIT", "TAG", "BY", "SIGNATURE"]
+    return table(headers, rows)
+
+
+def _signed(signed: bool, signature: TagSignature | None) -> str:
+    """What the trust policy says of a tag's signature, else only whether it has one."""
+    if signature is not None:
+        return signature.describe()
+    return "signed (not checked)" if signed else ""
 
 
 def format_written(written: Sequence[TagWritten]) -> str:

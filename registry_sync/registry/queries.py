@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from registry_sync.errors import ManifestError, NoVersionInStageError
-from registry_sync.registry.events import PRIORITY, ArtifactState, VersionState
+from registry_sync.registry.events import PRIORITY, ArtifactState, Event, VersionState
 from registry_sync.registry.gto_tags import TagKind
 from registry_sync.registry.repository import RegistryRepo, RegistryView
 from registry_sync.registry.views import (
@@ -15,7 +15,9 @@ from registry_sync.registry.views import (
     ModelSummary,
     RefusedAssignment,
     ResolvedStage,
+    StageAssignment,
     StageResolution,
+    TagSignature,
     VersionInfo,
     iso_time,
 )
@@ -99,7 +101,45 @@ def show(reg: RegistryRepo, name: str) -> ModelDetail:
         format=manifest.format if manifest else None,
         card=manifest.card if manifest else None,
         signature=manifest.signature if manifest else None,
+        assignments=_assignments(view, art),
+        untrusted=refused_assignments(reg, models=[name]) if reg.trust is not None else [],
     )
+
+
+def _assignments(view: RegistryView, art: ArtifactState) -> list[StageAssignment]:
+    """The assignment tag each stage follows (under a trust policy: the trusted one)."""
+    signed = {tag.name: tag.signed for tag in view.tags}
+    found = []
+    for stage in art.stages():
+        version = art.resolve(stage)
+        assigns = [e for e in (version.stages.get(stage, []) if version else []) if e.tag]
+        assigns = [e for e in assigns if e.kind == TagKind.ASSIGN]
+        if version is None or not assigns:
+            continue
+        event = max(assigns, key=lambda e: e.time)
+        found.append(
+            StageAssignment(
+                stage=stage,
+                version=version.version,
+                tag=event.tag or "",
+                assigned_at=iso_time(event.time),
+                author=event.author,
+                author_email=event.author_email,
+                signed=signed.get(event.tag or "", False),
+                signature=_signature(view, event),
+            )
+        )
+    return found
+
+
+def _signature(view: RegistryView, event: Event) -> TagSignature | None:
+    """What the event's tag signature proves under the view's trust policy (None: the
+    policy does not apply to it, or there is none)."""
+    check = view.checks.get(event.tag or "")
+    if check is None:
+        return None
+    who = f"{check.signer} ({check.key})" if check.signer and check.key else check.key
+    return TagSignature(status=check.status, signed_by=who or check.signer, reason=check.reason)
 
 
 def which(reg: RegistryRepo, name: str, stage: str, *, at: float | None = None) -> StageResolution:
@@ -136,8 +176,12 @@ def signer_of(view: RegistryView, version: VersionState, stage: str) -> str | No
 
 
 def history(reg: RegistryRepo, name: str | None = None) -> list[HistoryEvent]:
-    """Every tag event, oldest first (gto history's order: time, then event priority)."""
-    view = reg.view()
+    """Every tag event, oldest first (gto history's order: time, then event priority), with
+    whether its tag is signed; under a trust policy, also what each signature proves where
+    the policy applies (refused tags are listed too: they are history)."""
+    view = reg.view(trusted=False)
+    checked = reg.view() if reg.trust is not None else view
+    signed = {tag.name: tag.signed for tag in view.tags}
     if name is not None:
         view.artifact(name)
     state = view.state
@@ -163,6 +207,8 @@ def history(reg: RegistryRepo, name: str | None = None) -> list[HistoryEvent]:
             author=e.author,
             author_email=e.author_email,
             message=e.message,
+            signed=signed.get(e.tag or "", False),
+            signature=_signature(checked, e),
         )
         for e in events
     ]
@@ -196,7 +242,9 @@ def refused_assignments(
     reg: RegistryRepo, *, stages: Sequence[str] | None = None, models: Sequence[str] | None = None
 ) -> list[RefusedAssignment]:
     """Stage tags of protected stages not followed for want of a trusted signature, that
-    would otherwise have changed what serves (newer than the newest trusted stage event)."""
+    would otherwise have changed what serves (newer than the newest trusted stage event),
+    and deregistrations and deprecations that would have taken a protected stage's version
+    out of service."""
     view = reg.view()
     found = []
     for event, check in view.refused:
@@ -207,15 +255,23 @@ def refused_assignments(
             continue
         art = view.state.get(event.model)
         trusted = [e.time for v in (art.versions if art else []) for e in v.stages.get(stage, [])]
-        if trusted and event.time < max(trusted):
-            continue  # superseded by a trusted event anyway
+        withdrawal = event.kind in (TagKind.DEREGISTER, TagKind.DEPRECATE)
+        if trusted and event.time < max(trusted) and not withdrawal:
+            # Superseded by a trusted stage event anyway (a withdrawal is only refused while
+            # it would take what serves out of service, so it is never superseded).
+            continue
         serving = art.resolve(stage) if art else None
         found.append(
             RefusedAssignment(
                 model=event.model,
                 stage=stage,
                 tag=event.tag or "",
-                version=_version_at(view, event.model, event.commit),
+                event=event.kind,
+                version=(
+                    serving.version
+                    if event.kind == TagKind.DEPRECATE and serving
+                    else event.version or _version_at(view, event.model, event.commit)
+                ),
                 time=iso_time(event.time),
                 status=check.status,
                 reason=check.reason,

@@ -46,8 +46,10 @@ class RegistryView:
     head: str | None
     artifacts: dict[str, dict[str, Any]]  # artifacts.yaml at HEAD
     state: dict[str, ArtifactState]
-    # With a trust policy: the check of every stage tag in a protected stage, by tag name,
-    # and the events left out of `state` because their signature is not trusted.
+    # With a trust policy: the check of every stage tag in a protected stage (and of every
+    # withdrawal of what serves one), by tag name, and the events left out of `state`
+    # because their signature is not trusted (a withdrawal: a copy naming the stage it
+    # would have emptied).
     checks: dict[str, SignatureCheck] = field(default_factory=dict)
     refused: list[tuple[Event, SignatureCheck]] = field(default_factory=list)
     # Tags whose object is missing: left out of everything above, reported by their readers.
@@ -103,15 +105,15 @@ class RegistryRepo:
 
     # -- reading the repository -------------------------------------------------------------
 
-    def view(self, *, at: int | None = None) -> RegistryView:
+    def view(self, *, at: int | None = None, trusted: bool = True) -> RegistryView:
+        """The registry as of `at`; with `trusted=False`, as gto reads it even under a trust
+        policy (every event counts, nothing is checked)."""
         listing = self.git.tag_listing()
         tags = listing.records
         _warn_once(self.display_location, listing.dangling)
         events = [event for tag in tags if (event := _event(tag)) is not None]
         checks: dict[str, SignatureCheck] = {}
         refused: list[tuple[Event, SignatureCheck]] = []
-        if self.trust is not None:
-            events = self._trusted(events, {t.name: t for t in tags}, checks, refused)
         commit_times = {tag.commit: tag.commit_time for tag in tags}
         # As of `at`, HEAD was the newest commit no later than `at` (gto reads HEAD's
         # artifacts.yaml); after that, `at` only filters events by time.
@@ -120,6 +122,12 @@ class RegistryRepo:
         head_info = None
         if head is not None:
             head_info = (head, self.git.commit_time(head), frozenset(artifacts))
+        if self.trust is not None and trusted:
+            by_name = {t.name: t for t in tags}
+            events = self._trusted(events, by_name, checks, refused)
+            without = [e for e in events if e.kind not in _WITHDRAWALS]
+            serving = fold(without, commit_times, head=head_info, at=at)
+            events = self._trusted_withdrawals(events, serving, by_name, checks, refused)
         state = fold(events, commit_times, head=head_info, at=at)
         return RegistryView(tags, events, head, artifacts, state, checks, refused, listing.dangling)
 
@@ -145,6 +153,47 @@ class RegistryRepo:
                 kept.append(event)
             else:
                 refused.append((event, check))
+        return kept
+
+    def _trusted_withdrawals(
+        self,
+        events: list[Event],
+        serving: dict[str, ArtifactState],
+        tags: dict[str, TagRecord],
+        checks: dict[str, SignatureCheck],
+        refused: list[tuple[Event, SignatureCheck]],
+    ) -> list[Event]:
+        """The events that count: a deregistration of a version that serves a protected
+        stage, or a deprecation of a model that serves one, only when trusted there.
+
+        `serving` is the state without any withdrawal, so a withdrawal is judged by what it
+        would take out of service: withdrawing a version no protected stage serves needs no
+        signature, and an unsigned deregistration cannot pre-empt a signed assignment either.
+        """
+        assert self.trust is not None
+        kept = []
+        for event in events:
+            art = serving.get(event.model)
+            if event.kind not in _WITHDRAWALS or event.tag is None or art is None:
+                kept.append(event)
+                continue
+            refusals = []  # one per protected stage it would empty without a trusted signature
+            for stage in art.stages():
+                found = art.resolve(stage)
+                rule = self.trust.rule_for(event.model, stage)
+                if found is None or rule is None:
+                    continue
+                if event.kind == TagKind.DEREGISTER and (
+                    found.version != event.version or found.commit != event.commit
+                ):
+                    continue
+                check = checks[event.tag] = self.trust.check(tags[event.tag], rule)
+                if not check.trusted:
+                    refusals.append((msgspec.structs.replace(event, stage=stage), check))
+            if refusals:
+                refused.extend(refusals)
+            else:
+                kept.append(event)
         return kept
 
     def artifacts_at(self, commit: str) -> dict[str, dict[str, Any]]:
@@ -213,6 +262,9 @@ class RegistryRepo:
         complete_package(dest)
         return dest
 
+
+# Tags that take what serves out of service without naming a stage.
+_WITHDRAWALS = (TagKind.DEREGISTER, TagKind.DEPRECATE)
 
 # (registry, tag, object) already warned about: a sync reads the registry every poll.
 _WARNED: set[tuple[str, str, str]] = set()

@@ -14,7 +14,9 @@ __all__ = [
     "ModelSummary",
     "RefusedAssignment",
     "ResolvedStage",
+    "StageAssignment",
     "StageResolution",
+    "TagSignature",
     "TagWritten",
     "VersionInfo",
     "iso_time",
@@ -45,7 +47,8 @@ class ResolvedStage(msgspec.Struct, frozen=True):
 
 
 class RefusedAssignment(msgspec.Struct, frozen=True, kw_only=True):
-    """A stage tag of a protected stage that is not followed: its signature is not trusted."""
+    """A tag not followed because its signature is not trusted: a stage tag of a protected
+    stage, or a deregistration/deprecation that would have emptied one (`stage`)."""
 
     model: str
     stage: str
@@ -54,6 +57,8 @@ class RefusedAssignment(msgspec.Struct, frozen=True, kw_only=True):
     time: str
     status: str  # unsigned, untrusted
     reason: str
+    # The tag's event: assignment, unassignment, deregistration, deprecation.
+    event: str = "assignment"
     # The version the stage serves instead (None: nothing trusted), and who signed that.
     serving: str | None = None
     serving_signed_by: str | None = None
@@ -65,6 +70,8 @@ class RefusedAssignment(msgspec.Struct, frozen=True, kw_only=True):
             else "; no trusted assignment"
         )
         what = f"{self.tag} ({self.version})" if self.version else self.tag
+        if self.event in ("deregistration", "deprecation"):
+            what = f"{self.event} {what}"
         return f"{what} not followed: {self.status}: {self.reason}{instead}"
 
 
@@ -92,6 +99,10 @@ class ModelDetail(msgspec.Struct, frozen=True, kw_only=True):
     format: str | None = None
     card: ModelCard | None = None
     signature: Signature | None = None
+    # Per stage, the assignment it follows (tagger, signature); under a trust policy, also
+    # the tags of this model the policy refused.
+    assignments: list[StageAssignment] = []
+    untrusted: list[RefusedAssignment] = []
 
 
 class StageResolution(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +129,38 @@ class HistoryEvent(msgspec.Struct, frozen=True, kw_only=True):
     author: str = ""
     author_email: str = ""
     message: str = ""
+    # Whether the tag carries a signature, and, under a trust policy, what it proves.
+    signed: bool = False
+    signature: TagSignature | None = None
+
+
+class TagSignature(msgspec.Struct, frozen=True, kw_only=True):
+    """A tag's signature checked under the trust policy (only where the policy applies: a
+    stage tag of a protected stage, or a withdrawal of what serves one)."""
+
+    status: str  # trusted, untrusted, unsigned
+    signed_by: str | None = None
+    """Who signed: the allowed_signers principal or OpenPGP user id, and the key."""
+    reason: str = ""
+
+    def describe(self) -> str:
+        if self.status == "trusted":
+            return f"verified: {self.signed_by}"
+        who = f" by {self.signed_by}" if self.signed_by else ""
+        return f"{self.status}{who}: {self.reason}" if self.reason else f"{self.status}{who}"
+
+
+class StageAssignment(msgspec.Struct, frozen=True, kw_only=True):
+    """The assignment a stage follows now: which tag, who tagged it and who signed it."""
+
+    stage: str
+    version: str
+    tag: str
+    assigned_at: str
+    author: str = ""
+    author_email: str = ""
+    signed: bool = False
+    signature: TagSignature | None = None
 
 
 def iso_time(unix_s: int) -> str:

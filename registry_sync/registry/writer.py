@@ -230,8 +230,11 @@ def unassign(
     return written
 
 
-def deregister(reg: RegistryRepo, name: str, version: str) -> TagWritten:
-    """Tag NAME@vX.Y.Z! : the version serves no stage any more."""
+def deregister(
+    reg: RegistryRepo, name: str, version: str, *, sign: Signing | None = None
+) -> TagWritten:
+    """Tag NAME@vX.Y.Z! : the version serves no stage any more (signed with `sign`: what a
+    trust policy needs when the version serves a protected stage)."""
     check_name(name)
     check_version(version)
     reg.refresh()
@@ -251,12 +254,13 @@ def deregister(reg: RegistryRepo, name: str, version: str) -> TagWritten:
         )
     message = tag_message(TagKind.DEREGISTER, name, version=version)
     return publish_tag(
-        reg, name=name, tag=tag, commit=target.commit, message=message, version=version
+        reg, name=name, tag=tag, commit=target.commit, message=message, version=version, sign=sign
     )
 
 
-def deprecate(reg: RegistryRepo, name: str) -> TagWritten | None:
-    """Tag NAME@deprecated (None when it already is). The model's entry leaves artifacts.yaml
+def deprecate(reg: RegistryRepo, name: str, *, sign: Signing | None = None) -> TagWritten | None:
+    """Tag NAME@deprecated (None when it already is; signed with `sign`: what a trust policy
+    needs when the model serves a protected stage). The model's entry leaves artifacts.yaml
     (the rest of the file stays as written): gto 1.10 counts any later commit that still lists
     it as activity that revives the model, so a kept entry would be undone by the next
     unrelated registry write. The entry stays in git history."""
@@ -279,7 +283,9 @@ def deprecate(reg: RegistryRepo, name: str) -> TagWritten | None:
     # A deprecation tied with any other event of the model does not count for gto.
     after = newest_event_time(art)
     if name not in view.artifacts:
-        return publish_tag(reg, name=name, tag=tag, commit=target, message=message, after=after)
+        return publish_tag(
+            reg, name=name, tag=tag, commit=target, message=message, after=after, sign=sign
+        )
     branch = current_branch(reg)
     assert view.head is not None  # the model is listed in artifacts.yaml at HEAD
     artifacts = remove_entry(
@@ -305,6 +311,7 @@ def deprecate(reg: RegistryRepo, name: str) -> TagWritten | None:
         old=view.head,
         paths=[ARTIFACTS_FILE],
         after=after,
+        sign=sign,
     )
 
 

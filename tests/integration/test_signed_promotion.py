@@ -94,6 +94,8 @@ def test_only_signed_assignments_to_prod_are_followed_and_refusals_show_everywhe
             "the signed promotion to serve",
         )
         assert refused() == []  # superseded by a trusted assignment
+
+        _check_unsigned_deregistration(server, repo)
         logs = server.logs()
     assert "not followed: unsigned" in logs
     journal = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
@@ -110,3 +112,37 @@ def test_only_signed_assignments_to_prod_are_followed_and_refusals_show_everywhe
     assert f"{MODEL}#prod#2: unsigned" in check.stdout
     assert "not an allowed signer" in check.stdout
     assert _cli("check", "--registry", repo).returncode == 0
+    _check_show_and_history(repo, config)
+
+
+def _check_unsigned_deregistration(server: ServerProcess, repo: str) -> None:
+    """Deregistering prod's version takes it out of service as surely as an assignment
+    puts one in: unsigned, it is refused and reported, and v1.2.0 keeps serving."""
+
+    def refused() -> list[dict[str, object]]:
+        return server.get(f"/models/{MODEL}").body["sync"]["untrusted"]  # type: ignore[no-any-return]
+
+    withdrawn = _cli("deregister", MODEL, "--version", "v1.2.0", "--registry", repo)
+    assert withdrawn.returncode == 0, withdrawn.stderr
+    wait_until(lambda: len(refused()) == 1, 30, "the refused deregistration in /models")
+    (dereg,) = refused()
+    assert (dereg["event"], dereg["version"], dereg["status"]) == (
+        "deregistration", "v1.2.0", "unsigned",
+    )  # fmt: skip
+    answer = server.predict(MODEL, {"inputs": example_rows(1)})
+    assert answer.headers["x-model-version"] == "v1.2.0"
+
+
+def _check_show_and_history(repo: str, config: Path) -> None:
+    # Who signed what, and whether it verified, in `registry show` and `history`.
+    show = _cli("show", MODEL, "--registry", repo, "--config", str(config))
+    assert show.returncode == 0, show.stderr
+    (prod_row,) = [line for line in show.stdout.splitlines() if line.startswith("prod ")]
+    assert "v1.2.0" in prod_row and "verified: alice@example.com (SHA256:" in prod_row
+    assert "not followed: deregistration" in show.stdout
+    history = _cli("history", MODEL, "--registry", repo, "--config", str(config), "--json")
+    assert history.returncode == 0, history.stderr
+    signatures = {e["tag"]: e["signature"] for e in json.loads(history.stdout)}
+    assert signatures[f"{MODEL}#prod#2"]["status"] == "unsigned"
+    assert signatures[f"{MODEL}#prod#3"]["status"] == "untrusted"
+    assert signatures[f"{MODEL}#prod#4"]["signed_by"].startswith("alice@example.com")

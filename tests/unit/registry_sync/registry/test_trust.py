@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from registry_sync.errors import SettingsError
+from registry_sync.errors import NoVersionInStageError, SettingsError
 from registry_sync.registry import queries, writer
 from registry_sync.registry.check import check_registry
 from registry_sync.registry.git_registry import GitRegistry
@@ -184,3 +184,92 @@ def test_openpgp_signatures_count_only_for_the_listed_keys(
     registry.trust.close()
     for key in (release, stranger):
         stop_gpg_agent(key)
+
+
+def test_an_unsigned_deregistration_of_the_version_serving_a_protected_stage_is_refused(
+    reg: GitRegistry, keys: dict[str, SshKey]
+) -> None:
+    writer.assign(reg, MODEL, "prod", "v1.1.0", sign=keys["alice"].signing)
+    writer.assign(reg, MODEL, "dev", "v1.2.0")
+    unsigned = writer.deregister(reg, MODEL, "v1.1.0")
+    # Without the policy (gto's view) prod is emptied; under it v1.1.0 keeps serving.
+    with pytest.raises(NoVersionInStageError):
+        queries.which(_plain(reg), MODEL, "prod")
+    assert queries.which(reg, MODEL, "prod").version == "v1.1.0"
+    (refused,) = queries.refused_assignments(reg)
+    assert (refused.tag, refused.event, refused.stage) == (unsigned.tag, "deregistration", "prod")
+    assert (refused.version, refused.status, refused.serving) == ("v1.1.0", "unsigned", "v1.1.0")
+    assert refused.describe().startswith(f"deregistration {unsigned.tag} (v1.1.0) not followed")
+    assert [p.subject for p in check_registry(reg, verify_signatures=True).problems] == [
+        unsigned.tag
+    ]
+    # A version no protected stage serves is withdrawn without a signature (dev is open).
+    writer.deregister(reg, MODEL, "v1.2.0")
+    with pytest.raises(NoVersionInStageError):
+        queries.which(reg, MODEL, "dev")
+    assert len(queries.refused_assignments(reg)) == 1
+
+
+@pytest.mark.parametrize("signer", ["mallory", "alice"])
+def test_a_deregistration_of_prods_version_counts_only_when_an_allowed_signer_signed_it(
+    reg: GitRegistry, keys: dict[str, SshKey], signer: str
+) -> None:
+    writer.assign(reg, MODEL, "prod", "v1.1.0", sign=keys["alice"].signing)
+    writer.assign(reg, MODEL, "prod", "v1.2.0", sign=keys["alice"].signing)
+    writer.deregister(reg, MODEL, "v1.2.0", sign=keys[signer].signing)
+    served = queries.which(reg, MODEL, "prod").version
+    if signer == "alice":  # trusted: gto's rule applies, prod falls back to v1.1.0
+        assert served == "v1.1.0" and not queries.refused_assignments(reg)
+    else:
+        assert served == "v1.2.0"
+        (refused,) = queries.refused_assignments(reg)
+        assert refused.status == "untrusted" and "not an allowed signer" in refused.reason
+
+
+def test_an_unsigned_deprecation_does_not_empty_a_protected_stage(
+    reg: GitRegistry, keys: dict[str, SshKey]
+) -> None:
+    writer.assign(reg, MODEL, "prod", "v1.1.0", sign=keys["alice"].signing)
+    writer.assign(reg, MODEL, "dev", "v1.2.0")
+    unsigned = writer.deprecate(reg, MODEL)
+    assert unsigned is not None
+    assert _plain(reg).show(MODEL).deprecated  # what gto would say
+    assert queries.which(reg, MODEL, "prod").version == "v1.1.0"
+    assert queries.which(reg, MODEL, "dev").version == "v1.2.0"  # the model is not deprecated
+    (refused,) = queries.refused_assignments(reg)
+    assert (refused.tag, refused.event, refused.stage) == (unsigned.tag, "deprecation", "prod")
+    assert (refused.version, refused.status) == ("v1.1.0", "unsigned")
+    # Signed by an allowed signer, the deprecation counts: nothing serves.
+    writer.deprecate(reg, MODEL, sign=keys["alice"].signing)
+    with pytest.raises(NoVersionInStageError):
+        queries.which(reg, MODEL, "prod")
+
+
+def test_show_and_history_name_who_signed_each_assignment_and_whether_it_verified(
+    reg: GitRegistry, keys: dict[str, SshKey]
+) -> None:
+    trusted = writer.assign(reg, MODEL, "prod", "v1.1.0", sign=keys["alice"].signing)
+    refused = writer.assign(reg, MODEL, "prod", "v1.2.0", sign=keys["mallory"].signing)
+    dev = writer.assign(reg, MODEL, "dev", "v1.3.0", sign=keys["mallory"].signing)
+
+    detail = queries.show(reg, MODEL)
+    stages = {a.stage: a for a in detail.assignments}
+    assert (stages["prod"].tag, stages["prod"].version) == (trusted.tag, "v1.1.0")
+    prod = stages["prod"].signature
+    assert prod is not None and prod.status == "trusted"
+    assert prod.signed_by and prod.signed_by.startswith("alice@example.com (SHA256:")
+    # dev is not protected: its tag is signed, and nothing says it verified.
+    assert stages["dev"].signed and stages["dev"].signature is None
+    assert [(u.tag, u.status) for u in detail.untrusted] == [(refused.tag, "untrusted")]
+
+    events = {e.tag: e for e in queries.history(reg, MODEL)}
+    assert events[refused.tag].signature is not None  # a refused tag is history too
+    assert events[refused.tag].signature.status == "untrusted"
+    assert "not an allowed signer" in events[refused.tag].signature.describe()
+    assert events[trusted.tag].signature == prod
+    assert events[dev.tag].signed and events[dev.tag].signature is None
+    registration = next(e for e in events.values() if e.event == "registration")
+    assert not registration.signed and registration.signature is None
+    # Without a policy: whether each tag is signed, nothing verified.
+    plain = {e.tag: e for e in queries.history(_plain(reg), MODEL)}
+    assert plain[trusted.tag].signed and plain[trusted.tag].signature is None
