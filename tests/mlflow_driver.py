@@ -6,8 +6,9 @@ Runs outside the pytest process (importing mlflow there would be slow and its wa
 fail the suite's `filterwarnings = error`). For each request it trains a small model on
 mtcars, logs it with a signature and an input example, registers it, and prints one JSON line:
 the version MLflow gave it and what MLflow's own pyfunc predicts for the example's first row.
-Flavors: sklearn (skops, MLflow 3's default), sklearn-pickle, statsmodels, onnx, pyfunc (a
-custom python model stageserve cannot serve).
+Flavors: sklearn (skops, MLflow 3's default), sklearn-gbr and sklearn-forest (tree ensembles
+in skops), sklearn-pickle, statsmodels, onnx, pyfunc (a custom python model stageserve cannot
+serve).
 """
 
 from __future__ import annotations
@@ -54,7 +55,23 @@ def log(request: dict[str, Any]) -> dict[str, Any]:
 
             model = LinearRegression().fit(features, target)
             signature = infer_signature(features, model.predict(features))
-        if flavor == "sklearn":
+        if flavor in ("sklearn-gbr", "sklearn-forest"):
+            from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+
+            ensemble = (
+                GradientBoostingRegressor(n_estimators=20, random_state=0)
+                if flavor == "sklearn-gbr"
+                else RandomForestRegressor(n_estimators=10, random_state=0)
+            )
+            model = ensemble.fit(features, target)
+            signature = infer_signature(features, model.predict(features))
+            # MLflow refuses to save a tree without this: skops does not trust its node
+            # array by default (stageserve checks the nodes when it loads them).
+            info = mlflow.sklearn.log_model(
+                model, name="model", signature=signature, input_example=example,
+                skops_trusted_types=["sklearn.tree._tree.Tree"], **FAST,
+            )  # fmt: skip
+        elif flavor == "sklearn":
             info = mlflow.sklearn.log_model(
                 model, name="model", signature=signature, input_example=example, **FAST
             )

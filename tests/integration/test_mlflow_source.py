@@ -23,7 +23,7 @@ from tests.integration.server import ROOT, ServerProcess, wait_until
 
 pytestmark = pytest.mark.slow
 
-FLAVORS = ("sklearn", "sklearn-pickle", "statsmodels", "onnx")
+FLAVORS = ("sklearn", "sklearn-gbr", "sklearn-forest", "sklearn-pickle", "statsmodels", "onnx")
 POLL_S = 0.5
 
 
@@ -66,11 +66,11 @@ def test_each_flavor_serves_what_mlflow_itself_predicts(
         entry = served[item["model"]]
         assert entry.version == item["version"]
         model = LoadedModel.from_path(entry.package_path)
-        engine = "onnx" if flavor == "onnx" else flavor.removesuffix("-pickle")
+        engine = flavor.split("-")[0]
         assert model.engine == engine
         prediction = float(model.predict([_row(model, item["row"])])[0])
-        # The same fitted coefficients in both; the sums may run in another order (array vs
-        # DataFrame path, onnxruntime's kernels), so agree to 1e-9 relative, not exactly.
+        # The same fitted coefficients (or trees) in both; the sums may run in another order
+        # (array vs DataFrame path, onnxruntime's kernels), so agree to 1e-9 relative.
         assert prediction == pytest.approx(item["prediction"], rel=1e-9), flavor
     assert {f"m-{f}" for f in FLAVORS} <= set(served)
 

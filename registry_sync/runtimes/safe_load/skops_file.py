@@ -1,9 +1,13 @@
 """Load a scikit-learn model saved in the skops format under the same allowlist as pickles.
 
 skops (skops.io) never calls what a file names the way pickle's REDUCE does: it rebuilds each
-object of a type it was told to trust from its recorded state. Which types to trust is the
-allowlist's decision: every type and function the file's schema names must pass
-`resolve_global`, and only then is it handed to skops as trusted.
+object of a type it was told to trust from its recorded state. Every type and function the
+file's schema names must pass the allowlist (`resolve_global`); of those, skops trusts its own
+default set (scikit-learn's estimators, numpy and scipy types and ufuncs, the loss and link
+objects of gradient boosting), and stageserve adds only the tree node stores whose content it
+checks after loading (trees.py: the types skops refuses because a crafted node index reads out
+of bounds). Any other type skops flags is refused, naming it, unless `unpickle_allow` lists it:
+never everything `get_untrusted_types` reports.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from registry_sync.runtimes.safe_load.policy import LoadPolicy, RefusedError, resolve_global
+from registry_sync.runtimes.safe_load.trees import CHECKED_TYPES, check_trees
 
 __all__ = ["SKOPS_SUFFIX", "loads_skops"]
 
@@ -29,7 +34,23 @@ def loads_skops(data: bytes, policy: LoadPolicy | None = None) -> Any:
     for module, name in _named_globals(data):
         resolve_global(module, name, policy)
     untrusted = skops.io.get_untrusted_types(data=data)
-    return skops.io.loads(data, trusted=untrusted)
+    refused = sorted(
+        name for name in untrusted if name not in CHECKED_TYPES and not _listed(name, policy)
+    )
+    if refused:
+        raise RefusedError(
+            refused[0],
+            "skops does not trust it by default and stageserve does not check its content; "
+            "to trust it, list it in the setting unpickle_allow",
+        )
+    model = skops.io.loads(data, trusted=untrusted)
+    check_trees(model)
+    return model
+
+
+def _listed(full_name: str, policy: LoadPolicy) -> bool:
+    module, _, name = full_name.rpartition(".")
+    return policy.is_extra(module, name)
 
 
 def _named_globals(data: bytes) -> Iterator[tuple[str, str]]:

@@ -32,6 +32,7 @@ from registry_sync.runtimes.safe_load.policy import (
     is_ufunc,
     resolve_global,
 )
+from registry_sync.runtimes.safe_load.trees import check_trees
 
 __all__ = ["restricted_loads"]
 
@@ -119,4 +120,6 @@ def restricted_loads(data: bytes, policy: LoadPolicy | None = None) -> Any:
     policy = policy or LoadPolicy()
     if policy.unrestricted:
         return pickle.loads(data)
-    return _RestrictedUnpickler(data, policy).load()
+    model = _RestrictedUnpickler(data, policy).load()
+    check_trees(model)  # node indices sklearn follows unchecked (trees.py)
+    return model
