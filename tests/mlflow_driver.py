@@ -38,9 +38,9 @@ def log(request: dict[str, Any]) -> dict[str, Any]:
     from mlflow.models import infer_signature
 
     # MLflow installs pyarrow, and pandas 3 then keeps strings (even column names) in pyarrow
-    # arrays, which a pickle names: stageserve's restricted unpickler refuses pyarrow unless
-    # `unpickle_allow` lists it (and the gateway has pyarrow). Python-backed strings keep the
-    # pickles to numpy/pandas/statsmodels, as a user who logs for stageserve would.
+    # arrays, which a pickle names: the gateway loads those only with pyarrow installed
+    # (stageserve[arrow]; the dev venv has none, see tests/integration/mlflow_venv.py), so
+    # these models keep Python-backed strings (test_model_file_arrow.py covers pyarrow ones).
     pd.set_option("mode.string_storage", "python")
 
     flavor = request["flavor"]

@@ -24,6 +24,8 @@ MLFLOW = "mlflow==3.17.2"
 _SAME_AS_DEV = (
     "scikit-learn", "statsmodels", "numpy", "pandas", "scipy", "skl2onnx", "onnx", "onnxruntime",
     "skops",
+    # stageserve's model loader runs here too, where pyarrow is (test_model_file_arrow.py).
+    "msgspec",
 )  # fmt: skip
 ROOT = Path(__file__).resolve().parents[2]
 

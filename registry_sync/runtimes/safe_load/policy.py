@@ -7,6 +7,8 @@ may call them with arguments the file chooses. Allowed by default:
   statsmodels, pandas) and a few plain builtins, except modules that read or write files, open
   sockets or evaluate code (``DENIED_MODULES``) and classes whose unpickling runs code from the
   file (``DENIED_CLASSES``);
+* pyarrow's array and type reconstructors (arrow.py: pandas keeps strings in pyarrow arrays
+  when pyarrow is installed), validating every array they rebuild; nothing else of pyarrow;
 * functions only where listed: the libraries' own pickle reconstructors (``FUNCTIONS``), Cython's
   generated ``__pyx_unpickle_*``, numpy/scipy ufuncs, and scikit-learn's top-level functions
   (score functions, validators) outside its denied modules. numpy, pandas and statsmodels
@@ -195,6 +197,11 @@ def resolve_global(module: str, name: str, policy: LoadPolicy) -> Any:
         return _import(module, name)
     if (module, name) in _BUILTIN_CLASSES or (module, name) in FUNCTIONS:
         return _import(module, name)
+    if module == "pyarrow.lib":
+        from registry_sync.runtimes.safe_load.arrow import ARROW_FUNCTIONS, arrow_reconstructor
+
+        if (module, name) in ARROW_FUNCTIONS:
+            return arrow_reconstructor(name)
     if not _allowed_package(module):
         raise RefusedError(subject, _outside_hint(module))
     if _denied_module(module):
