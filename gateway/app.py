@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from gateway.access import Access, build_access
 from gateway.drain import Drain
+from gateway.edge.direct import DirectLane
 from gateway.history.asof.metrics import AsOfMetrics
 from gateway.history.asof.pool import AsOfPool
 from gateway.history.asof.resolve import AskTheSync, AsOfResolver, PackageSource
@@ -24,14 +25,15 @@ from gateway.history.feedback import Feedback, OutcomeMetrics
 from gateway.history.signatures import OutputSignatures
 from gateway.history.store import GatewayHistory
 from gateway.http.asof_route import AsOfPredict
+from gateway.http.direct_lane import PredictLane
 from gateway.http.errors import exception_handlers
 from gateway.http.fast_lane import V2_MODELS_PREFIX, install_fast_lane
 from gateway.http.history_routes import history_routes
 from gateway.http.metrics_route import metrics_route
-from gateway.http.mlflow_route import mlflow_routes
+from gateway.http.mlflow_route import Invocations, mlflow_routes
 from gateway.http.models_routes import models_routes
 from gateway.http.predict_route import PredictRoute
-from gateway.http.v2_route import V2_MODELS_ROUTE, v2_routes
+from gateway.http.v2_route import V2_MODELS_ROUTE, V2Infer, v2_routes
 from gateway.pool.admission import Gates, with_gates
 from gateway.pool.batching import with_batching
 from gateway.pool.inference import Inference
@@ -92,6 +94,9 @@ class Gateway:
     shadow: Shadow | None = None
     access: Access | None = None
     history: GatewayHistory | None = None
+    # The predict routes answered from the connection's protocol (serve_cli gives it to the
+    # edge; another ASGI server serves them through the app as usual).
+    lane: DirectLane | None = None
 
 
 def gateway_of(app: Litestar) -> Gateway:
@@ -376,6 +381,34 @@ def _status_path(settings: Settings, given: Path | None) -> Path | None:
     return given
 
 
+def _predict_routes(
+    settings: Settings,
+    pool: ModelPool,
+    metrics: GatewayMetrics,
+    audit: AuditWriter,
+    *,
+    inference: Inference,
+    shadow: Shadow | None,
+    access: Access | None,
+) -> tuple[PredictRoute, V2Infer, Invocations, PredictLane]:
+    """The predict route, the two other protocols' infer routes that go through it, and the
+    direct lane that answers all three from the connection (gateway/edge/direct.py)."""
+    predict = PredictRoute(
+        pool,
+        metrics,
+        audit,
+        inference,
+        default_stage=settings.default_stage,
+        max_body_bytes=settings.max_body_bytes,
+        retry_after_s=settings.retry_after_s,
+        shadow=shadow,
+        access=access,
+    )
+    invocations = Invocations(pool, predict, metrics, default_model=settings.default_model)
+    v2_infer = V2Infer(predict)
+    return predict, v2_infer, invocations, PredictLane(predict, v2_infer, invocations)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -411,16 +444,8 @@ def create_app(
     access = build_access(settings)
     # Always registered (shadow on or off), so dashboards and alerts find the series.
     shadow = _shadow(settings, pool, ShadowMetrics(metrics.registry), audit)
-    predict = PredictRoute(
-        pool,
-        metrics,
-        audit,
-        inference,
-        default_stage=settings.default_stage,
-        max_body_bytes=settings.max_body_bytes,
-        retry_after_s=settings.retry_after_s,
-        shadow=shadow,
-        access=access,
+    predict, v2_infer, invocations, lane = _predict_routes(
+        settings, pool, metrics, audit, inference=inference, shadow=shadow, access=access
     )
     drain = Drain()
     history = _history(
@@ -435,7 +460,7 @@ def create_app(
         past_packages=past_packages,
     )
     gateway = Gateway(
-        settings, pool, metrics, audit, state_source, drain, shadow, access, history.store
+        settings, pool, metrics, audit, state_source, drain, shadow, access, history.store, lane
     )
     sync_status_path = _status_path(settings, sync_status_path)
 
@@ -476,8 +501,8 @@ def create_app(
     app = Litestar(
         route_handlers=[
             predict.handler(),
-            *v2_routes(pool, predict),
-            *mlflow_routes(pool, predict, metrics, default_model=settings.default_model),
+            *v2_routes(pool, predict, v2_infer),
+            *mlflow_routes(pool, invocations),
             *models_routes(
                 pool,
                 default_stage=settings.default_stage,

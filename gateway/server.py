@@ -18,6 +18,7 @@ from gateway.telemetry.metrics import GatewayMetrics
 if TYPE_CHECKING:
     from litestar import Litestar
 
+    from gateway.edge.direct import DirectLane
     from gateway.edge.protocol import BoundedHttpToolsProtocol
 
 __all__ = ["bind", "http_server"]
@@ -47,8 +48,9 @@ def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     return sock
 
 
-def _edge(settings: Settings) -> type[BoundedHttpToolsProtocol]:
-    """uvicorn's httptools protocol with the edge's limits (see gateway/edge/)."""
+def _edge(settings: Settings, lane: DirectLane | None) -> type[BoundedHttpToolsProtocol]:
+    """uvicorn's httptools protocol with the edge's limits (see gateway/edge/), answering the
+    predict routes itself (`lane`, gateway/edge/direct.py)."""
     from gateway.edge.protocol import EdgeCounters, bounded_protocol
 
     limits = fit_to_fd_limit(
@@ -61,7 +63,7 @@ def _edge(settings: Settings) -> type[BoundedHttpToolsProtocol]:
             retry_after_s=settings.retry_after_s,
         )
     )
-    return bounded_protocol(limits, EdgeCounters())
+    return bounded_protocol(limits, EdgeCounters(), lane)
 
 
 def http_server(settings: Settings, app: Litestar, metrics: GatewayMetrics) -> DrainingServer:
@@ -71,7 +73,7 @@ def http_server(settings: Settings, app: Litestar, metrics: GatewayMetrics) -> D
     from gateway.app import gateway_of
     from gateway.edge.protocol import EdgeCollector, sweep
 
-    edge = _edge(settings)
+    edge = _edge(settings, gateway_of(app).lane)
     config = uvicorn.Config(
         app,
         http=edge,

@@ -26,11 +26,13 @@ from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+import httptools
 import msgspec
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.edge.direct import DirectExchange, DirectLane
 from gateway.edge.limits import EdgeLimits
 
 __all__ = [
@@ -63,7 +65,9 @@ _INF = math.inf
 _base_data_received = HttpToolsProtocol.data_received
 _base_on_headers_complete = HttpToolsProtocol.on_headers_complete
 _base_on_message_complete = HttpToolsProtocol.on_message_complete
+_base_on_body = HttpToolsProtocol.on_body
 _encode = msgspec.json.encode
+_parse_url = httptools.parse_url
 
 
 class EdgeCounters:
@@ -138,6 +142,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     limits: ClassVar[EdgeLimits] = EdgeLimits()
     counters: ClassVar[EdgeCounters] = EdgeCounters()
     overloaded: ClassVar[Any] = staticmethod(overloaded_app(5, counters))
+    # The requests answered from the protocol itself (direct.py); None: every request is ASGI.
+    lane: ClassVar[DirectLane | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -192,6 +198,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             victim.close_waiting("evicted")
             open_now -= 1
         return open_now
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
+        super().connection_lost(exc)
+        if type(cycle) is DirectExchange:
+            # Its body never came (timed out, or the client left): the handler still records
+            # the request (its answer goes nowhere).
+            cycle.run()
 
     def waiting_for_request(self) -> bool:
         """Nothing being answered, and no request under way past its headers."""
@@ -252,6 +266,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = False
         self._header_received = 0
         self.deadline = self.loop.time() + self._body_timeout_s
+        if self.lane is not None and self._take_direct(self.lane):
+            return
         _base_on_headers_complete(self)
         if self.pipeline and self.pipeline[0][0] is self.cycle:
             # Queued behind the request being answered: uvicorn stopped reading for now.
@@ -261,6 +277,65 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _base_on_message_complete(self)
         self._in_headers = True
         self.deadline = math.inf
+        cycle = self.cycle
+        if type(cycle) is DirectExchange:
+            cycle.run()
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if type(cycle) is DirectExchange:
+            if not cycle.response_complete:
+                cycle.add_body(body)
+            return
+        _base_on_body(self, body)
+
+    def _take_direct(self, lane: DirectLane) -> bool:
+        """At the end of the headers: answer this request on the direct lane (direct.py) when
+        the lane wants it and nothing about it needs uvicorn's ASGI cycle."""
+        cycle = self.cycle
+        if (
+            (cycle is not None and not cycle.response_complete)  # pipelined behind another
+            or self.expect_100_continue
+            or self.app is self.overloaded
+            or self.root_path
+        ):
+            return False
+        parser = self.parser
+        if parser.should_upgrade():
+            return False
+        parsed = _parse_url(self.url)
+        raw_path: bytes = parsed.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            return False  # uvicorn's unquoting and its corner cases: the ASGI way
+        query: bytes = parsed.query or b""
+        method = parser.get_method().decode("ascii")
+        handler = lane.handler_for(method, path, query)
+        if handler is None:
+            return False
+        length = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                if length is not None:
+                    return False
+                length = value
+            elif name == b"transfer-encoding":
+                return False
+        if length is None or not length.isdigit() or int(length) > lane.max_body_bytes:
+            return False  # no declared size, or too large: read (and refused) the ASGI way
+        http_version = parser.get_http_version()
+        self.cycle = DirectExchange(
+            self,
+            handler,
+            method=method,
+            path=path,
+            raw_path=raw_path,
+            query=query,
+            headers=self.headers,
+            http_version=http_version,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+        )
+        return True
 
     def _header_bytes(self) -> int:
         return len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
@@ -306,11 +381,15 @@ def sweep(connections: Iterable[object], now: float | None = None) -> int:
     return len(due)
 
 
-def bounded_protocol(limits: EdgeLimits, counters: EdgeCounters) -> type[BoundedHttpToolsProtocol]:
-    """The protocol class to give `uvicorn.Config(http=...)`."""
+def bounded_protocol(
+    limits: EdgeLimits, counters: EdgeCounters, lane: DirectLane | None = None
+) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class to give `uvicorn.Config(http=...)`; `lane` names the requests it
+    answers itself (direct.py)."""
     attributes = {
         "limits": limits,
         "counters": counters,
         "overloaded": staticmethod(overloaded_app(limits.retry_after_s, counters)),
+        "lane": lane,
     }
     return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), attributes)

@@ -4,7 +4,7 @@ the stage at T gives now, stamped with the instant and the basis, audited as an 
 A separate path from live predictions: the predict, V2 and MLflow handlers hand a request over
 when its query has `as_of=` (one substring test; a request without a query pays nothing), and
 nothing here touches the live route table beyond reading it. Validation, inference, encoding
-and error bodies are the live path's own (`PredictRoute._answer`, the body formats).
+and error bodies are the live path's own (`PredictRoute.answer_past`, the body formats).
 """
 
 from __future__ import annotations
@@ -28,13 +28,8 @@ from gateway.history.asof.metrics import AsOfMetrics, AsOfRouteMetrics
 from gateway.history.asof.query import AsOf, parse_as_of
 from gateway.history.asof.resolve import AsOfResolver, PastVersion
 from gateway.http.predict_errors import ServerFailureError, send_error
-from gateway.http.predict_route import (
-    BodyFormat,
-    Headers,
-    PredictBody,
-    PredictRoute,
-    RequestHead,
-)
+from gateway.http.body_format import BodyFormat, Headers, PredictBody, RequestHead
+from gateway.http.predict_route import PredictRoute
 from gateway.http.request_io import decode_content, media_type, read_body
 from gateway.http.v2_protocol import V2Request, encode_v2_response
 from gateway.http.v2_route import V2Body
@@ -180,7 +175,7 @@ class AsOfPredict:
             if encoding is not None:
                 body = decode_content(body, encoding, p.max_body_bytes)
             lv = await self.resolver.acquire(past)
-            # From here to the pin in _answer nothing is awaited: lv cannot be released.
+            # From here to the pin in answer_past nothing is awaited: lv cannot be released.
             route = Route(
                 model, stage, lv, AsOfRouteMetrics(self.metrics, model, as_of.basis, lv.version)
             )
@@ -190,7 +185,7 @@ class AsOfPredict:
                 (b"x-model-basis", as_of.basis.encode()),
             )
             batch, context = fmt.decode(route, body, head)
-            predictions = await p._answer(
+            predictions = await p.answer_past(
                 send,
                 route,
                 batch,
@@ -199,7 +194,6 @@ class AsOfPredict:
                 fmt=fmt,
                 context=context,
                 principal=principal,
-                shadowed=False,
             )
             status = 200
         except (RequestError, ServerFailureError) as exc:
@@ -237,7 +231,7 @@ class AsOfPredict:
         principal = None
         if p.access is not None:
             principal = p.access.authenticate_one(credential)
-            stage = p._authorize(p.access, principal, model, stage, None)
+            stage = p._authorize(principal, model, stage, None)
         if not model or "/" in model:
             raise UnknownModelError(f"no such route; use {fmt.usage}", {})
         if method != "POST":

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from gateway.errors import InputValidationError, MalformedRequestError, UnsupportedMediaTypeError
-from gateway.http.predict_route import Headers, RequestHead
+from gateway.http.body_format import Headers, RequestHead
 from gateway.pool.route_table import Route
 from gateway.schema.duplicate_keys import refuse_duplicate_keys
 from gateway.schema.request_schema import InputBatch, RequestSchema

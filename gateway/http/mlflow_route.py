@@ -19,48 +19,72 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import ASGIRouteHandler, HTTPRouteHandler, asgi
 from litestar.types import Receive, Scope, Send
 
+from gateway.edge.direct import DirectExchange
 from gateway.http.mlflow_protocol import MlflowBody, mlflow_error_body
 from gateway.http.predict_route import PredictRoute
 from gateway.http.request_io import query_value
 from gateway.pool.model_pool import ModelPool
 from gateway.telemetry.metrics import GatewayMetrics
 
-__all__ = ["mlflow_routes"]
+__all__ = ["Invocations", "mlflow_routes"]
+
+
+class Invocations:
+    """`POST /invocations`: MLflow's scoring route, through the predict route."""
+
+    def __init__(
+        self,
+        pool: ModelPool,
+        predict: PredictRoute,
+        metrics: GatewayMetrics,
+        *,
+        default_model: str | None = None,
+    ) -> None:
+        self.pool = pool
+        self.predict = predict
+        self.default_model = default_model
+        self.body_format = MlflowBody(metrics)
+
+    def model_of(self, query: bytes) -> str:
+        named = query_value(query, "model") if query else ""
+        if named or self.default_model:
+            return named or self.default_model or ""
+        # A gateway serving one model needs no ?model= (nor default_model).
+        models = list(self.pool.wanted_models())
+        return models[0] if len(models) == 1 else ""
+
+    def stage_of(self, query: bytes) -> str:
+        return (query_value(query, "stage") if query else "") or self.predict.default_stage
+
+    def direct(self, exchange: DirectExchange) -> None:
+        """On the direct lane (gateway/http/direct_lane.py)."""
+        started = time.perf_counter()
+        query = exchange.query
+        model, stage = self.model_of(query), self.stage_of(query)
+        self.predict.serve_direct(
+            exchange, self.body_format, model=model, stage=stage, started=started
+        )
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        query = scope["query_string"]
+        if query and self.predict.as_of is not None and b"as_of=" in query:
+            await self.predict.as_of.serve(
+                scope, receive, send, model=self.model_of(query), started=started,
+                body_format=self.body_format,
+            )  # fmt: skip
+            return
+        await self.predict.serve(
+            scope, receive, send, model=self.model_of(query), stage=self.stage_of(query),
+            started=started, body_format=self.body_format,
+        )  # fmt: skip
 
 
 def mlflow_routes(
-    pool: ModelPool,
-    predict: PredictRoute,
-    metrics: GatewayMetrics,
-    *,
-    default_model: str | None = None,
+    pool: ModelPool, invocations: Invocations
 ) -> list[HTTPRouteHandler | ASGIRouteHandler]:
-    body_format = MlflowBody(metrics)
-
-    def model_of(query: bytes) -> str:
-        named = query_value(query, "model") if query else ""
-        if named or default_model:
-            return named or default_model or ""
-        # A gateway serving one model needs no ?model= (nor default_model).
-        models = list(pool.wanted_models())
-        return models[0] if len(models) == 1 else ""
-
-    def stage_of(query: bytes) -> str:
-        return (query_value(query, "stage") if query else "") or predict.default_stage
-
-    async def invocations(scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        query = scope["query_string"]
-        if query and predict.as_of is not None and b"as_of=" in query:
-            await predict.as_of.serve(
-                scope, receive, send, model=model_of(query), started=started,
-                body_format=body_format,
-            )  # fmt: skip
-            return
-        await predict.serve(
-            scope, receive, send, model=model_of(query), stage=stage_of(query),
-            started=started, body_format=body_format,
-        )  # fmt: skip
+    model_of, stage_of = invocations.model_of, invocations.stage_of
+    predict = invocations.predict
 
     handlers: dict[int | type[Exception], Any] = {HTTPException: _litestar_error}
 
@@ -83,7 +107,7 @@ def mlflow_routes(
     def server_version() -> Response[str]:
         return Response(_version(), media_type="text/plain")
 
-    mount = asgi("/invocations", copy_scope=False, name="mlflow-invocations")(invocations)
+    mount = asgi("/invocations", copy_scope=False, name="mlflow-invocations")(invocations.serve)
     return [mount, ping, server_version]
 
 

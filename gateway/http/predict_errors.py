@@ -12,7 +12,14 @@ from gateway.pool.model_pool import ModelPool
 from gateway.pool.route_table import Route
 from gateway.telemetry.metrics import UNKNOWN, GatewayMetrics
 
-__all__ = ["ErrorBodyFormat", "ServerFailureError", "count_error", "send_error"]
+__all__ = [
+    "ErrorBodyFormat",
+    "ServerFailureError",
+    "count_error",
+    "error_answer",
+    "send_answer",
+    "send_error",
+]
 
 _JSON = b"application/json"
 # validation_errors_total{kind} for refusals that are not InputValidationErrors (which carry
@@ -33,8 +40,7 @@ class ErrorBodyFormat(Protocol):
     def error_body(self, code: str, message: str, details: dict[str, Any]) -> bytes: ...
 
 
-async def send_error(
-    send: Send,
+def error_answer(
     exc: RequestError | ServerFailureError,
     rid: str,
     retry_after_s: int,
@@ -42,9 +48,10 @@ async def send_error(
     fmt: ErrorBodyFormat | None = None,
     route: Route | None = None,
     client_rid: str | None = None,
-) -> int:
-    """Send the error response in the protocol's shape (`fmt`, default ours), with the version
-    headers when a version (`route`) handled the request; returns its status."""
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The error response in the protocol's shape (`fmt`, default ours): status, headers
+    (without content-length), body; with the version headers when a version (`route`)
+    handled the request."""
     if isinstance(exc, ServerFailureError):
         status, code, message, details, extra = 500, exc.code, exc.message, {}, []
     else:
@@ -56,15 +63,39 @@ async def send_error(
     )
     headers = [
         (b"content-type", _JSON),
-        (b"content-length", str(len(payload)).encode()),
         (b"x-request-id", rid.encode()),
         *extra,
         *(route.version_headers if route is not None else ()),
     ]
     if client_rid:
         headers.append((b"x-client-request-id", client_rid.encode()))
+    return status, headers, payload
+
+
+async def send_answer(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], payload: bytes
+) -> None:
+    """An answer as the two ASGI messages (with its content-length)."""
+    headers.append((b"content-length", b"%d" % len(payload)))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+async def send_error(
+    send: Send,
+    exc: RequestError | ServerFailureError,
+    rid: str,
+    retry_after_s: int,
+    *,
+    fmt: ErrorBodyFormat | None = None,
+    route: Route | None = None,
+    client_rid: str | None = None,
+) -> int:
+    """Send `error_answer` over ASGI; returns its status."""
+    status, headers, payload = error_answer(
+        exc, rid, retry_after_s, fmt=fmt, route=route, client_rid=client_rid
+    )
+    await send_answer(send, status, headers, payload)
     return status
 
 

@@ -1,8 +1,17 @@
-"""`POST /predict/{model}`: the hot path, as a raw ASGI handler inside the Litestar app.
+"""`POST /predict/{model}` (and V2 infer, /invocations): the hot path.
 
 Everything a request needs is prebuilt when a version is routed to (decoder, metric children,
-header pairs), so a request does: read body → decode into Structs → predict → validate output
-→ encode → send, then three metric updates and one queue put for the audit record.
+header pairs). A request is a `PredictCall` taken through the same synchronous steps on both
+of its ways in: read the headers (ids, credential) → check (auth, method, media type) → admit
+(the route, fail_closed) → decode the body into a batch → predict → check the output and
+encode → answer → metrics, shadow offer, audit record.
+
+- The direct lane (`serve_direct`, called from the connection's protocol, gateway/edge/):
+  every step runs in the one callback that received the body, and the answer is one socket
+  write. Only what must wait — inference on the thread pool, a full audit queue — continues
+  in a task.
+- The ASGI way (`serve`): what the direct lane leaves (chunked bodies, `Expect:
+  100-continue`, pipelined requests, another server); the same steps around `await`s.
 """
 
 from __future__ import annotations
@@ -10,27 +19,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any, Protocol
 
-import msgspec
 from litestar.handlers import ASGIRouteHandler, asgi
 from litestar.types import Receive, Scope, Send
 
 from gateway.access import Access, Principal
+from gateway.edge.direct import DirectExchange
 from gateway.errors import (
     AuditUnavailableError,
     InputOutOfRangeError,
     MethodNotAllowedError,
     ModelNotReadyError,
     RequestError,
+    RequestTimeoutError,
     UnknownModelError,
-    UnsupportedMediaTypeError,
     not_started,
     shown,
 )
-from gateway.http.errors import error_payload
-from gateway.http.predict_errors import ServerFailureError, count_error, send_error
+from gateway.http.body_format import BodyFormat, PredictBody, RequestHead
+from gateway.http.predict_errors import (
+    ServerFailureError,
+    count_error,
+    error_answer,
+    send_answer,
+)
 from gateway.http.request_ids import RequestIds
 from gateway.http.request_io import decode_content, media_type, read_body, stage_of
 from gateway.pool.inference import Inference
@@ -42,65 +55,13 @@ from gateway.shadow.worker import Shadow
 from gateway.telemetry.audit import AuditWriter
 from gateway.telemetry.metrics import UNKNOWN, GatewayMetrics
 
-__all__ = [
-    "AsOfHandler",
-    "BodyFormat",
-    "Headers",
-    "PredictBody",
-    "PredictResponse",
-    "PredictRoute",
-    "RequestHead",
-]
+__all__ = ["AsOfHandler", "PredictCall", "PredictRoute"]
 
 log = logging.getLogger("stageserve.predict")
-_JSON = b"application/json"
 _RANGE_LOG_S = 60.0
-
-
-class PredictResponse(msgspec.Struct, frozen=True):
-    model: str
-    stage: str
-    version: str
-    request_id: str
-    predictions: list[Any]
-
-
-class RequestHead:
-    """What a body format needs from the request line and headers besides the body."""
-
-    __slots__ = ("header_length", "media_type", "query")
-
-    def __init__(self, media_type: bytes | None, header_length: bytes | None, query: bytes):
-        self.media_type = media_type  # lower-cased, parameters cut: b"application/json"
-        self.header_length = header_length  # Inference-Header-Content-Length (binary V2)
-        self.query = query
-
-
-Headers = Sequence[tuple[bytes, bytes]]
-_JSON_HEADERS: Headers = ((b"content-type", _JSON),)
-
-
-class BodyFormat(Protocol):
-    """How a protocol's request body becomes a batch, predictions its response body, and a
-    refusal its error body (each protocol's clients read their own error shape)."""
-
-    usage: str
-
-    def check_media_type(self, media_type: bytes | None) -> None:
-        """Raise UnsupportedMediaTypeError unless the body format reads this media type."""
-        ...
-
-    def decode(self, route: Route, body: bytes, head: RequestHead) -> tuple[InputBatch, Any]:
-        """The validated batch, and whatever `encode` needs from the request."""
-        ...
-
-    def encode(
-        self, route: Route, rid: str, predictions: list[Any], context: Any
-    ) -> tuple[bytes, Headers]:
-        """The response body and its content headers (content-type, ...)."""
-        ...
-
-    def error_body(self, code: str, message: str, details: dict[str, Any]) -> bytes: ...
+_PREFIX_CUT = len("/predict/")
+_NO_STAGES: dict[str, Route] = {}
+_perf_counter = time.perf_counter
 
 
 class AsOfHandler(Protocol):
@@ -119,38 +80,68 @@ class AsOfHandler(Protocol):
     ) -> None: ...
 
 
-class PredictBody:
-    """stageserve's own format: `{"inputs": ...}` (and MLflow's) in, `PredictResponse` out."""
+class PredictCall:
+    """One predict request in flight: what PredictRoute's steps read and fill in."""
 
-    usage = "POST /predict/{model}"
+    __slots__ = (
+        "batch",
+        "client_rid",
+        "context",
+        "credential",
+        "declared",
+        "encoding",
+        "fmt",
+        "header_length",
+        "inference_s",
+        "media",
+        "model",
+        "predictions",
+        "principal",
+        "query",
+        "rid",
+        "route",
+        "stage",
+        "started",
+        "status",
+        "version",
+    )
 
-    def __init__(self) -> None:
-        self._encode = msgspec.json.Encoder().encode
-
-    def check_media_type(self, media_type: bytes | None) -> None:
-        # No content-type at all is read as JSON (curl -d, many HTTP libraries' defaults).
-        if media_type is not None and media_type != _JSON:
-            raise UnsupportedMediaTypeError(
-                "content-type must be application/json", {"expected": "application/json"}
-            )
-
-    def decode(self, route: Route, body: bytes, head: RequestHead) -> tuple[InputBatch, Any]:
-        return route.loaded.schema.decode(body), None
-
-    def encode(
-        self, route: Route, rid: str, predictions: list[Any], context: Any
-    ) -> tuple[bytes, Headers]:
-        del context
-        version = route.loaded.version
-        payload = self._encode(PredictResponse(route.model, route.stage, version, rid, predictions))
-        return payload, _JSON_HEADERS
-
-    def error_body(self, code: str, message: str, details: dict[str, Any]) -> bytes:
-        return error_payload(code, message, details)
+    def __init__(
+        self,
+        fmt: BodyFormat,
+        *,
+        model: str,
+        stage: str,
+        version: str | None,
+        started: float,
+        query: bytes,
+    ) -> None:
+        self.fmt = fmt
+        self.model = model
+        self.stage = stage
+        # A version-pinned request (V2 .../versions/{v}/infer): the stage is the one serving it.
+        self.version = version
+        self.started = started
+        self.query = query
+        self.rid = ""
+        self.client_rid: str | None = None
+        self.principal: Principal | None = None
+        self.credential: tuple[bytes, bytes] | None = None
+        self.declared: bytes | None = None
+        self.encoding: bytes | None = None
+        self.header_length: bytes | None = None
+        self.media: bytes | None = None
+        self.route: Route | None = None
+        self.batch: InputBatch | None = None
+        self.context: Any = None
+        self.predictions: list[Any] | None = None
+        self.inference_s = 0.0
+        self.status = 0
 
 
 class PredictRoute:
-    """The predict handler's state; `handler()` wraps it as a Litestar ASGI route handler."""
+    """The predict handler's state and steps; `handler()` is its Litestar ASGI route handler,
+    `serve_direct` its direct-lane entry."""
 
     def __init__(
         self,
@@ -179,7 +170,8 @@ class PredictRoute:
         self.ids = RequestIds()
         self.inflight = 0
         self.body_format: BodyFormat = PredictBody()
-        # Requests with `as_of=` in the query go there (gateway/http/asof_route.py).
+        # Requests with `as_of=` in the query go there (gateway/http/asof_route.py); the
+        # direct lane leaves them to the ASGI way (direct_lane.py).
         self.as_of: AsOfHandler | None = None
         self._range_logged: dict[str, float] = {}
         metrics.track_inflight(lambda: self.inflight)
@@ -190,8 +182,10 @@ class PredictRoute:
         # rest of the path in scope["path"] instead ("/cost_predictor/").
         return asgi("/predict", is_mount=True, copy_scope=False, name="predict")(self.handle)
 
+    # -- ways in ------------------------------------------------------------------------------
+
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
+        started = _perf_counter()
         query = scope["query_string"]
         if query and self.as_of is not None and b"as_of=" in query:
             await self.as_of.serve(
@@ -202,6 +196,14 @@ class PredictRoute:
         await self.serve(
             scope, receive, send, model=scope["path"].strip("/"), stage=stage, started=started
         )
+
+    def predict_direct(self, exchange: DirectExchange) -> None:
+        """`POST /predict/{model}` on the direct lane."""
+        started = _perf_counter()
+        query = exchange.query
+        stage = stage_of(query, self.default_stage) if query else self.default_stage
+        model = exchange.path[_PREFIX_CUT:].strip("/")
+        self.serve_direct(exchange, self.body_format, model=model, stage=stage, started=started)
 
     async def serve(
         self,
@@ -218,170 +220,211 @@ class PredictRoute:
         """Answer one predict request for (model, stage), in `body_format` (default: ours).
         With `version` (a version-pinned request) the stage is the one serving that version
         ("" when none does: refused, and still counted and audited like every request)."""
-        fmt = body_format or self.body_format
-        content_type = declared = incoming = encoding = header_length = credential = None
-        for name, value in scope["headers"]:
+        call = PredictCall(
+            body_format or self.body_format,
+            model=model,
+            stage=stage,
+            version=version,
+            started=started,
+            query=scope["query_string"],
+        )
+        self._read_headers(call, scope["headers"])
+        try:
+            self._check(call, scope["method"])  # type: ignore[typeddict-item]
+            self._admit(call)
+            body = await read_body(receive, call.declared, self.max_body_bytes)
+            self._decode(call, body)
+            if self.audit.is_full():
+                await self._audit_room()
+            out = await self._predict(call)
+            status, headers, payload = 200, *self._conclude(call, out)
+        except Exception as exc:
+            status, headers, payload = self._failed(call, exc)
+        try:
+            await send_answer(send, status, headers, payload)
+        finally:
+            if status == 200:
+                self._answered(call)
+            self._record(call)
+
+    def serve_direct(
+        self,
+        exchange: DirectExchange,
+        fmt: BodyFormat,
+        *,
+        model: str,
+        stage: str,
+        started: float,
+        version: str | None = None,
+    ) -> None:
+        """`serve` for a request on the direct lane, whose body is all there: answered before
+        this returns, unless inference runs on the thread pool or the audit queue is full."""
+        call = PredictCall(
+            fmt, model=model, stage=stage, version=version, started=started, query=exchange.query
+        )
+        self._read_headers(call, exchange.headers)
+        try:
+            self._check(call, exchange.method)
+            self._admit(call)
+            if exchange.more_body:  # the connection went (or timed out) before the body came
+                raise RequestTimeoutError("the request body did not arrive in time")
+            self._decode(call, exchange.content)
+            batch: Any = call.batch
+            lv: Any = call.route.loaded  # type: ignore[union-attr]
+            # Inference on the pool, in a shared batch or through the model's limits (its
+            # gate), or a full audit queue: continued in a task.
+            if (
+                batch.rows > lv.inline_max_rows
+                or lv.batcher is not None
+                or lv.gate is not None
+                or self.audit.is_full()
+            ):
+                exchange.spawn(self._finish_direct(exchange, call))
+                return
+            out = self._predict_inline(call)
+            status, headers, payload = 200, *self._conclude(call, out)
+        except Exception as exc:
+            status, headers, payload = self._failed(call, exc)
+        exchange.respond(status, headers, payload)
+        if status == 200:
+            self._answered(call)
+        self._record(call)
+
+    async def _finish_direct(self, exchange: DirectExchange, call: PredictCall) -> None:
+        try:
+            if self.audit.is_full():
+                await self._audit_room()
+            out = await self._predict(call)
+            status, headers, payload = 200, *self._conclude(call, out)
+        except Exception as exc:
+            status, headers, payload = self._failed(call, exc)
+        exchange.respond(status, headers, payload)
+        if status == 200:
+            self._answered(call)
+        self._record(call)
+
+    # -- the steps ----------------------------------------------------------------------------
+
+    def _read_headers(self, call: PredictCall, headers: Any) -> None:
+        """The headers a predict request reads, and its ids (before anything can fail)."""
+        incoming = credential = content_type = None
+        for name, value in headers:
             if name == b"content-type":
                 content_type = value
             elif name == b"content-length":
-                declared = value
+                call.declared = value
             elif name == b"x-request-id":
                 incoming = value
             elif name == b"content-encoding":
-                encoding = value
+                call.encoding = value
             elif name == b"inference-header-content-length":
-                header_length = value
+                call.header_length = value
             elif name in (b"authorization", b"x-api-key"):
                 credential = (name, value)
-        rid = self.ids.next()
-        client_rid = self.ids.client(incoming) if incoming is not None else None
-        method: str = scope["method"]  # type: ignore[typeddict-item]
-        route: Route | None = None
-        batch: InputBatch | None = None
-        predictions: list[Any] | None = None
-        principal: Principal | None = None
-        try:
-            if self.access is not None:
-                principal = self.access.authenticate_one(credential)
-                stage = self._authorize(self.access, principal, model, stage, version)
-            if not model or "/" in model:
-                raise UnknownModelError(
-                    f"no such route; use {fmt.usage}", {"models": self._known(principal)}
-                )
-            if method != "POST":
-                raise MethodNotAllowedError(method, ("POST",))
-            media = media_type(content_type)
-            fmt.check_media_type(media)
-            if version is not None:
-                stage = self._stage_serving(model, version, principal)
-            route, body = await self._admit(
-                receive,
-                model,
-                stage,
-                version=version,
-                declared=declared,
-                encoding=encoding,
-                principal=principal,
-            )
-            head = RequestHead(media, header_length, scope["query_string"])
-            batch, context = fmt.decode(route, body, head)
-            predictions = await self._answer(
-                send,
-                route,
-                batch,
-                rid=rid,
-                client_rid=client_rid,
-                fmt=fmt,
-                context=context,
-                principal=principal,
-            )
-            status = 200
-        except (RequestError, ServerFailureError) as exc:
-            status = await send_error(
-                send, exc, rid, self.retry_after_s, fmt=fmt, route=route, client_rid=client_rid
-            )
-            count_error(
-                self.metrics, self.pool, route, model=model, stage=stage, exc=exc, status=status
-            )
-        except Exception as exc:  # a bug: still one JSON 500, one metric, one audit record
-            log.exception("predict %s failed", model)
-            failure = ServerFailureError("internal_error", "internal server error")
-            status = await send_error(
-                send, failure, rid, self.retry_after_s, fmt=fmt, route=route, client_rid=client_rid
-            )
-            count_error(
-                self.metrics, self.pool, route, model=model, stage=stage, exc=exc, status=status
-            )
-        await self._record(
-            started,
-            rid,
-            model,
-            stage,
-            route=route,
-            status=status,
-            batch=batch,
-            principal=principal,
-            client_rid=client_rid,
-            predictions=predictions,
-        )
+        call.rid = self.ids.next()
+        if incoming is not None:
+            call.client_rid = self.ids.client(incoming)
+        call.media = media_type(content_type) if content_type is not None else None
+        call.credential = credential
 
-    async def _admit(
-        self,
-        receive: Receive,
-        model: str,
-        stage: str,
-        *,
-        version: str | None,
-        declared: bytes | None,
-        encoding: bytes | None,
-        principal: Principal | None,
-    ) -> tuple[Route, bytes]:
-        """The route that answers, and the body (decompressed), or the refusal."""
-        stages = self.pool.routes.get(model)
+    def _check(self, call: PredictCall, method: str) -> None:
+        """Who may ask, and whether the request is one this route reads at all."""
+        model = call.model
+        if self.access is not None:
+            call.principal = principal = self.access.authenticate_one(call.credential)
+            call.stage = self._authorize(principal, model, call.stage, call.version)
+        if not model or "/" in model:
+            raise UnknownModelError(
+                f"no such route; use {call.fmt.usage}", {"models": self._known(call.principal)}
+            )
+        if method != "POST":
+            raise MethodNotAllowedError(method, ("POST",))
+        call.fmt.check_media_type(call.media)
+        if call.version is not None:
+            call.stage = self._stage_serving(model, call.version, call.principal)
+
+    def _admit(self, call: PredictCall) -> None:
+        """Refuse before reading the body: no such route, or fail_closed while audit fails."""
+        stages = self.pool.routes.get(call.model)
         # fail_closed: while audit records cannot be written, nothing is answered.
-        if stages is None or stage not in stages or self.audit.refusing:
-            raise self._refused(model, stage, principal)
-        body = await read_body(receive, declared, self.max_body_bytes)
-        if encoding is not None:
-            body = decode_content(body, encoding, self.max_body_bytes)
-        # Look up again after the await: a swap may have happened while the body arrived.
+        if stages is None or call.stage not in stages or self.audit.refusing:
+            raise self._refused(call.model, call.stage, call.principal)
+
+    def _decode(self, call: PredictCall, body: bytes) -> None:
+        """The body (decompressed) into the batch of the version that answers."""
+        if call.encoding is not None:
+            body = decode_content(body, call.encoding, self.max_body_bytes)
+        # Looked up again: on the ASGI way a swap may have happened while the body arrived.
         # No await between this lookup and `inflight += 1` (see ModelPool._release).
-        route = self.pool.routes.get(model, {}).get(stage)
+        route = self.pool.routes.get(call.model, _NO_STAGES).get(call.stage)
         if route is None:
-            raise self._missing(model, stage, principal)
-        if version is not None and route.loaded.version != version:
+            raise self._missing(call.model, call.stage, call.principal)
+        if call.version is not None and route.loaded.version != call.version:
             served = route.loaded.version
             raise UnknownModelError(
-                f"{model} {version} is no longer served", {"model": model, "served": served}
+                f"{call.model} {call.version} is no longer served",
+                {"model": call.model, "served": served},
             )
-        return route, body
+        call.route = route
+        head = RequestHead(call.media, call.header_length, call.query)
+        call.batch, call.context = call.fmt.decode(route, body, head)
 
-    async def _record(
-        self,
-        started: float,
-        rid: str,
-        model: str,
-        stage: str,
-        *,
-        route: Route | None,
-        status: int,
-        batch: InputBatch | None,
-        principal: Principal | None,
-        client_rid: str | None,
-        predictions: list[Any] | None,
-    ) -> None:
-        """The latency metric and the audit record every request leaves, answered or not."""
-        latency = time.perf_counter() - started
-        if route is not None:
-            route.metrics.duration.observe(latency)
-        if principal is not None:
-            known = model if route is not None or model in self.pool.routes else UNKNOWN
-            self.metrics.client_request(principal.client, known)
-        if self.audit.enabled:
-            lv = route.loaded if route is not None else None
-            self.audit.submit(
-                (
-                    time.time(),
-                    rid,
-                    model,
-                    stage,
-                    lv.version if lv else None,
-                    lv.digest if lv else None,
-                    status,
-                    latency,
-                    batch.rows if batch else 0,
-                    batch,
-                    principal.name if principal is not None else None,
-                    client_rid,
-                    predictions,
-                )
-            )
-            # Never drop a record: past the limit, wait for the writer. A plain call and a
-            # rare await, not a coroutine per request (~10 µs under load).
-            while self.audit.is_full():
-                await asyncio.sleep(0.001)
+    def _predict_inline(self, call: PredictCall) -> Any:
+        route: Any = call.route
+        lv = route.loaded
+        lv.inflight += 1
+        self.inflight += 1
+        t = _perf_counter()
+        try:
+            out = lv.predict(call.batch)
+        except Exception as exc:
+            raise self._inference_failed(lv, exc) from exc
+        finally:
+            lv.inflight -= 1
+            self.inflight -= 1
+        call.inference_s = _perf_counter() - t
+        return out
 
-    async def _answer(
+    async def _predict(self, call: PredictCall) -> Any:
+        """Batched, inline or on the pool, admitted or refused by the model's limits:
+        gateway/pool/inference.py decides (every route calls it)."""
+        route: Any = call.route
+        lv = route.loaded
+        lv.inflight += 1
+        self.inflight += 1
+        try:
+            out, call.inference_s = await self.inference.run(lv, call.batch)
+        except RequestError:
+            raise  # refused by the model's limits (503/504), not a model failure
+        except Exception as exc:
+            raise self._inference_failed(lv, exc) from exc
+        finally:
+            lv.inflight -= 1
+            self.inflight -= 1
+        return out
+
+    def _conclude(self, call: PredictCall, out: Any) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """Check the output and encode the answer: (headers, body)."""
+        route: Any = call.route
+        lv = route.loaded
+        try:
+            predictions = lv.schema.predictions(out, call.batch.rows)  # type: ignore[union-attr]
+        except NonFiniteOutputError as exc:
+            self._log_out_of_range(lv.model, lv.version, exc.row)
+            raise InputOutOfRangeError(exc.row) from None
+        except ValueError as exc:
+            log.error("%s %s output invalid: %s", lv.model, lv.version, exc)
+            raise ServerFailureError(
+                "output_invalid", "the model's output failed validation"
+            ) from None
+        call.predictions = predictions
+        payload, content_headers = call.fmt.encode(route, call.rid, predictions, call.context)
+        headers = [*content_headers, *route.version_headers, (b"x-request-id", call.rid.encode())]
+        if call.client_rid:
+            headers.append((b"x-client-request-id", call.client_rid.encode()))
+        return headers, payload
+
+    async def answer_past(
         self,
         send: Send,
         route: Route,
@@ -392,63 +435,114 @@ class PredictRoute:
         fmt: BodyFormat,
         context: Any,
         principal: Principal | None,
-        shadowed: bool = True,
     ) -> list[Any]:
-        """Predict, validate, send the answer; returns the predictions (for the audit).
-        `shadowed=False` (as-of requests): never offered to shadow traffic."""
-        lv = route.loaded
-        lv.inflight += 1
-        self.inflight += 1
-        try:
-            try:
-                # Batched, inline or on the pool, admitted or refused by the model's limits:
-                # gateway/pool/inference.py decides (every route calls it).
-                out, inference_s = await self.inference.run(lv, batch)
-            except RequestError:
-                raise  # refused by the model's limits (503/504), not a model failure
-            except Exception as exc:
-                log.error("%s %s inference failed: %s", lv.model, lv.version, type(exc).__name__)
-                raise ServerFailureError(
-                    "inference_failed", "the model failed on this input"
-                ) from exc
-            try:
-                predictions = lv.schema.predictions(out, batch.rows)
-            except NonFiniteOutputError as exc:
-                self._log_out_of_range(lv.model, lv.version, exc.row)
-                raise InputOutOfRangeError(exc.row) from None
-            except ValueError as exc:
-                log.error("%s %s output invalid: %s", lv.model, lv.version, exc)
-                raise ServerFailureError(
-                    "output_invalid", "the model's output failed validation"
-                ) from None
-        finally:
-            lv.inflight -= 1
-            self.inflight -= 1
-        payload, content_headers = fmt.encode(route, rid, predictions, context)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    *content_headers,
-                    *route.version_headers,
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"x-request-id", rid.encode()),
-                    *(((b"x-client-request-id", client_rid.encode()),) if client_rid else ()),
-                ],
-            }
+        """Predict with a version outside the route table (as-of requests, asof_route.py),
+        check, encode and send the answer, count it (never offered to shadow traffic);
+        returns the predictions (for its audit record). Raises as the steps do."""
+        call = PredictCall(
+            fmt, model=route.model, stage=route.stage, version=None, started=0.0, query=b""
         )
-        await send({"type": "http.response.body", "body": payload, "more_body": False})
+        call.rid, call.client_rid, call.principal = rid, client_rid, principal
+        call.route, call.batch, call.context = route, batch, context
+        out = await self._predict(call)
+        headers, payload = self._conclude(call, out)
+        await send_answer(send, 200, headers, payload)
+        self._answered(call, shadowed=False)
+        return call.predictions  # type: ignore[return-value]
+
+    def _answered(self, call: PredictCall, *, shadowed: bool = True) -> None:
+        """After a 200 is sent: its metrics, and the shadow's copy (an O(1) enqueue)."""
+        call.status = 200
+        route: Any = call.route
+        batch: Any = call.batch
         m = route.metrics
         m.ok.inc()
-        m.inference.observe(inference_s)
+        m.inference.observe(call.inference_s)
         m.rows.observe(batch.rows)
-        if self.shadow is not None and shadowed:  # after the response: O(1) (see shadow.py)
-            name = principal.name if principal is not None else None
+        if self.shadow is not None and shadowed:
+            name = call.principal.name if call.principal is not None else None
             self.shadow.offer(
-                route, batch, predictions, inference_s, rid, principal=name, client_rid=client_rid
+                route,
+                batch,
+                call.predictions,  # type: ignore[arg-type]
+                call.inference_s,
+                call.rid,
+                principal=name,
+                client_rid=call.client_rid,
             )
-        return predictions
+
+    def _failed(
+        self, call: PredictCall, exc: Exception
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The refusal (or a bug's one 500) to answer, counted."""
+        failure: RequestError | ServerFailureError
+        if isinstance(exc, RequestError | ServerFailureError):
+            failure = exc
+        else:  # a bug: still one JSON 500, one metric, one audit record
+            log.error("predict %s failed", call.model, exc_info=exc)
+            failure = ServerFailureError("internal_error", "internal server error")
+        status, headers, payload = error_answer(
+            failure,
+            call.rid,
+            self.retry_after_s,
+            fmt=call.fmt,
+            route=call.route,
+            client_rid=call.client_rid,
+        )
+        count_error(
+            self.metrics,
+            self.pool,
+            call.route,
+            model=call.model,
+            stage=call.stage,
+            exc=exc,
+            status=status,
+        )
+        call.status = status
+        return status, headers, payload
+
+    def _record(self, call: PredictCall) -> None:
+        """The latency metric and the audit record every request leaves, answered or not."""
+        latency = _perf_counter() - call.started
+        route = call.route
+        if route is not None:
+            route.metrics.duration.observe(latency)
+        principal = call.principal
+        if principal is not None:
+            known = call.model if route is not None or call.model in self.pool.routes else UNKNOWN
+            self.metrics.client_request(principal.client, known)
+        if self.audit.enabled:
+            lv = route.loaded if route is not None else None
+            batch = call.batch
+            self.audit.submit(
+                (
+                    time.time(),
+                    call.rid,
+                    call.model,
+                    call.stage,
+                    lv.version if lv else None,
+                    lv.digest if lv else None,
+                    call.status,
+                    latency,
+                    batch.rows if batch else 0,
+                    batch,
+                    principal.name if principal is not None else None,
+                    call.client_rid,
+                    call.predictions if call.status == 200 else None,
+                )
+            )
+
+    async def _audit_room(self) -> None:
+        """Past `audit_queue_max` records not yet written, requests wait for the writer
+        before they are answered (never a record dropped while the writer is healthy)."""
+        while self.audit.is_full():
+            await asyncio.sleep(0.001)
+
+    # -- refusals -----------------------------------------------------------------------------
+
+    def _inference_failed(self, lv: Any, exc: Exception) -> ServerFailureError:
+        log.error("%s %s inference failed: %s", lv.model, lv.version, type(exc).__name__)
+        return ServerFailureError("inference_failed", "the model failed on this input")
 
     def _log_out_of_range(self, model: str, version: str, row: int) -> None:
         # The client's input, not a server fault: info, at most once a minute per model.
@@ -463,11 +557,10 @@ class PredictRoute:
                 row,
             )
 
-    def _authorize(
-        self, access: Access, principal: Principal, model: str, stage: str, version: str | None
-    ) -> str:
+    def _authorize(self, principal: Principal, model: str, stage: str, version: str | None) -> str:
         """The stage to check (a pinned version's); 404 (as if absent) for a model the
         principal may not see at all, 403 for a stage it may not predict with."""
+        access: Any = self.access
         if not model or "/" in model:
             return stage
         if version is not None and access.policy.sees(principal, model):

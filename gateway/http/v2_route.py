@@ -19,6 +19,7 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import ASGIRouteHandler, HTTPRouteHandler, asgi
 from litestar.types import Receive, Scope, Send
 
+from gateway.edge.direct import DirectExchange
 from gateway.errors import (
     MethodNotAllowedError,
     ModelNotReadyError,
@@ -28,17 +29,26 @@ from gateway.errors import (
     not_started,
     shown,
 )
+from gateway.http.body_format import Headers, RequestHead
 from gateway.http.predict_errors import send_error
-from gateway.http.predict_route import Headers, PredictRoute, RequestHead
+from gateway.http.predict_route import PredictRoute
 from gateway.http.request_io import stage_of
 from gateway.http.v2_protocol import V2Request, decode_v2, encode_v2_response, v2_metadata
 from gateway.pool.model_pool import ModelPool
 from gateway.pool.route_table import Route
 from gateway.schema.request_schema import InputBatch
 
-__all__ = ["V2_MODELS_ROUTE", "V2Body", "v2_routes"]
+__all__ = [
+    "V2_MODELS_PREFIX",
+    "V2_MODELS_ROUTE",
+    "V2Body",
+    "V2Infer",
+    "v2_infer_target",
+    "v2_routes",
+]
 
 V2_MODELS_ROUTE = "v2-models"  # the mount's route name (the fast lane finds it by name)
+V2_MODELS_PREFIX = "/v2/models/"
 
 _JSON = [(b"content-type", b"application/json")]
 _JSON_HEADERS: Headers = ((b"content-type", b"application/json"),)
@@ -93,29 +103,70 @@ class V2Body:
         return _encode_error(message)
 
 
-def v2_routes(pool: ModelPool, predict: PredictRoute) -> list[HTTPRouteHandler | ASGIRouteHandler]:
-    body_format = V2Body()
+def v2_infer_target(rest: str) -> tuple[str, str | None] | None:
+    """(model, pinned version or None) of an infer path under /v2/models
+    (`/{model}/infer`, `/{model}/versions/{version}/infer`); None for any other path."""
+    parts = rest.strip("/").split("/")
+    if len(parts) not in (2, 4) or parts[-1] != "infer":
+        return None
+    return parts[0], parts[2] if len(parts) == 4 and parts[1] == "versions" else None
+
+
+class V2Infer:
+    """`POST /v2/models/{model}[/versions/{version}]/infer` through the predict route."""
+
+    def __init__(self, predict: PredictRoute) -> None:
+        self.predict = predict
+        self.body_format = V2Body()
+        self._cut = len(V2_MODELS_PREFIX) - 1
+
+    def direct(self, exchange: DirectExchange) -> None:
+        """On the direct lane (gateway/http/direct_lane.py)."""
+        started = time.perf_counter()
+        target = v2_infer_target(exchange.path[self._cut :])
+        assert target is not None  # the lane takes only infer paths
+        model, pinned = target
+        query = exchange.query
+        stage = "" if pinned else stage_of(query, self.predict.default_stage)
+        self.predict.serve_direct(
+            exchange, self.body_format, model=model, stage=stage, started=started, version=pinned
+        )
+
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, model: str, pinned: str | None
+    ) -> None:
+        started = time.perf_counter()
+        query = scope["query_string"]
+        as_of = self.predict.as_of
+        if query and as_of is not None and b"as_of=" in query:
+            await as_of.serve(
+                scope, receive, send, model=model, started=started, body_format=self.body_format,
+                version=pinned,
+            )  # fmt: skip
+            return
+        stage = stage_of(query, self.predict.default_stage)
+        await self.predict.serve(
+            scope, receive, send, model=model, stage="" if pinned else stage,
+            started=started, body_format=self.body_format, version=pinned,
+        )  # fmt: skip
+
+
+def v2_routes(
+    pool: ModelPool, predict: PredictRoute, infer: V2Infer
+) -> list[HTTPRouteHandler | ASGIRouteHandler]:
+    body_format = infer.body_format
 
     async def models(scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
+        target = v2_infer_target(scope["path"])
+        if target is not None:
+            await infer.serve(scope, receive, send, *target)
+            return
         parts = scope["path"].strip("/").split("/")
         query = scope["query_string"]
         stage = stage_of(query, predict.default_stage)
         model = parts[0]
         pinned = parts[2] if len(parts) >= 3 and parts[1] == "versions" else None
         action = parts[-1] if len(parts) in (2, 4) else ""
-        if action == "infer" and query and predict.as_of is not None and b"as_of=" in query:
-            await predict.as_of.serve(
-                scope, receive, send, model=model, started=started, body_format=body_format,
-                version=pinned,
-            )  # fmt: skip
-            return
-        if action == "infer":
-            await predict.serve(
-                scope, receive, send, model=model, stage="" if pinned else stage,
-                started=started, body_format=body_format, version=pinned,
-            )  # fmt: skip
-            return
         try:
             known = pool.wanted_models
             if predict.access is not None:
