@@ -170,7 +170,7 @@ class Harness:
         settings = Settings(audit_path=str(self.folder / "audit.jsonl"))
         self.app = create_app(settings)
         self.gateway = gateway_of(self.app)
-        self.lifespan = self.app.lifespan  # noqa: F841 (kept for clarity)
+        self.lifespan = self.app.lifespan
         self._startup = asyncio.get_running_loop().create_future()
         self._shutdown = asyncio.Event()
         self._lifespan_task = asyncio.create_task(self._run_lifespan())
@@ -231,9 +231,7 @@ def _run(fmt: str, rows: int, count: int, warmup: int, mode: str) -> dict[str, A
                 elif mode == "cpu":
                     started = time.process_time()
                     await h.send(request, count)
-                    await h.gateway.audit.settled() if hasattr(
-                        h.gateway.audit, "settled"
-                    ) else None
+                    await h.gateway.audit.settled() if hasattr(h.gateway.audit, "settled") else None
                     out["cpu_us"] = (time.process_time() - started) / count * 1e6
                 else:
                     await h.send(request, count)

@@ -27,8 +27,8 @@ from gateway.errors import (
 from gateway.history.asof.metrics import AsOfMetrics, AsOfRouteMetrics
 from gateway.history.asof.query import AsOf, parse_as_of
 from gateway.history.asof.resolve import AsOfResolver, PastVersion
-from gateway.http.predict_errors import ServerFailureError, send_error
 from gateway.http.body_format import BodyFormat, Headers, PredictBody, RequestHead
+from gateway.http.predict_errors import ServerFailureError, send_error
 from gateway.http.predict_route import PredictRoute
 from gateway.http.request_io import decode_content, media_type, read_body
 from gateway.http.v2_protocol import V2Request, encode_v2_response
