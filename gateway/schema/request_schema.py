@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from itertools import chain
 from typing import Annotated, Any
 
 import msgspec
@@ -119,27 +120,45 @@ class RequestSchema:
             else:
                 row_fields.append((col.name, base))
                 col_fields.append((col.name, list[base]))
-        self.row_type = msgspec.defstruct("Row", row_fields, forbid_unknown_fields=True)
+        # gc=False: a row holds only numbers, strings and None (never a cycle), so the
+        # collector need not track the hundred Structs of a 100-row request.
+        self.row_type = msgspec.defstruct("Row", row_fields, forbid_unknown_fields=True, gc=False)
         columns_type = msgspec.defstruct("Columns", col_fields, forbid_unknown_fields=True)
         self._columns_type = columns_type
-        split_type = msgspec.defstruct(
-            "DataframeSplit",
-            [("columns", list[str]), ("data", list[list[Any]]), ("index", Any, None)],
-            forbid_unknown_fields=True,
+        # Every input a required, uncategorised float: `dataframe_split` cells are decoded as
+        # floats (msgspec checks each cell's type, as the row Struct would) and the rows become
+        # the matrix in one numpy call, without a dict or Struct per row (decode_split).
+        self._float_cells = not allow_non_finite and all(
+            c.type in ("double", "float") and c.required and c.categories is None
+            for c in self.inputs
         )
+        # column order sent -> the permutation into signature order (None: the same order)
+        self._split_order: dict[tuple[str, ...], np.ndarray | None] = {}
         rows_t: Any = list[self.row_type]  # type: ignore[name-defined]
-        body_type = msgspec.defstruct(
-            "PredictRequest",
-            [
-                ("inputs", rows_t | columns_type | None, None),
-                ("dataframe_split", split_type | None, None),
-                ("dataframe_records", rows_t | None, None),
-                # MLflow reads `instances` as rows or as columns.
-                ("instances", rows_t | columns_type | None, None),
-            ],
-            forbid_unknown_fields=True,
-        )
-        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(body_type)
+
+        def body_decoder(cell_type: Any) -> msgspec.json.Decoder[Any]:
+            split_type = msgspec.defstruct(
+                "DataframeSplit",
+                [("columns", list[str]), ("data", list[list[cell_type]]), ("index", Any, None)],
+                forbid_unknown_fields=True,
+            )
+            body_type = msgspec.defstruct(
+                "PredictRequest",
+                [
+                    ("inputs", rows_t | columns_type | None, None),
+                    ("dataframe_split", split_type | None, None),
+                    ("dataframe_records", rows_t | None, None),
+                    # MLflow reads `instances` as rows or as columns.
+                    ("instances", rows_t | columns_type | None, None),
+                ],
+                forbid_unknown_fields=True,
+            )
+            return msgspec.json.Decoder(body_type)
+
+        # A body the float-cell decoder refuses is decoded again by the general one, whose
+        # refusals (and MLflow's reading of extra columns) are the contract.
+        self._general_decoder = body_decoder(Any)
+        self._decoder = body_decoder(float) if self._float_cells else self._general_decoder
         positional_type = msgspec.defstruct(
             "PositionalRequest",
             [("inputs", list[list[Any]] | None, None), ("instances", list[list[Any]] | None, None)],
@@ -148,14 +167,21 @@ class RequestSchema:
         self._positional_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(positional_type)
         self._rows_type = rows_t
         self._astuple = msgspec.structs.astuple
+        # No row value can be None (every input required, none nullable).
+        self._never_none = not allow_non_finite and all(c.required for c in self.inputs)
 
     # -- inputs ---------------------------------------------------------------------------
 
     def decode(self, body: bytes) -> InputBatch:
         """Decode and validate a body; raise MalformedRequestError / InputValidationError."""
+        return self._decode(body, self._decoder)
+
+    def _decode(self, body: bytes, decoder: msgspec.json.Decoder[Any]) -> InputBatch:
         try:
-            req = self._decoder.decode(body)
+            req = decoder.decode(body)
         except msgspec.ValidationError as exc:
+            if decoder is not self._general_decoder:
+                return self._decode(body, self._general_decoder)
             if _POSITIONAL_ROWS.match(str(exc)):
                 return self._decode_positional(body)
             raise validation_error(exc) from None
@@ -186,7 +212,9 @@ class RequestSchema:
             )
         if req.dataframe_split is not None:
             refuse_duplicate_keys(body, 3)  # dataframe_split, columns, data
-            return self.decode_split(req.dataframe_split.columns, req.dataframe_split.data)
+            split = req.dataframe_split
+            floats = decoder is not self._general_decoder
+            return self.decode_split(split.columns, split.data, floats=floats)
         if req.dataframe_records is not None:
             refuse_duplicate_keys(body, 1 + len(req.dataframe_records) * required)
             return self._from_rows(req.dataframe_records, "$.dataframe_records")
@@ -197,12 +225,22 @@ class RequestSchema:
         return self._from_columns(req.instances, "$.instances")
 
     def decode_split(
-        self, columns: list[str], data: list[list[Any]], ignore: frozenset[str] = frozenset()
+        self,
+        columns: list[str],
+        data: list[list[Any]],
+        ignore: frozenset[str] = frozenset(),
+        *,
+        floats: bool = False,
     ) -> InputBatch:
         """MLflow's `dataframe_split` (named columns, rows of values); columns in `ignore` are
-        dropped (MLflow's routes ignore extra columns), error paths keep the sent positions."""
+        dropped (MLflow's routes ignore extra columns), error paths keep the sent positions.
+        `floats`: every cell was decoded as a float already (see __init__)."""
         if len(set(columns)) != len(columns):
             raise InputValidationError("$.dataframe_split.columns", "column names repeat", "shape")
+        if floats and not ignore:
+            batch = self._float_split(columns, data)
+            if batch is not None:
+                return batch
         for i, row in enumerate(data):
             if len(row) != len(columns):
                 raise InputValidationError(
@@ -218,6 +256,31 @@ class RequestSchema:
             missing_path="$.dataframe_split.columns",
             ignore=ignore,
         )
+
+    def _float_split(self, columns: list[str], data: list[list[float]]) -> InputBatch | None:
+        """The matrix of float cells under exactly the signature's columns (in any order), in
+        one numpy call; None for anything else (ragged rows, other columns, no rows), which
+        the general path refuses with its precise errors."""
+        key = tuple(columns)
+        try:
+            order = self._split_order[key]
+        except KeyError:
+            if len(key) != len(self.names) or set(key) != set(self.names):
+                return None
+            order = None if key == self.names else np.array([key.index(n) for n in self.names])
+            if len(self._split_order) < 64:  # bounded: column orders are the client's choice
+                self._split_order[key] = order
+        try:
+            matrix = np.array(data, dtype=np.float64)
+        except ValueError:  # ragged
+            return None
+        if matrix.ndim != 2 or matrix.shape[1] != len(key) or not len(matrix):
+            return None
+        n = len(matrix)
+        self._check_count(n, "$.dataframe_split.data")
+        if order is not None:
+            matrix = np.ascontiguousarray(matrix[:, order])
+        return InputBatch(self.names, n, matrix, None)
 
     def _decode_positional(self, body: bytes) -> InputBatch:
         """`{"inputs": [[110, 2.62, 6], ...]}` (or `instances`): rows in positional order."""
@@ -280,7 +343,14 @@ class RequestSchema:
         where = cell or (lambda i, name: f"{path}[{i}].{name}")
         astuple = self._astuple
         if self.numeric:
-            matrix = np.array([astuple(r) for r in rows], dtype=np.float64)
+            if self._never_none:
+                # The rows' values one after another into one buffer: no list of tuples for
+                # numpy to inspect (half the instructions of np.array at 100 rows, callgrind).
+                k = len(self.names)
+                flat = chain.from_iterable(map(astuple, rows))
+                matrix = np.fromiter(flat, np.float64, n * k).reshape(n, k)
+            else:  # None (a missing optional value) becomes NaN here
+                matrix = np.array([astuple(r) for r in rows], dtype=np.float64)
             batch = InputBatch(self.names, n, matrix, None)
         else:
             values = list(zip(*(astuple(r) for r in rows), strict=True))

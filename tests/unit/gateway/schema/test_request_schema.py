@@ -265,3 +265,43 @@ def test_an_integral_float_is_an_integer_value_in_every_shape() -> None:
     assert err.path == "$.inputs.cyl[1]"
     err = _error(schema, {"inputs": [{"hp": 110, "wt": 2.62, "cyl": "six"}]})
     assert err.reason == "expected integer, got string"
+
+
+FLOATS = Signature(
+    inputs=[ColumnSpec(name=n, type="double") for n in ("hp", "wt", "disp")],
+    outputs=[ColumnSpec(name="mpg", type="double")],
+)
+float_rows = st.lists(
+    st.fixed_dictionaries({n: finite for n in ("hp", "wt", "disp")}), min_size=1, max_size=20
+)
+
+
+@given(float_rows, st.permutations(["hp", "wt", "disp"]))
+def test_float_signatures_read_every_shape_and_column_order_to_the_same_matrix(
+    rows: list[dict[str, float]], order: list[str]
+) -> None:
+    # The column-wise paths (rows into one buffer, split cells decoded as floats) against
+    # the matrix built value by value.
+    schema = RequestSchema(FLOATS)
+    expected = np.array([[r[n] for n in ("hp", "wt", "disp")] for r in rows], dtype=np.float64)
+    split = {"columns": order, "data": [[r[n] for n in order] for r in rows]}
+    for body in ({"inputs": rows}, {"dataframe_split": split}, {"dataframe_records": rows}):
+        batch = schema.decode(_encode(body))
+        assert batch.matrix is not None and batch.matrix.flags.c_contiguous
+        np.testing.assert_array_equal(batch.matrix, expected)
+
+
+@pytest.mark.parametrize(
+    ("split", "path", "kind"),
+    [
+        ({"columns": ["wt", "hp", "disp"], "data": [[1, 2, 3], [1, "x", 3]]}, "[1][1]", "type"),
+        ({"columns": ["wt", "hp", "disp"], "data": [[1, 2, 3], [True, 2, 3]]}, "[1][0]", "type"),
+        ({"columns": ["wt", "hp", "disp"], "data": [[1, 2, None]]}, "[0][2]", "missing"),
+        ({"columns": ["wt", "hp", "disp"], "data": [[1, 2, 3], [1, 2]]}, "[1]", "shape"),
+        ({"columns": ["wt", "hp"], "data": [[1, 2]]}, "", "missing"),
+    ],
+)
+def test_float_split_refusals_name_the_cell_as_sent(split: object, path: str, kind: str) -> None:
+    error = _error(RequestSchema(FLOATS), {"dataframe_split": split})
+    assert error.path.startswith("$.dataframe_split" + (".data" + path if path else ""))
+    assert error.kind == kind
