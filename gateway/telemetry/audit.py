@@ -1,16 +1,18 @@
 """The audit trail: one JSON line per predict request, off the request path, none lost.
 
 Each request appends its entry (a tuple: no work) to a list; every `flush_interval_s` a
-flusher task encodes the pending entries in one batch on the event loop (~4 µs each:
+flusher task encodes the pending entries in batches on the event loop (~4 µs each:
 canonical inputs, sha256, msgspec; a batch keeps that code and its data hot in the cache,
 ~15 µs per request cheaper than encoding one line per request, measured in
-benchmarks/RESULTS.md) and hands the bytes to one worker thread for the write, which releases
-the GIL. Two earlier designs were slower: a writer thread that encoded the lines held the GIL
-while onnxruntime (which releases it) ran, and even a thread that only popped lines from a
-deque cost ~15-50 µs per request in GIL hand-offs. Past `queue_max` pending lines, requests
-wait (asynchronously) for the writer instead of dropping records; `stop()` writes the rest.
-A write that fails (full disk) is kept and retried (audit_sinks.py): `refusing` tells predict
-to answer 503 meanwhile in `fail_closed` mode, the one check a request pays for it.
+benchmarks/RESULTS.md), 16 records per loop turn so that a request arriving meanwhile waits
+for one slice, never for the whole flush, and hands the bytes to one worker thread for the
+write, which releases the GIL. Two earlier designs were slower: a writer thread that encoded
+the lines held the GIL while onnxruntime (which releases it) ran, and even a thread that only
+popped lines from a deque cost ~15-50 µs per request in GIL hand-offs. Past `queue_max`
+pending lines, requests wait (asynchronously) for the writer instead of dropping records;
+`stop()` writes the rest. A write that fails (full disk) is kept and retried
+(audit_sinks.py): `refusing` tells predict to answer 503 meanwhile in `fail_closed` mode, the
+one check a request pays for it.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ Entry = tuple[
 # request's (instant, basis).
 _Shadow = tuple[str, "str | None"]
 _AsOf = tuple[str, str, None]
+# Records encoded per event-loop turn by the flusher (see _take_in_slices).
+_SLICE = 16
 
 
 class AuditWriter:
@@ -208,7 +212,7 @@ class AuditWriter:
                 await asyncio.wait_for(self._stop.wait(), self.flush_interval_s)
             # While failing, also with nothing new: the retry of what is held is due.
             if self._pending or self._sinks.failing:
-                data, count = self._take()
+                data, count = await self._take_in_slices()
                 await loop.run_in_executor(self._executor, self._write, data, count)
             self._rounds += 1
 
@@ -244,10 +248,26 @@ class AuditWriter:
             self._file.close()
             self._file = None
 
-    def _take(self) -> tuple[bytes, int]:
-        if not self._pending:
-            return b"", 0
+    async def _take_in_slices(self) -> tuple[bytes, int]:
+        """`_take`, encoding `_SLICE` records per loop turn: a request that arrives meanwhile
+        waits for one slice (16 records, ~60 µs), not for the whole batch (at 10k requests/s, ~2 ms
+        of encoding every flush: the c1 p99 of audit-on was its stalls)."""
         items, self._pending = self._pending, []
+        if len(items) <= _SLICE:
+            return self._encode(items)
+        parts: list[bytes] = []
+        for start in range(0, len(items), _SLICE):
+            parts.append(self._encode(items[start : start + _SLICE])[0])
+            await asyncio.sleep(0)
+        return b"".join(parts), len(items)
+
+    def _take(self) -> tuple[bytes, int]:
+        items, self._pending = self._pending, []
+        return self._encode(items)
+
+    def _encode(self, items: list[tuple[Entry, _Shadow | _AsOf | None]]) -> tuple[bytes, int]:
+        if not items:
+            return b"", 0
         line = self._line
         lines = [
             line(entry)

@@ -122,3 +122,35 @@ def test_a_full_backlog_is_reported_so_requests_wait_instead_of_dropping() -> No
 
 def test_a_writer_without_sinks_is_disabled() -> None:
     assert not AuditWriter().enabled
+
+
+def test_a_large_flush_lets_requests_in_between_its_slices_and_keeps_the_order() -> None:
+    # The c1 tail: a request arriving while a flush encodes must not wait for all of it.
+    stream = io.BytesIO()
+    writer = AuditWriter(stream=stream, flush_interval_s=0.01)
+    for i in range(100):
+        writer.submit(_entry(i))
+    encoded = 0
+    line = writer._line
+
+    def counting_line(*args: object, **kwargs: object) -> bytes:
+        nonlocal encoded
+        encoded += 1
+        return line(*args, **kwargs)  # type: ignore[arg-type]
+
+    writer._line = counting_line  # type: ignore[method-assign]
+    seen_mid_flush: set[int] = set()
+
+    async def main() -> None:
+        flusher = asyncio.create_task(writer.run())
+        while encoded < 100:  # a request's turn on the loop
+            if encoded:
+                seen_mid_flush.add(encoded)
+            await asyncio.sleep(0)
+        await writer.stop(flusher)
+
+    asyncio.run(main())
+    ids = [json.loads(line)["request_id"] for line in stream.getvalue().splitlines()]
+    assert ids == [f"req-{i}" for i in range(100)]
+    # The loop ran between slices of the flush (one slice: 16 records).
+    assert seen_mid_flush and max(seen_mid_flush) < 100
