@@ -55,16 +55,35 @@ class Fixtures:
 
 
 def feature_rows(n: int) -> list[list[float]]:
-    """The first n mtcars rows (n <= 32) as lists of FEATURES values."""
-    frame = mtcars().head(n)
-    return [[float(v) for v in row] for row in frame[list(FEATURES)].itertuples(index=False)]
+    """n mtcars rows (after the 32nd, from the first again) as lists of FEATURES values."""
+    frame = mtcars()
+    table = [[float(v) for v in row] for row in frame[list(FEATURES)].itertuples(index=False)]
+    return [table[i % len(table)] for i in range(n)]
 
 
-def body_for(kind: str, rows: int, model: str) -> bytes:
-    """The request body each kind of server expects, for `rows` rows."""
+# stageserve's body formats a batch can come in (the 100-row scenarios of run.py)
+BATCH_FORMATS = ("rows", "columns", "dataframe_split", "v2")
+
+
+def body_for(kind: str, rows: int, model: str, fmt: str = "rows") -> bytes:
+    """The request body each kind of server expects, for `rows` rows; stageserve's in any of
+    BATCH_FORMATS (`v2` goes to the V2 infer path)."""
     values = feature_rows(rows)
     payload: Any
-    if kind == "mlflow":
+    if kind == "stageserve" and fmt != "rows":
+        columns = {f: [row[j] for row in values] for j, f in enumerate(FEATURES)}
+        if fmt == "columns":
+            payload = {"inputs": columns}
+        elif fmt == "dataframe_split":
+            payload = {"dataframe_split": {"columns": list(FEATURES), "data": values}}
+        else:
+            payload = {
+                "inputs": [
+                    {"name": f, "shape": [rows], "datatype": "FP64", "data": columns[f]}
+                    for f in FEATURES
+                ]
+            }
+    elif kind == "mlflow":
         payload = {"dataframe_split": {"columns": list(FEATURES), "data": values}}
     elif kind == "mlserver":
         flat = [v for row in values for v in row]

@@ -8,7 +8,7 @@ from typing import Any
 
 from benchmarks import batching_bench, overload_bench, workers_bench
 
-__all__ = ["TARGETS", "markdown", "ratios", "write_json"]
+__all__ = ["TARGETS", "issue17", "markdown", "ratios", "write_json"]
 
 # other server -> (minimum stageserve/other requests/s ratio, how the issue words it);
 # single worker pinned to one core, single-row requests, concurrency 16.
@@ -24,13 +24,70 @@ def _key(run: dict[str, Any]) -> tuple[str, str, int, int]:
     return run["server"], run["model"], run["rows"], run["connections"]
 
 
+def _find(runs: list[dict[str, Any]], server: str, **want: Any) -> dict[str, Any] | None:
+    for run in runs:
+        if run["server"] == server and all(
+            run.get(k, "rows" if k == "format" else None) == v for k, v in want.items()
+        ):
+            return run
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def issue17(runs: list[dict[str, Any]]) -> list[str]:
+    """Issue 17's targets, each beside its measured value (markdown lines; none when the run
+    lacks the servers they compare)."""
+    single = {"model": "linear", "rows": 1, "connections": 16, "format": "rows"}
+    ours = _find(runs, "stageserve", **single)
+    if ours is None or not ours.get("cpu_us_per_request"):
+        return []
+    cpu = ours["cpu_us_per_request"]
+    lines = [
+        "",
+        "Issue 17 (single-row linear c16 CPU per request; c1 p99; 100-row req/s at c16):",
+        "",
+        "| target | goal | measured |",
+        "|---|---|---|",
+        f"| server CPU per single-row request, everything on | <= 55 µs | {cpu:.0f} µs |",
+    ]
+    goals = {"raw_asgi": "<= 2x (floor)", "minimal_litestar": ">= 2.5x less"}
+    goals |= {"mlserver": ">= 11x less", "mlflow": ">= 45x less"}
+    for other, goal in goals.items():
+        base = _find(runs, other, **single)
+        if base and base.get("cpu_us_per_request"):
+            if other == "raw_asgi":
+                value = f"{cpu / base['cpu_us_per_request']:.2f}x the floor's"
+            else:
+                value = f"{base['cpu_us_per_request'] / cpu:.2f}x less"
+            lines.append(f"| CPU per request vs {other} | {goal} | {value} |")
+    c1 = {"model": "linear", "rows": 1, "connections": 1, "format": "rows"}
+    on, off = _find(runs, "stageserve", **c1), _find(runs, "stageserve_noaudit", **c1)
+    if on and off:
+        lines.append(
+            f"| c1 p99 audit on / off | <= 1.3 | {_ratio(on['p99_ms'], off['p99_ms'])} "
+            f"({on['p99_ms']:.3f} / {off['p99_ms']:.3f} ms) |"
+        )
+    minimal = _find(runs, "minimal_litestar", model="linear", rows=100, connections=16)
+    for run in runs:
+        if run["server"] == "stageserve" and run["rows"] == 100 and minimal:
+            lines.append(
+                f"| 100 rows, {run.get('format', 'rows')}: req/s vs the minimal route | >= 1.5 "
+                f"| {_ratio(run['rps'], minimal['rps'])} ({run['rps']:.0f} / "
+                f"{minimal['rps']:.0f}) |"
+            )
+    return lines
+
+
 def ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """stageserve's requests/s over every other server's, scenario by scenario; the sklearn
     engine (gbr_pickle) is also set against the peers' pickled GBR."""
     by_key = {_key(r): r for r in runs}
     out = []
     for run in runs:
-        if run["server"] != "stageserve" or not run["rps"]:
+        if run["server"] != "stageserve" or not run["rps"] or run.get("format", "rows") != "rows":
             continue
         peer_model = "gbr" if run["model"] == "gbr_pickle" else run["model"]
         for other in sorted({r["server"] for r in runs} - {"stageserve"}):
@@ -107,8 +164,10 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["runs"]:
+        fmt = r.get("format", "rows")
+        model = r["model"] if fmt == "rows" else f"{r['model']} ({fmt})"
         lines.append(
-            f"| {r['server']} | {r['model']} | {r['rows']} | {r['connections']} | "
+            f"| {r['server']} | {model} | {r['rows']} | {r['connections']} | "
             f"{_f(r['rps'], 0)} | {_f(r['p50_ms'])} | {_f(r['p99_ms'])} | "
             f"{_f(r['cpu_us_per_request'], 0)} | {r['errors']} |"
         )
@@ -126,6 +185,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {r['stageserve_model']} | {r['other']} | {r['ratio']:.2f} | "
                 f"{_f(r.get('cpu_ratio'))} | {r['target']} | {'yes' if r['met'] else 'NO'} |"
             )
+    lines += issue17(results["runs"])
     lines += _extras(results)
     return "\n".join(lines) + "\n"
 

@@ -37,7 +37,7 @@ from benchmarks import (  # noqa: E402
     report,
     workers_bench,
 )
-from benchmarks.fixtures import body_for, build_fixtures  # noqa: E402
+from benchmarks.fixtures import BATCH_FORMATS, body_for, build_fixtures  # noqa: E402
 from benchmarks.loadgen import LoadResult, ensure_wrk, run_load  # noqa: E402
 from benchmarks.peers import peer_versions, prepare_peer  # noqa: E402
 from benchmarks.procs import Launch, Server, cpu_seconds, free_port  # noqa: E402
@@ -74,6 +74,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="only single-row c16: all servers up at once, N round-robin rounds, median",
     )
+    p.add_argument(
+        "--batches",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="100-row requests in every body format (default: in a full run)",
+    )
     p.add_argument("--load", choices=["auto", "wrk", "python"], default="auto")
     p.add_argument("--no-install", action="store_true", help="never apt-get or pip install")
     p.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
@@ -89,6 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     args.extras = set(args.extras.split(",")) - {""}
     args.install = full and not args.no_install
+    args.batches = full if args.batches is None else args.batches
     args.rows = (1, 32) if full else (1,)
     args.connections = (1, 16, 64) if full else (16,)
     return args
@@ -103,9 +110,12 @@ def measure(
     args: argparse.Namespace,
     wrk: str | None,
     work: Path,
+    fmt: str = "rows",
 ) -> dict[str, Any]:
-    body = body_for(server.launch.kind, rows, model)
+    body = body_for(server.launch.kind, rows, model, fmt)
     url = server.url(model)
+    if fmt == "v2":
+        url = f"http://127.0.0.1:{server.launch.port}/v2/models/{model}/infer"
     if args.warmup_s >= 1:
         run_load(wrk, url, body, connections=conns, duration_s=args.warmup_s, work=work)
     else:
@@ -122,6 +132,7 @@ def measure(
     return {
         "server": server.launch.name,
         "model": model,
+        "format": fmt,
         "rows": rows,
         "connections": conns,
         "rps": round(median.rps, 1),
@@ -196,13 +207,22 @@ def serve_and_measure(
         for model in launch.paths:
             for rows in args.rows:
                 for conns in args.connections:
-                    if variant and (rows, conns) != (1, 16):
-                        continue  # what one piece costs: the headline scenario is enough
+                    if variant and (rows, conns) not in ((1, 16), (1, 1)):
+                        continue  # what one piece costs: c16 throughput and c1 latency
                     run = measure(
                         server, model, rows=rows, conns=conns, args=args, wrk=wrk, work=work
                     )
                     results["runs"].append(run)
                     print(json.dumps(run), flush=True)
+        # Batches: 100 rows at c16 in each body format (the minimal route reads only rows).
+        if args.batches and launch.name in ("stageserve", "minimal_litestar"):
+            formats = BATCH_FORMATS if launch.name == "stageserve" else ("rows",)
+            for fmt in formats:
+                run = measure(
+                    server, "linear", rows=100, conns=16, args=args, wrk=wrk, work=work, fmt=fmt
+                )
+                results["runs"].append(run)
+                print(json.dumps(run), flush=True)
         if launch.name == "stageserve" and "profile" in args.extras:
             body = body_for("stageserve", 1, "linear")
             results["profile"] = extras.profile_top(
