@@ -389,11 +389,12 @@ class PredictRoute:
         """Batched, inline or on the pool, admitted or refused by the model's limits:
         gateway/pool/inference.py decides (every route calls it)."""
         route: Any = call.route
+        batch: Any = call.batch
         lv = route.loaded
         lv.inflight += 1
         self.inflight += 1
         try:
-            out, call.inference_s = await self.inference.run(lv, call.batch)
+            out, call.inference_s = await self.inference.run(lv, batch)
         except RequestError:
             raise  # refused by the model's limits (503/504), not a model failure
         except Exception as exc:
