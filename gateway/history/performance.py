@@ -24,6 +24,7 @@ __all__ = [
     "ShadowComparison",
     "VersionPerformance",
     "duration_text",
+    "headline",
     "parse_duration_s",
     "performance",
 ]
@@ -59,6 +60,24 @@ class Measures(msgspec.Struct, kw_only=True):
     accuracy: float | None = None
     log_loss_values: int = 0
     log_loss: float | None = None
+
+
+# (measure, what a page calls it, whether lower is better), in order of preference.
+_HEADLINES = (
+    ("mae", "MAE", True),
+    ("accuracy", "accuracy", False),
+    ("log_loss", "log-loss", True),
+)
+
+
+def headline(measures: Iterable[Measures]) -> tuple[str, str, bool] | None:
+    """The measure to show first (a chart, a comparison): MAE for regression, else accuracy,
+    else log-loss; None when no outcome gave any."""
+    listed = list(measures)
+    for attribute, label, lower in _HEADLINES:
+        if any(getattr(m, attribute) is not None for m in listed):
+            return attribute, label, lower
+    return None
 
 
 class VersionPerformance(Measures, kw_only=True):

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.history.performance import Performance, duration_text, performance
+from gateway.history.performance import Performance, duration_text, headline, performance
 from registry_sync.history.events import ActivationEvent, parse_time
 from registry_sync.history.records import UsageRow, iso_of
 from registry_sync.history.store import HistoryReader
@@ -87,9 +87,8 @@ def _plot(p: Performance) -> bytes | None:
     by_version: dict[str, list[Any]] = defaultdict(list)
     for point in p.series:
         by_version[point.version].append(point)
-    quality, label = "mae", "MAE (lower is better)"
-    if not any(pt.mae is not None for pt in p.series):
-        quality, label = "accuracy", "accuracy (higher is better)"
+    quality, name, lower = headline(p.series) or ("mae", "MAE", True)
+    label = f"{name} ({'lower' if lower else 'higher'} is better)"
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
     for version, points in sorted(by_version.items()):
         times = [datetime.fromtimestamp(parse_time(pt.start).timestamp(), UTC) for pt in points]
@@ -99,7 +98,7 @@ def _plot(p: Performance) -> bytes | None:
         if shown:
             bottom.plot(*zip(*shown, strict=True), marker="o", label=version)
     top.set_ylabel(f"requests per {duration_text(p.bucket_s)}")
-    top.set_title(f"{p.model}: traffic and {quality} per version")
+    top.set_title(f"{p.model}: traffic and {name} per version")
     top.legend(loc="upper left", fontsize="small")
     bottom.set_ylabel(label)
     bottom.grid(alpha=0.3)
@@ -141,15 +140,18 @@ def _sections(data: ReportData) -> list[tuple[str, list[str], list[list[str]]]]:
                 )
             )  # fmt: skip
         if perf is not None and perf.shadow:
+            # A classifier's pairs by accuracy (they have no MAE), a regressor's by MAE.
+            judged = [m for s in perf.shadow for m in (s.primary, s.shadow)]
+            measure, name, _ = headline(judged) or ("mae", "MAE", True)
             out.append(
                 (
                     f"{model}: shadow pairs on the same outcomes",
-                    ["stage", "primary", "shadow", "outcomes", "primary MAE", "shadow MAE",
-                     "shadow closer", "primary closer", "ties"],
+                    ["stage", "primary", "shadow", "outcomes", f"primary {name}",
+                     f"shadow {name}", "shadow closer", "primary closer", "ties"],
                     [
                         [s.stage, s.primary_version, s.shadow_version, str(s.outcomes),
-                         _num(s.primary.mae), _num(s.shadow.mae), str(s.shadow_closer),
-                         str(s.primary_closer), str(s.ties)]
+                         _num(getattr(s.primary, measure)), _num(getattr(s.shadow, measure)),
+                         str(s.shadow_closer), str(s.primary_closer), str(s.ties)]
                         for s in perf.shadow
                     ],
                 )

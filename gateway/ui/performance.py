@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from gateway.history.performance import Measures, Performance, SeriesPoint
+from gateway.history.performance import Performance, SeriesPoint, headline
 from registry_sync.history.records import epoch_of
 
 __all__ = ["Chart", "Dot", "Line", "PerformancePanel", "nice_bucket_s", "panel"]
@@ -28,12 +28,6 @@ _NICE_BUCKETS_S = (
     1, 5, 15, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400,
 )  # fmt: skip
 _TARGET_BUCKETS = 60
-# (attribute, what the page calls it, whether lower is better), in order of preference.
-_HEADLINES = (
-    ("mae", "MAE", True),
-    ("accuracy", "accuracy", False),
-    ("log_loss", "log-loss", True),
-)
 
 
 def nice_bucket_s(span_s: float) -> float:
@@ -99,18 +93,11 @@ class PerformancePanel:
         return self.chart.measure if self.chart else None
 
 
-def _headline(measures: list[Measures]) -> tuple[str, str, bool] | None:
-    for attribute, label, lower in _HEADLINES:
-        if any(getattr(m, attribute) is not None for m in measures):
-            return attribute, label, lower
-    return None
-
-
 def _chart(report: Performance, since: float, until: float) -> Chart | None:
-    headline = _headline(list(report.versions))
-    if headline is None:
+    found = headline(report.versions)
+    if found is None:
         return None
-    attribute, label, lower = headline
+    attribute, label, lower = found
     points: list[tuple[SeriesPoint, float]] = [
         (p, value) for p in report.series if (value := getattr(p, attribute)) is not None
     ]
