@@ -225,7 +225,7 @@ def test_outcomes_import_from_a_file_and_the_report_shows_them(setup: Setup) -> 
             ("report: plots", "started"),
             ("report: plots", "done"),
         ]
-        assert progress[0]["total"] == progress[1]["models"] >= 2  # cost and gearbox
+        assert progress[0]["total"] == progress[1]["models"] >= 1  # cost (gearbox if its test ran)
         text = (out / f"report.{fmt}").read_text()
         for v in expected:
             assert v["version"] in text
