@@ -359,21 +359,7 @@ class FileHistory:
             "ORDER BY b, version",
             (since, bucket_s, model, since, until),
         )
-        return [
-            OutcomeSums(
-                bucket=since + r[0] * bucket_s,
-                version=r[1],
-                outcomes=r[2],
-                regression_values=r[3],
-                abs_error=r[4],
-                squared_error=r[5],
-                labels=r[6],
-                correct=r[7],
-                log_loss_values=r[8],
-                log_loss=r[9],
-            )
-            for r in rows
-        ]
+        return [OutcomeSums.from_row(r, since, bucket_s) for r in rows]
 
     def shadow_outcomes(self, model: str, since: float, until: float) -> list[ShadowOutcome]:
         rows = self._query(

@@ -4,6 +4,7 @@ the sums that performance over time is computed from."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +84,23 @@ class OutcomeSums(msgspec.Struct, frozen=True, kw_only=True):
     correct: int
     log_loss_values: int
     log_loss: float
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], since: float, bucket_s: float) -> OutcomeSums:
+        """One row of a store's bucketed sum query: bucket index, version, count, then the sums
+        in field order. Cast, because PostgreSQL's sum of a bigint is a Decimal."""
+        return cls(
+            bucket=since + row[0] * bucket_s,
+            version=row[1],
+            outcomes=int(row[2]),
+            regression_values=int(row[3]),
+            abs_error=float(row[4]),
+            squared_error=float(row[5]),
+            labels=int(row[6]),
+            correct=int(row[7]),
+            log_loss_values=int(row[8]),
+            log_loss=float(row[9]),
+        )
 
 
 class PredictionCount(msgspec.Struct, frozen=True, kw_only=True):

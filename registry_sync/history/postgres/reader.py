@@ -205,21 +205,7 @@ class PostgresHistory:
             "AND predicted_at < to_timestamp(%s) GROUP BY b, version ORDER BY b, version",
             (since, bucket_s, model, since, until),
         )
-        return [
-            OutcomeSums(
-                bucket=since + r[0] * bucket_s,
-                version=r[1],
-                outcomes=r[2],
-                regression_values=int(r[3]),
-                abs_error=float(r[4]),
-                squared_error=float(r[5]),
-                labels=int(r[6]),
-                correct=int(r[7]),
-                log_loss_values=int(r[8]),
-                log_loss=float(r[9]),
-            )
-            for r in rows
-        ]
+        return [OutcomeSums.from_row(r, since, bucket_s) for r in rows]
 
     def shadow_outcomes(self, model: str, since: float, until: float) -> list[ShadowOutcome]:
         rows = self._query(
