@@ -36,6 +36,7 @@ from gateway.http.predict_route import PredictRoute
 from gateway.http.v2_route import V2_MODELS_ROUTE, V2Infer, v2_routes
 from gateway.pool.admission import Gates, with_gates
 from gateway.pool.batching import with_batching
+from gateway.pool.heap import FrozenHeap
 from gateway.pool.inference import Inference
 from gateway.pool.loaded import Loader, load_version
 from gateway.pool.model_pool import ModelPool
@@ -180,6 +181,14 @@ def _live_loader(
     return loader
 
 
+@contextlib.asynccontextmanager
+async def _frozen(pool: ModelPool) -> AsyncIterator[None]:
+    """Before the first request: the imports and the app live as long as the process."""
+    if pool.heap is not None:
+        pool.heap.freeze("startup")
+    yield
+
+
 def _pool(
     settings: Settings,
     metrics: GatewayMetrics,
@@ -192,6 +201,7 @@ def _pool(
         loader,
         retry_failed_load_s=settings.retry_failed_load_s,
         on_load_failure=on_load_failure,
+        heap=FrozenHeap(settings.gc_freeze, on_reclaim=metrics.heap_reclaims_total.inc),
     )
     for listener in activation_listeners:
         pool.add_listener(listener)
@@ -529,7 +539,7 @@ def create_app(
                 max_items=settings.feedback_max_items,
             ),
         ],
-        lifespan=[*_linked(siblings, pool, metrics), lifespan],
+        lifespan=[*_linked(siblings, pool, metrics), _frozen(pool), lifespan],
         exception_handlers=exception_handlers(),
         openapi_config=None,
         # Logging is configured once by the CLI (JSON lines); the app adds no handlers.

@@ -40,6 +40,8 @@ class LoadedVersion:
     """One (model, version) in memory; shared by every stage that routes to it."""
 
     __slots__ = (
+        # heap.py checks through a weak reference that a released version is gone.
+        "__weakref__",
         "batcher",
         "digest",
         "engine",
@@ -103,9 +105,19 @@ class LoadedVersion:
         self.predict = self._predict_columns
 
     def close(self) -> None:
+        """Release the model (after the last in-flight request). Also breaks this object's
+        own reference cycles (the bound `predict`, the batcher's and gate's references
+        back), so it is freed at once even while the heap is frozen (heap.py)."""
         close = getattr(self.predictor, "close", None)
         if callable(close):
             close()
+        self.predict = _released
+        self.batcher = None
+        self.gate = None
+
+
+def _released(batch: InputBatch) -> Any:
+    raise RuntimeError("this version was released")
 
 
 Loader = Callable[[DesiredEntry], LoadedVersion]

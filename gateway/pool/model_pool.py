@@ -19,10 +19,12 @@ import contextlib
 import functools
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import ModelLoadError
+from gateway.pool.heap import FrozenHeap
 from gateway.pool.loaded import LoadedVersion, Loader
 from gateway.pool.route_table import Route, StageStatus
 from gateway.telemetry.activation import ActivationListener, notify, utc_now_iso
@@ -34,6 +36,9 @@ __all__ = ["ModelPool"]
 log = logging.getLogger("stageserve.pool")
 _RELEASE_POLL_S = 0.005
 _CLOSE_TIMEOUT_S = 30.0
+# After a release, how long until the version must be gone (heap.py): a shadow item or an
+# as-of request that still held it has finished by then.
+_RELEASED_CHECK_S = 10.0
 
 # (model, version, digest): one loadable thing.
 LoadKey = tuple[str, str, str]
@@ -52,8 +57,11 @@ class ModelPool:
         retry_failed_load_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         on_load_failure: Callable[[DesiredEntry], None] | None = None,
+        heap: FrozenHeap | None = None,
     ) -> None:
         self.metrics = metrics
+        # Frozen after every switch that brought versions in (heap.py); None: never.
+        self.heap = heap
         self._loader = loader
         self._retry_failed_load_s = retry_failed_load_s
         self._clock = clock
@@ -232,6 +240,8 @@ class ModelPool:
                 continue  # the registry moved on while we loaded: start from the newest
             self._switch(model, wanted)
             self._discard_unwanted(model)
+            if done and self.heap is not None:
+                self.heap.freeze(f"{model} switched")
             return
 
     def _to_load(self, wanted: dict[str, DesiredEntry]) -> dict[LoadKey, DesiredEntry]:
@@ -441,6 +451,11 @@ class ModelPool:
             await asyncio.sleep(_RELEASE_POLL_S)
         loaded.close()
         log.info("released %s %s", loaded.model, loaded.version)
+        if self.heap is not None:
+            what = f"{loaded.model} {loaded.version}"
+            ref = weakref.ref(loaded)
+            del loaded
+            asyncio.get_running_loop().call_later(_RELEASED_CHECK_S, self.heap.released, ref, what)
 
     async def drain(self) -> None:
         """Wait until every version scheduled for release has been released."""

@@ -117,6 +117,12 @@ class GatewayMetrics:
             ["model", "version"],
             registry=r,
         )
+        self.heap_reclaims_total = Counter(
+            _P + "heap_reclaims",
+            "Released versions a reference cycle kept alive in the frozen heap, reclaimed by "
+            "one full garbage collection (gc_freeze; each is one pause of the event loop).",
+            registry=r,
+        )
         self.client_requests_total = FastCounter(
             _P + "client_requests_total",
             "Predict requests by authenticated client and model (auth on only).",

@@ -408,7 +408,11 @@ def test_metrics_scrape_is_the_text_format_with_one_charset_and_no_created_serie
     # durations) used to add `*_created` families that the hot-path counters lacked.
     assert "_created" not in text
     names = {f.name for f in text_string_to_metric_families(text)}
-    assert {"stageserve_validation_errors", "stageserve_model_load_failures"} <= names
+    assert {
+        "stageserve_validation_errors",
+        "stageserve_model_load_failures",
+        "stageserve_heap_reclaims",
+    } <= names
 
 
 def test_metrics_scrape_speaks_openmetrics_and_gzip_when_the_scraper_asks(
