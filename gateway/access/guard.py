@@ -15,13 +15,16 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.access.api_keys import ApiKeyStore
-from gateway.access.jwt_tokens import JwtVerifier
 from gateway.access.policy import AccessPolicy
 from gateway.access.principal import Principal
 from gateway.errors import ForbiddenError, SettingsError, UnauthorizedError, UnknownModelError
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.access.jwt_tokens import JwtVerifier
 
 __all__ = ["Access", "build_access"]
 
@@ -152,6 +155,10 @@ def build_access(settings: Settings) -> Access | None:
     keys = ApiKeyStore(Path(settings.api_keys_file)) if settings.api_keys_file else None
     tokens = None
     if settings.jwks:
+        # Imported only when tokens are configured: PyJWT and its crypto backend are ~10 MiB
+        # resident that a gateway without JWT auth never needs.
+        from gateway.access.jwt_tokens import JwtVerifier
+
         tokens = JwtVerifier(
             settings.jwks,
             issuer=settings.jwt_issuer,

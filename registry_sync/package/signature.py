@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import pandas as pd
 
 from registry_sync.package.manifest import ColumnSpec, ColumnType, Signature
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "breaking_changes",
@@ -36,6 +38,8 @@ _WIDENINGS: frozenset[tuple[str, str]] = frozenset(
 
 def column_type(dtype: Any) -> ColumnType:
     """The signature type of a numpy or pandas dtype (category dtypes give their elements')."""
+    import pandas as pd  # here, not at the top: serving never infers signatures (see columns.py)
+
     if isinstance(dtype, pd.CategoricalDtype):
         return column_type(dtype.categories.dtype)
     if pd.api.types.is_bool_dtype(dtype):
@@ -58,6 +62,8 @@ def to_python(value: Any) -> Any:
 
 def infer_inputs(example: pd.DataFrame) -> list[ColumnSpec]:
     """One required input per column, in column order; category columns list their categories."""
+    import pandas as pd
+
     specs = []
     for name in example.columns:
         dtype = example[name].dtype
@@ -70,6 +76,8 @@ def infer_inputs(example: pd.DataFrame) -> list[ColumnSpec]:
 
 def infer_outputs(prediction: Any, names: Sequence[str] | None = None) -> list[ColumnSpec]:
     """Outputs from a model's prediction on the example: `prediction` for one column."""
+    import pandas as pd
+
     if isinstance(prediction, pd.DataFrame):
         columns = [str(c) for c in prediction.columns]
         types = [column_type(prediction[c].dtype) for c in prediction.columns]

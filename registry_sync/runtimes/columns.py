@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from registry_sync.errors import InvalidInputError
 from registry_sync.package.manifest import ColumnSpec
 from registry_sync.package.signature import to_python
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["NUMERIC_TYPES", "is_numeric", "to_columns", "typed_columns", "typed_frame"]
 
@@ -27,7 +30,11 @@ def to_columns(data: Any, inputs: Sequence[ColumnSpec]) -> dict[str, np.ndarray]
 
     Columns the signature does not name are ignored (a training frame still has its target).
     """
-    if isinstance(data, pd.DataFrame):
+    # pandas is imported only where a frame is built (typed_frame, the sklearn and statsmodels
+    # runtimes): a gateway serving ONNX models never loads it (~50 MiB resident). Data cannot
+    # be a DataFrame unless pandas was imported.
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(data, pandas.DataFrame):
         source: Mapping[str, Any] = {str(c): data[c].to_numpy() for c in data.columns}
     elif isinstance(data, Mapping):
         source = data
@@ -70,6 +77,8 @@ def _convert(name: str, values: np.ndarray, kind: Any) -> np.ndarray:
 
 def typed_frame(columns: Mapping[str, np.ndarray], inputs: Sequence[ColumnSpec]) -> pd.DataFrame:
     """A DataFrame with the dtypes the model was trained on; categories keep training levels."""
+    import pandas as pd
+
     typed = typed_columns(columns, inputs)
     frame: dict[str, Any] = {}
     for spec in inputs:
