@@ -82,7 +82,7 @@ demo-mlflow: $(STAMP)
 		--registry mlflow+http://127.0.0.1:$(MLFLOW_PORT) --cache $(DEMO_MLFLOW)/cache \
 		--journal-path $(DEMO_MLFLOW)/journal.jsonl --drain-s 0
 
-# `make bench` (~13 min on 2 cores, plus the peers' venv installs the first time): every server
+# `make bench` (~17 min on 2 cores, plus the peers' venv installs the first time): every server
 # and scenario, JSON in benchmarks/results/, a dated table appended to benchmarks/RESULTS.md.
 # BENCH_ARGS="--interleave 5": only the single-row c16 targets, servers measured round-robin.
 # BENCH_ARGS="--quick --servers stageserve,minimal_litestar,raw_asgi": a seconds-long smoke run.

@@ -1,6 +1,7 @@
 """The measures beside throughput: in-process inference cost, memory per loaded version,
-assign-to-first-response and p99 during swaps (benchmarks/swap_latency.py), and a py-spy
-profile of stageserve's predict path under load."""
+assign-to-first-response and p99 during swaps (benchmarks/swap_latency.py), issue 17's
+shadow targets (benchmarks/shadow_bench.py), and a py-spy profile of stageserve's predict
+path under load."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +22,13 @@ import numpy as np
 from benchmarks.fixtures import feature_rows
 from benchmarks.procs import Launch, Server, rss_kib
 
-__all__ = ["inprocess_costs", "memory_per_version", "profile_top", "swap_latency"]
+__all__ = [
+    "inprocess_costs",
+    "memory_per_version",
+    "profile_top",
+    "shadow_targets",
+    "swap_latency",
+]
 
 HERE = Path(__file__).resolve().parent
 
@@ -165,6 +173,44 @@ def swap_latency(swaps: int, timeout_s: float) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(done.stdout)
     result["command"] = " ".join(cmd)
     return result
+
+
+def shadow_targets(seconds: float, rounds: int, timeout_s: float) -> dict[str, Any]:
+    """benchmarks/shadow_bench.py as a subprocess; issue 17's two shadow targets per scenario
+    (c1 back-to-back p99 on / off <= 1.3x, c16 saturated req/s on / off >= 0.9x)."""
+    with tempfile.TemporaryDirectory(prefix="stageserve-shadow-") as tmp:
+        out = Path(tmp) / "shadow.json"
+        cmd = [sys.executable, "-m", "benchmarks.shadow_bench", "--seconds", str(seconds)]
+        cmd += ["--rounds", str(rounds), "--json", str(out)]
+        try:
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=timeout_s, check=False, cwd=HERE.parent
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout_s}s", "command": " ".join(cmd)}
+        if done.returncode != 0 or not out.exists():
+            return {"error": done.stderr.strip()[-800:], "command": " ".join(cmd)}
+        result: dict[str, Any] = json.loads(out.read_text())
+    targets = []
+    for scenario, loads in result.get("scenarios", {}).items():
+        c1, c16 = loads.get("back-to-back"), loads.get("saturated")
+        if c1:
+            ratio = c1["ratio_on_off"]["p99_ms"]
+            measured = f"{ratio:.2f}x ({c1['on']['p99_ms']:.3f} / {c1['off']['p99_ms']:.3f} ms)"
+            targets.append(
+                {"target": f"c1 p99 shadow on / off ({scenario})", "goal": "<= 1.3x",
+                 "measured": measured, "met": ratio <= 1.3}
+            )  # fmt: skip
+        if c16:
+            ratio = c16["ratio_on_off"]["rps"]
+            shadowed = c16.get("shadow_compared_share")
+            share = f"; {shadowed:.0%} shadowed" if shadowed is not None else ""
+            measured = f"{ratio:.2f}x ({c16['on']['rps']:,.0f} / {c16['off']['rps']:,.0f}){share}"
+            targets.append(
+                {"target": f"c16 primary req/s shadow on / off ({scenario})", "goal": ">= 0.9x",
+                 "measured": measured, "met": ratio >= 0.9}
+            )  # fmt: skip
+    return {"command": " ".join(cmd), "targets": targets, "result": result}
 
 
 def profile_top(

@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--extras",
         default=None,
-        help="comma list of inprocess,memory,swap,profile,workers,batching,overload "
+        help="comma list of inprocess,memory,swap,profile,workers,batching,overload,shadow "
         "(quick: inprocess)",
     )
     p.add_argument(
@@ -91,7 +91,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.repeats = args.repeats or (3 if full else 1)
     if args.extras is None:  # an empty --extras "" means none
         args.extras = (
-            "inprocess,memory,swap,profile,workers,batching,overload" if full else "inprocess"
+            "inprocess,memory,swap,profile,workers,batching,overload,shadow"
+            if full
+            else "inprocess"
         )
     args.extras = set(args.extras.split(",")) - {""}
     args.install = full and not args.no_install
@@ -357,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                     mlserver="mlserver" in args.servers, **timing,
                 )
             )  # fmt: skip
+        if "shadow" in args.extras:
+            results["shadow"] = extras.shadow_targets(4.0, 2, 900)
         if "overload" in args.extras:
             results["overload"] = _guarded(
                 lambda: overload_bench.measure_overload(fx.cache, work, wrk, **timing)
