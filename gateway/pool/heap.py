@@ -2,9 +2,10 @@
 
 A full (generation 2) collection traverses every container object the process holds and
 every reference they hold: with numpy, onnxruntime, Litestar and uvicorn imported that is
-~200 k objects, measured at 100-160 ms on the loop thread, during which nothing is answered. Request traffic
-triggers one every few seconds (objects that outlive two young collections, such as audit
-entries waiting for their flush, count toward the next full one), so at 20k requests/s the
+~200 k objects, measured at 100-160 ms on the loop thread, during which nothing is
+answered. Request traffic triggers one every few seconds (objects that outlive two young
+collections, such as audit entries waiting for their flush, count toward the next full
+one), so at 20k requests/s the
 single-row p99 at 16 connections was 139 ms with the audit on (1.1 ms with it off): the
 collections, not the requests (benchmarks/RESULTS.md, issue 17).
 
