@@ -5,9 +5,8 @@ every reference they hold: with numpy, onnxruntime, Litestar and uvicorn importe
 ~200 k objects, measured at 100-160 ms on the loop thread, during which nothing is
 answered. Request traffic triggers one every few seconds (objects that outlive two young
 collections, such as audit entries waiting for their flush, count toward the next full
-one), so at 20k requests/s the
-single-row p99 at 16 connections was 139 ms with the audit on (1.1 ms with it off): the
-collections, not the requests (benchmarks/RESULTS.md, issue 17).
+one), so at 20k requests/s the single-row p99 at 16 connections was 139 ms with the audit
+on (1.1 ms with it off): the collections, not the requests (benchmarks/RESULTS.md, issue 17).
 
 `gc.freeze()` moves every object tracked so far to a permanent generation that collections
 skip. So the gateway freezes once its imports and app are built (before it serves) and
