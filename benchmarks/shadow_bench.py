@@ -10,9 +10,12 @@ Three load shapes per scenario (wrk's latency excludes its think time):
   the shadow runs in the gaps;
 - saturated: 16 connections: the throughput ratio (the queue sheds shadow work).
 After each "on" run the shadow report tells how much shadow work was done and how much was
-shed (queue_full).
+shed (queue_full). `--executors process,thread,inline` measures each `shadow_executor` (at
+`--priority`) against the same "off" runs; the report ends with issue 17's two targets per
+scenario and executor: back-to-back p99 on / off <= 1.3 and saturated req/s on / off >= 0.9.
 
     .venv/bin/python -m benchmarks.shadow_bench [--seconds 8] [--rounds 2] [--json out.json]
+        [--executors process] [--priority idle] [--scenarios onnx,sklearn]
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = "cost_predictor"
 # (name, connections, think time ms)
 LOADS = (("back-to-back", 1, 0), ("paced 1 ms", 1, 1), ("saturated", 16, 0))
+# Issue 17: shadow on every request, c1 p99 <= 1.3x off; c16 primary req/s >= 0.9x off.
+P99_C1_MAX_RATIO = 1.3
+RPS_C16_MIN_RATIO = 0.9
 
 
 def _scenarios(folder: Path) -> dict[str, tuple[Path, Path]]:
@@ -83,11 +89,14 @@ def _get(port: int, path: str) -> tuple[int, Any]:
         return 0, None
 
 
-def _serve(cache: Path, shadow_on: bool) -> tuple[subprocess.Popen[bytes], int]:
+def _serve(cache: Path, executor: str | None, priority: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The gateway; `executor` None: shadow off."""
     port = free_port()
     env = {**os.environ, "STAGESERVE_LOG_LEVEL": "warning", "STAGESERVE_DRAIN_S": "0"}
-    if shadow_on:
+    if executor is not None:
         env["STAGESERVE_SHADOW"] = json.dumps({MODEL: {"prod": "dev"}})
+        env["STAGESERVE_SHADOW_EXECUTOR"] = executor
+        env["STAGESERVE_SHADOW_PRIORITY"] = priority
     cmd = [*pin_prefix(0), sys.executable, "-m", "gateway.cli", "serve", "--cache", str(cache)]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
@@ -107,6 +116,21 @@ def _shadow_counts(port: int) -> tuple[int, int]:
     return compared, int(report["skipped"]["queue_full"])
 
 
+def _until_shadowing(port: int, url: str, body: bytes, timeout_s: float = 60.0) -> None:
+    """Send single requests until one has been compared: the shadow version is loaded where
+    it runs (the shadow process loads its own copy), so the runs measure the steady state."""
+    deadline = time.monotonic() + timeout_s
+    while _shadow_counts(port)[0] == 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no shadow comparison within a minute")
+        request = urllib.request.Request(
+            url, data=body, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            resp.read()
+        time.sleep(0.05)
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -117,16 +141,25 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _measure(
-    cache: Path, shadow_on: bool, seconds: float, work: Path, wrk: str | None
+    cache: Path,
+    executor: str | None,
+    priority: str,
+    seconds: float,
+    *,
+    work: Path,
+    wrk: str | None,
 ) -> dict[str, dict[str, Any]]:
+    shadow_on = executor is not None
     body = json.dumps({"inputs": [{"hp": 110.0, "wt": 2.62, "disp": 160.0, "qsec": 16.46}]})
     out: dict[str, dict[str, Any]] = {}
     for name, connections, think_ms in LOADS:
         if think_ms and wrk is None:
             continue  # the Python generator has no think time
-        proc, port = _serve(cache, shadow_on)  # a fresh process per measurement
+        proc, port = _serve(cache, executor, priority)  # a fresh process per measurement
         try:
             url = f"http://127.0.0.1:{port}/predict/{MODEL}"
+            if shadow_on:
+                _until_shadowing(port, url, body.encode())
             _load(
                 wrk,
                 url,
@@ -192,47 +225,90 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float:
 
 
 def run(
-    seconds: float, rounds: int, log: Callable[[str], None], path_iterations: int = 20_000
+    seconds: float,
+    rounds: int,
+    log: Callable[[str], None],
+    path_iterations: int = 20_000,
+    *,
+    executors: tuple[str, ...] = ("process",),
+    priority: str = "idle",
+    scenarios: tuple[str, ...] = ("onnx", "sklearn"),
 ) -> dict[str, Any]:
     wrk, note = ensure_wrk(install=False)
     log(f"load generator: {'wrk' if wrk else 'python'} ({note})")
-    results: dict[str, Any] = {"load_generator": "wrk" if wrk else "python", "scenarios": {}}
+    results: dict[str, Any] = {
+        "load_generator": "wrk" if wrk else "python",
+        "priority": priority,
+        "scenarios": {},
+        "targets": [],
+    }
     with tempfile.TemporaryDirectory(prefix="shadow-bench-") as tmp:
         folder = Path(tmp)
-        scenarios = _scenarios(folder / "packages")
-        first = next(iter(scenarios.values()))
-        results["path"] = {
-            "iterations": path_iterations,
-            "modes": path_cost(*first, path_iterations),
+        chosen = {
+            name: packages
+            for name, packages in _scenarios(folder / "packages").items()
+            if name.split()[0] in scenarios
         }
-        log(f"path: {results['path']}")
-        for name, (primary, shadow) in scenarios.items():
+        if path_iterations > 0:
+            first = next(iter(_scenarios(folder / "path-packages").values()))
+            results["path"] = {
+                "iterations": path_iterations,
+                "modes": path_cost(*first, path_iterations),
+            }
+            log(f"path: {results['path']}")
+        for name, (primary, shadow) in chosen.items():
             if seconds <= 0:
                 break
             cache = folder / f"cache-{abs(hash(name))}"
             _write_cache(cache, primary, shadow)
-            runs: dict[str, list[dict[str, dict[str, Any]]]] = {"off": [], "on": []}
+            runs: dict[str, list[dict[str, dict[str, Any]]]] = {"off": []}
+            runs |= {executor: [] for executor in executors}
             for r in range(rounds):
-                for mode in ("off", "on"):
-                    runs[mode].append(_measure(cache, mode == "on", seconds, folder, wrk))
+                for mode in runs:
+                    executor = None if mode == "off" else mode
+                    runs[mode].append(
+                        _measure(cache, executor, priority, seconds, work=folder, wrk=wrk)
+                    )
                     log(f"{name} round {r + 1} shadow {mode}: {runs[mode][-1]}")
-            summary: dict[str, Any] = {}
-            for load in runs["off"][0]:
-                off = [x[load] for x in runs["off"]]
-                on = [x[load] for x in runs["on"]]
-                summary[load] = {
-                    "off": {k: _mean(off, k) for k in ("rps", "p50_ms", "p99_ms")},
-                    "on": {k: _mean(on, k) for k in ("rps", "p50_ms", "p99_ms")},
-                    "ratio_on_off": {
-                        k: _mean(on, k) / _mean(off, k) for k in ("rps", "p50_ms", "p99_ms")
-                    },
-                    "shadow_compared_share": statistics.fmean(
-                        x["shadow_compared"] / max(1.0, x["rps"] * seconds) for x in on
-                    ),
-                    "runs": {"off": off, "on": on},
-                }
-            results["scenarios"][name] = summary
+            for executor in executors:
+                label = f"{name} [{executor}]"
+                results["scenarios"][label] = _summary(runs["off"], runs[executor], seconds)
+                results["targets"].append(_targets(label, results["scenarios"][label]))
     return results
+
+
+def _summary(
+    offs: list[dict[str, dict[str, Any]]], ons: list[dict[str, dict[str, Any]]], seconds: float
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for load in offs[0]:
+        off = [x[load] for x in offs]
+        on = [x[load] for x in ons]
+        summary[load] = {
+            "off": {k: _mean(off, k) for k in ("rps", "p50_ms", "p99_ms")},
+            "on": {k: _mean(on, k) for k in ("rps", "p50_ms", "p99_ms")},
+            "ratio_on_off": {k: _mean(on, k) / _mean(off, k) for k in ("rps", "p50_ms", "p99_ms")},
+            "shadow_compared_share": statistics.fmean(
+                x["shadow_compared"] / max(1.0, x["rps"] * seconds) for x in on
+            ),
+            "runs": {"off": off, "on": on},
+        }
+    return summary
+
+
+def _targets(label: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """Issue 17's two shadow ratios for one scenario and executor, and whether each is met."""
+    p99 = summary["back-to-back"]["ratio_on_off"]["p99_ms"]
+    rps = summary["saturated"]["ratio_on_off"]["rps"]
+    return {
+        "scenario": label,
+        "p99_c1_ratio": p99,
+        "p99_c1_met": p99 <= P99_C1_MAX_RATIO,
+        "rps_c16_ratio": rps,
+        "rps_c16_met": rps >= RPS_C16_MIN_RATIO,
+        "shadowed_c1": summary["back-to-back"]["shadow_compared_share"],
+        "shadowed_c16": summary["saturated"]["shadow_compared_share"],
+    }
 
 
 def path_cost(primary: Path, shadow_package: Path, iterations: int) -> dict[str, Any]:
@@ -311,11 +387,16 @@ def path_cost(primary: Path, shadow_package: Path, iterations: int) -> dict[str,
     return asyncio.run(measure())
 
 
+def _met(met: bool) -> str:
+    return "yes" if met else "NO"
+
+
 def markdown(results: dict[str, Any], seconds: float, rounds: int) -> str:
     lines = [
         f"Shadow on vs off: same gateway, fresh process per run, {rounds} alternating rounds of "
         f"{seconds:g} s, server on CPU 0, {results['load_generator']} on CPU 1; one row in, "
-        "shadow sample 1.0. Loads: back-to-back = 1 connection, no think time; paced = 1 "
+        f"shadow sample 1.0, shadow priority {results.get('priority', 'idle')}. "
+        "Loads: back-to-back = 1 connection, no think time; paced = 1 "
         "connection, 1 ms think time; saturated = 16 connections. Ratio = on / off "
         "(throughput: higher is better; latency: lower is better).",
         "",
@@ -332,6 +413,22 @@ def markdown(results: dict[str, Any], seconds: float, rounds: int) -> str:
                 f"| {off['p99_ms']:.3f} | {on['p99_ms']:.3f} | {ratio['p99_ms']:.3f} "
                 f"| {s['shadow_compared_share']:.0%} |"
             )
+    if results.get("targets"):
+        lines += [
+            "",
+            f"Issue 17's targets: back-to-back (c1) p99 on / off <= {P99_C1_MAX_RATIO}, "
+            f"saturated (c16) req/s on / off >= {RPS_C16_MIN_RATIO}:",
+            "",
+            "| scenario [executor] | c1 p99 ratio | met | c16 req/s ratio | met "
+            "| shadowed c1 | shadowed c16 |",
+            "|---|---:|---|---:|---|---:|---:|",
+            *(
+                f"| {t['scenario']} | {t['p99_c1_ratio']:.3f} | {_met(t['p99_c1_met'])} "
+                f"| {t['rps_c16_ratio']:.3f} | {_met(t['rps_c16_met'])} "
+                f"| {t['shadowed_c1']:.0%} | {t['shadowed_c16']:.0%} |"
+                for t in results["targets"]
+            ),
+        ]
     path = results.get("path")
     if path:
         lines += [
@@ -360,13 +457,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--path-iterations", type=int, default=20_000)
+    parser.add_argument("--path-iterations", type=int, default=20_000, help="0: skip")
+    parser.add_argument(
+        "--executors", default="process", help="comma-separated shadow_executor values"
+    )
+    parser.add_argument("--priority", default="idle", choices=("idle", "low", "normal"))
+    parser.add_argument("--scenarios", default="onnx,sklearn", help="comma-separated")
     args = parser.parse_args(argv)
     results = run(
         args.seconds,
         args.rounds,
         lambda text: print(text, file=sys.stderr),
         path_iterations=args.path_iterations,
+        executors=tuple(args.executors.split(",")),
+        priority=args.priority,
+        scenarios=tuple(args.scenarios.split(",")),
     )
     text = json.dumps(results, indent=2)
     print(text)

@@ -43,6 +43,7 @@ from gateway.pool.model_pool import ModelPool
 from gateway.pool.snapshot_source import DesiredStateSource, SnapshotFileSource
 from gateway.pool.stage_gauge import StageLoadedGauge
 from gateway.settings import Settings
+from gateway.shadow.child import ChildConfig
 from gateway.shadow.config import shadow_plans
 from gateway.shadow.metrics import ShadowMetrics
 from gateway.shadow.worker import Shadow
@@ -151,6 +152,15 @@ def _shadow(
         plans,
         queue_max=settings.shadow_queue_max,
         timeout_s=settings.shadow_timeout_s,
+        executor=settings.shadow_executor,
+        priority=settings.shadow_priority,
+        process=ChildConfig(
+            allow_non_finite=settings.allow_non_finite,
+            max_rows=settings.max_rows,
+            unpickle_allow=tuple(settings.unpickle_allow),
+            unpickle_trust_signed=settings.unpickle_trust_signed,
+            log_level=settings.log_level,
+        ),
     )
 
 

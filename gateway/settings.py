@@ -18,8 +18,12 @@ __all__ = [
     "BatchingRule",
     "InferenceLimit",
     "Settings",
+    "ShadowExecutor",
     "load_settings",
 ]
+
+# Where shadow predictions run (gateway/shadow/predict.py).
+ShadowExecutor = Literal["process", "thread", "inline"]
 
 
 class AccessRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -231,6 +235,13 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Shadow predictions waiting for the shadow worker; past it they are skipped (counted)."""
     shadow_timeout_s: float = 1.0
     """A shadow prediction taking longer than this counts as a timeout and is not compared."""
+    shadow_executor: ShadowExecutor = "process"
+    """Where shadow predictions run: `process` (a process of their own, which loads the
+    shadow versions itself), `thread` (one thread of the gateway), `inline` (on the event
+    loop when small and fast, by the primary's rule; else the thread)."""
+    shadow_priority: Literal["idle", "low", "normal"] = "idle"
+    """OS priority of the shadow process or thread: `idle` (Linux SCHED_IDLE: only CPU
+    nothing else wants), `low` (nice 19), `normal`."""
 
 
 # Mappings and lists: an environment variable (or flag) gives them as one JSON value.

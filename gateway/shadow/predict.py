@@ -1,9 +1,14 @@
-"""One shadow prediction of a pinned version: inline or on the shadow thread, with a timeout.
+"""One shadow prediction of a pinned version, where `shadow_executor` says, with a timeout.
 
-The same engine rule as the primary (inference.py): small requests to fast versions run
-inline, the rest on a thread: the shadow's own single thread, so a slow shadow never holds
-the primary's inference threads. The caller pins the version (`inflight += 1`); this
-unpins it when the call is over, which for a timed-out thread call is when the thread ends.
+- `process` (`predict_in_process`): the shadow process (process.py) predicts with its own
+  copy of the version; the event loop only sends the inputs and reads the answer.
+- `thread`: every call on the shadow's own single thread (at `shadow_priority`), so a slow
+  shadow never holds the primary's inference threads.
+- `inline`: the primary's engine rule (inference.py): small requests to fast versions on the
+  event loop, the rest on the shadow thread.
+
+The caller pins the version (`inflight += 1`); this unpins it when the call is over, which
+for a timed-out thread call is when the thread ends.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ from gateway.errors import GatewayError
 from gateway.pool.loaded import LoadedVersion
 from gateway.schema.request_schema import InputBatch
 from gateway.shadow.compare import Comparator
+from gateway.shadow.process import ShadowProcess, ShadowProcessGoneError
+from registry_sync.sync.snapshot import DesiredEntry
 
-__all__ = ["Outcome", "predict_pinned"]
+__all__ = ["Answer", "Outcome", "predict_in_process", "predict_pinned"]
 
 # (error kind or None, detail, raw output, the shadow's inputs, inference seconds)
 Outcome = tuple[str | None, str, Any, InputBatch, float]
+# (error kind or None, detail, validated predictions, the shadow's inputs, inference seconds)
+Answer = tuple[str | None, str, "list[Any] | None", InputBatch, float]
 
 
 def _unpin(lv: LoadedVersion, _: object) -> None:
@@ -36,14 +45,17 @@ async def predict_pinned(
     batch: InputBatch,
     executor: Executor | None,
     timeout_s: float,
+    *,
+    inline: bool = True,
 ) -> Outcome:
+    """`inline`: small requests to fast versions on the loop (else always the thread)."""
     unpinned = False
     shadow_batch = batch
     t = time.perf_counter()
     try:
         shadow_batch = comparator.inputs(batch)
         t = time.perf_counter()
-        if batch.rows <= lv.inline_max_rows or executor is None:
+        if executor is None or (inline and batch.rows <= lv.inline_max_rows):
             out = lv.predict(shadow_batch)
         else:
             future = asyncio.get_running_loop().run_in_executor(executor, lv.predict, shadow_batch)
@@ -69,3 +81,25 @@ async def predict_pinned(
     if shadow_s > timeout_s:  # an inline call cannot be interrupted; it still came late
         return "timeout", f"{shadow_s:.3f} s", None, shadow_batch, shadow_s
     return None, "", out, shadow_batch, shadow_s
+
+
+async def predict_in_process(
+    process: ShadowProcess,
+    entry: DesiredEntry,
+    lv: LoadedVersion,
+    comparator: Comparator,
+    batch: InputBatch,
+) -> Answer:
+    """The shadow process's validated predictions (`entry` names the pinned `lv`); its
+    seconds are the process's CPU seconds, and it applied the timeout to them."""
+    shadow_batch = batch
+    try:
+        shadow_batch = comparator.inputs(batch)
+        result = await process.predict(entry, shadow_batch)
+    except GatewayError as exc:
+        return "input_mismatch", str(exc), None, shadow_batch, 0.0
+    except ShadowProcessGoneError as exc:
+        return "error", f"shadow process: {exc}", None, shadow_batch, 0.0
+    finally:
+        lv.inflight -= 1
+    return result.kind, result.detail, result.predictions, shadow_batch, result.shadow_s

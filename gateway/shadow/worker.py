@@ -3,13 +3,13 @@
 The predict path calls `offer()` after the response is sent: two dict lookups, the sample
 check (a hash of the request id, only when sampling below 1) and a `deque.append`; when
 the queue holds `queue_max` items the request is skipped and counted instead. One worker
-task drains the queue on the event loop, one item at a time with a yield between items, so
-primary requests interleave with shadow work and, under saturation, the queue (not the
-primary) absorbs the difference. Each item: look up the shadow stage's version and pin it
-(its in-flight count, in the same loop step, as the predict path does), predict inline or
-on the shadow's own thread (shadow_predict.py), validate the output, compare, count,
-audit. A failure is counted and logged (at most once a minute per model and kind), never
-seen by a client.
+task drains the queue on the event loop, one item at a time. Each item: look up the shadow
+stage's version and pin it (its in-flight count, in the same loop step, as the predict
+path does), predict where `executor` says (predict.py: the shadow process by default, at
+idle OS priority, so under saturation the process gets little CPU, the queue fills and
+sheds, and the primary keeps its throughput), validate the output, compare, count, audit.
+A failure is counted and logged (at most once a minute per model and kind), never seen by
+a client.
 """
 
 from __future__ import annotations
@@ -21,17 +21,25 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import msgspec
+
 from gateway.pool.loaded import LoadedVersion
 from gateway.pool.model_pool import ModelPool
 from gateway.pool.route_table import Route
 from gateway.schema.request_schema import InputBatch
+from gateway.settings import ShadowExecutor
+from gateway.shadow.child import ChildConfig
 from gateway.shadow.compare import OutputMismatchError
 from gateway.shadow.config import ShadowPlan, ShadowPlans, sample_point
 from gateway.shadow.metrics import SKIP_REASONS, ShadowMetrics
 from gateway.shadow.pairs import PairBook
-from gateway.shadow.predict import predict_pinned
+from gateway.shadow.predict import Answer, predict_in_process, predict_pinned
+from gateway.shadow.priority import ShadowPriority, lower_priority
+from gateway.shadow.process import ShadowProcess, ShadowProcessGoneError
 from gateway.shadow.stats import WINDOW, PairStats
+from gateway.telemetry.activation import ActivationEvent
 from gateway.telemetry.audit import AuditWriter
+from registry_sync.sync.snapshot import DesiredEntry
 
 __all__ = ["Shadow"]
 
@@ -44,6 +52,8 @@ _STATUS: dict[str | None, int] = {None: 200, "input_mismatch": 422, "timeout": 5
 # (plan, primary route, batch, primary predictions, primary inference s, request id, principal,
 #  the client's request id)
 Item = tuple[ShadowPlan, Route, InputBatch, list[Any], float, str, "str | None", "str | None"]
+# The previous item's (plan, primary, shadow, pair, shadow entry): the next one likely shares it.
+_Last = tuple[ShadowPlan, LoadedVersion, LoadedVersion, PairStats, DesiredEntry]
 
 
 class Shadow:
@@ -59,7 +69,12 @@ class Shadow:
         queue_max: int = 1000,
         timeout_s: float = 1.0,
         window: int = WINDOW,
+        executor: ShadowExecutor = "inline",
+        priority: ShadowPriority = "normal",
+        process: ChildConfig | None = None,
     ) -> None:
+        """`executor`/`priority`: where shadow calls run and at what OS priority (predict.py,
+        priority.py); `process`: the shadow process's load rules (executor `process`)."""
         self.pool = pool
         self.metrics = metrics
         self.audit = audit
@@ -69,12 +84,23 @@ class Shadow:
         self._queue: deque[Item] = deque()
         self._wake = asyncio.Event()  # not bound to a loop until awaited (Python >= 3.10)
         self._stopping = False
+        self.executor = executor
+        self.priority = priority
         self._executor: ThreadPoolExecutor | None = None
+        self._child: ShadowProcess | None = None
+        if executor == "process":
+            config = msgspec.structs.replace(
+                process or ChildConfig(), timeout_s=timeout_s, priority=priority
+            )
+            self._child = ShadowProcess(config)
+            pool.add_listener(self._on_activation)
+        self._preload_due = executor == "process"
+        self._shadow_stages = {(m, p.shadow_stage) for m, st in plans.items() for p in st.values()}
         # Counter children resolved once: a skip on the request path is one `.inc()`.
         self._skips = {m: {r: metrics.skipped.labels(m, r) for r in SKIP_REASONS} for m in plans}
         self._pairs = PairBook(metrics, window=window)
         self._logged: dict[tuple[str, str], float] = {}
-        self._last: tuple[ShadowPlan, LoadedVersion, LoadedVersion, PairStats] | None = None
+        self._last: _Last | None = None
         metrics.track_queue(lambda: len(self._queue))
 
     # -- the request path -----------------------------------------------------------------
@@ -113,6 +139,17 @@ class Shadow:
             return
         if len(self._queue) >= self.queue_max:
             skips["queue_full"].inc()
+            # Saturated, this is most requests (and an onnx request is ~30 µs of CPU): the
+            # worker's last pair, when it is this one, saves building the pair's key.
+            last = self._last
+            if (
+                last is not None
+                and last[0] is plan
+                and last[1] is route.loaded
+                and last[2] is target.loaded
+            ):
+                last[3].queue_full += 1
+                return
             self.pair(plan, route.loaded, target.loaded).queue_full += 1
             return
         self._queue.append(
@@ -124,9 +161,19 @@ class Shadow:
 
     async def run(self) -> None:
         """Predict queued items until `stop()`; what is still queued then is counted."""
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
+        if self._child is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix="shadow",
+                initializer=lower_priority,
+                initargs=(self.priority,),
+            )
         queue = self._queue
         while not self._stopping:
+            if self._preload_due and self._child is not None:
+                self._preload_due = False
+                await self._preload(self._child)
+                continue
             if not queue:
                 self._wake.clear()
                 await self._wake.wait()
@@ -158,6 +205,35 @@ class Shadow:
         if self._executor is not None:
             self._executor.shutdown(wait=finished, cancel_futures=True)
             self._executor = None
+        if self._child is not None:
+            await self._child.stop(timeout_s if finished else 0.0)
+
+    def _on_activation(self, event: ActivationEvent) -> None:
+        """A pool listener: a shadow stage got a new version; the shadow process loads it."""
+        if event.kind == "activated" and (event.model, event.stage) in self._shadow_stages:
+            self._preload_due = True
+            self._wake.set()
+
+    async def _preload(self, child: ShadowProcess) -> None:
+        """Start the shadow process and load the versions the shadow stages route to now, so
+        the first requests are not the ones that wait for a load."""
+        try:
+            await child.start()
+        except OSError as exc:  # each call will try again, and count its failure
+            log.error("the shadow process did not start: %s", exc)
+            return
+        for stages in self.plans.values():
+            for plan in stages.values():
+                target = self.pool.routes.get(plan.model, _NO_ROUTES).get(plan.shadow_stage)
+                if target is None:
+                    continue
+                try:
+                    result = await child.predict(self._entry(plan, target.loaded), None)
+                except ShadowProcessGoneError as exc:
+                    log.error("the shadow process did not start: %s", exc)
+                    return
+                if result.kind is not None:  # its calls will fail and be counted
+                    self._log(plan.model, result.kind, result.detail)
 
     def backlog(self) -> int:
         return len(self._queue)
@@ -175,21 +251,23 @@ class Shadow:
             return
         last = self._last
         if last is not None and last[0] is plan and last[1] is route.loaded and last[2] is lv:
-            pair = last[3]  # the common case: the same pair as the previous item
+            pair, shadow_entry = last[3], last[4]  # the common case: the last item's pair
         else:
             pair = self.pair(plan, route.loaded, lv)
-            self._last = (plan, route.loaded, lv, pair)
+            shadow_entry = self._entry(plan, lv)
+            self._last = (plan, route.loaded, lv, pair, shadow_entry)
         started_at = time.time()
         # Pinned in the same loop step as the lookup: ModelPool._release waits for inflight 0.
-        # predict_pinned unpins it when its call is over (a timed-out thread call: when it ends).
+        # The predict functions unpin it when the call is over (a timed-out thread call: when
+        # the thread is done with it).
         lv.inflight += 1
-        kind, detail, out, shadow_batch, shadow_s = await predict_pinned(
-            lv, pair.comparator, batch, self._executor, self.timeout_s
-        )
-        shadow_predictions: list[Any] | None = None
-        if kind is None:
+        if self._child is not None:
+            answer = await predict_in_process(self._child, shadow_entry, lv, pair.comparator, batch)
+        else:
+            answer = await self._predict_here(lv, pair, batch)
+        kind, detail, shadow_predictions, shadow_batch, shadow_s = answer
+        if kind is None and shadow_predictions is not None:
             try:
-                shadow_predictions = lv.schema.predictions(out, batch.rows)
                 diffs = pair.comparator.compare(predictions, shadow_predictions)
             except OutputMismatchError as exc:
                 kind, detail = "output_mismatch", str(exc)
@@ -220,6 +298,44 @@ class Shadow:
             self.audit.submit_shadow(entry, rid, kind)
             while self.audit.is_full():  # records are never dropped; the queue absorbs this
                 await asyncio.sleep(0.001)
+
+    async def _predict_here(self, lv: LoadedVersion, pair: PairStats, batch: InputBatch) -> Answer:
+        """On the loop or the shadow thread (executor `inline` / `thread`), then validated."""
+        kind, detail, out, shadow_batch, shadow_s = await predict_pinned(
+            lv,
+            pair.comparator,
+            batch,
+            self._executor,
+            self.timeout_s,
+            inline=self.executor == "inline",
+        )
+        if kind is not None:
+            return kind, detail, None, shadow_batch, shadow_s
+        try:
+            shadow_predictions = lv.schema.predictions(out, batch.rows)
+        except ValueError as exc:
+            return "invalid_output", str(exc), None, shadow_batch, shadow_s
+        return None, "", shadow_predictions, shadow_batch, shadow_s
+
+    def _entry(self, plan: ShadowPlan, lv: LoadedVersion) -> DesiredEntry:
+        """The sync's entry for the shadow version (the shadow process loads it by the same
+        rules: `signed_by` decides `unpickle_trust_signed`); unsigned when it left the state."""
+        desired = self.pool.desired
+        for e in desired.entries if desired is not None else ():
+            if (e.model, e.stage, e.version, e.digest) == (
+                lv.model,
+                plan.shadow_stage,
+                lv.version,
+                lv.digest,
+            ):
+                return e
+        return DesiredEntry(
+            model=lv.model,
+            stage=plan.shadow_stage,
+            version=lv.version,
+            package_path=lv.package_path,
+            digest=lv.digest,
+        )
 
     # -- statistics -----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
@@ -23,14 +24,19 @@ BODY = b'{"inputs": [{"hp": 10.0, "wt": 1.0}, {"hp": 20.0, "wt": 1.0}]}'
 
 
 async def _setup(
-    *versions: tuple[str, str], sample: float = 1.0, queue_max: int = 100
+    *versions: tuple[str, str], sample: float = 1.0, queue_max: int = 100, **kwargs: Any
 ) -> tuple[ModelPool, Shadow, FakeLoader]:
     loader = FakeLoader()
     pool = ModelPool(GatewayMetrics(), loader)
     await pool.reconcile(state(*(entry("cost", s, v) for s, v in versions)))
     plans = shadow_plans({"cost": {"prod": "dev"}}, sample=sample)
     shadow = Shadow(
-        pool, ShadowMetrics(CollectorRegistry()), AuditWriter(), plans, queue_max=queue_max
+        pool,
+        ShadowMetrics(CollectorRegistry()),
+        AuditWriter(),
+        plans,
+        queue_max=queue_max,
+        **kwargs,
     )
     return pool, shadow, loader
 
@@ -132,7 +138,8 @@ def test_a_shadow_version_swapped_out_mid_call_is_released_only_after_the_call()
 
 def test_the_app_shadows_predict_requests_and_reports_them() -> None:
     async def run() -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
-        settings = Settings(shadow={"cost": {"prod": "staging"}})
+        # Fake versions exist only in this process: the shadow process could not load them.
+        settings = Settings(shadow={"cost": {"prod": "staging"}}, shadow_executor="thread")
         app = create_app(settings, loader=FakeLoader())
         async with AsyncTestClient(app) as client:
             gw = gateway_of(app)
@@ -156,3 +163,32 @@ def test_the_app_shadows_predict_requests_and_reports_them() -> None:
     assert answers == [[20.0, 40.0]] * 3
     assert report["pairs"][0]["abs_diff"]["mean"] == 30.0  # hp * 4 - hp * 2
     assert model["shadow"] == [{"stage": "prod", "shadow_stage": "staging", "sample": 1.0}]
+
+
+def test_the_thread_executor_predicts_even_small_requests_off_the_loop_at_idle_priority() -> None:
+    async def run() -> tuple[set[int], set[int]]:
+        pool, shadow, _ = await _setup(
+            ("prod", "v2"), ("dev", "v3"), executor="thread", priority="idle"
+        )
+        v3 = pool.routes["cost"]["dev"].loaded
+        assert v3.inline_max_rows > 0  # a fast version: the inline rule would keep it on the loop
+        threads: set[int] = set()
+        policies: set[int] = set()
+        plain = v3.predict
+
+        def watched(batch: Any) -> Any:
+            threads.add(threading.get_ident())
+            policies.add(os.sched_getscheduler(0))  # this thread's policy (Linux: per thread)
+            return plain(batch)
+
+        v3.predict = watched
+        task = asyncio.create_task(shadow.run())
+        for i in range(3):
+            _offer(pool, shadow, f"r{i}")
+        await _until(lambda: _compared(shadow) == 3)
+        await shadow.stop(task)
+        return threads, policies
+
+    threads, policies = asyncio.run(run())
+    assert threading.get_ident() not in threads
+    assert policies == {os.SCHED_IDLE}
