@@ -37,7 +37,16 @@ from registry_sync.logs import configure_logging
 from registry_sync.runtimes.safe_load import LoadPolicy
 from registry_sync.sync.snapshot import DesiredEntry
 
-__all__ = ["HEADER", "MAX_VERSIONS", "ChildConfig", "ShadowCall", "ShadowResult", "main"]
+__all__ = [
+    "HEADER",
+    "MAX_VERSIONS",
+    "ChildConfig",
+    "ShadowAnswers",
+    "ShadowCall",
+    "ShadowCalls",
+    "ShadowResult",
+    "main",
+]
 
 HEADER = struct.Struct(">I")
 MAX_VERSIONS = 4
@@ -59,21 +68,34 @@ class ShadowCall(msgspec.Struct, frozen=True, kw_only=True):
     """One shadow prediction: the version (as the sync described it) and its inputs (None:
     only load the version, before traffic needs it)."""
 
-    seq: int
     entry: DesiredEntry
     batch: InputBatch | None
 
 
-class ShadowResult(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """The answer to call `seq`: error kind (None: predicted) and detail, the validated
-    predictions, the call's CPU seconds, and the seconds spent loading the version first."""
+class ShadowCalls(msgspec.Struct, frozen=True, kw_only=True):
+    """One frame: the calls queued while the previous frame was answered (one pickle, so
+    the version entry they share is written once)."""
 
     seq: int
+    calls: list[ShadowCall]
+
+
+class ShadowResult(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One call's answer: error kind (None: predicted) and detail, the validated
+    predictions, the call's CPU seconds, and the seconds spent loading the version first."""
+
     kind: str | None
     detail: str
     predictions: list[Any] | None
     shadow_s: float
     load_s: float
+
+
+class ShadowAnswers(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """The answers to frame `seq`, in its calls' order."""
+
+    seq: int
+    results: list[ShadowResult]
 
 
 class Versions:
@@ -100,46 +122,43 @@ class Versions:
 
 def answer(call: ShadowCall, versions: Versions, timeout_s: float) -> ShadowResult:
     """Load (if needed), predict, validate: every failure becomes an error kind."""
-    seq = call.seq
     try:
         lv, load_s = versions.get(call.entry)
     except Exception as exc:
         return ShadowResult(
-            seq=seq, kind="error", detail=f"load: {exc}", predictions=None, shadow_s=0.0, load_s=0.0
+            kind="error", detail=f"load: {exc}", predictions=None, shadow_s=0.0, load_s=0.0
         )
     batch = call.batch
     if batch is None:
-        return ShadowResult(
-            seq=seq, kind=None, detail="", predictions=None, shadow_s=0.0, load_s=load_s
-        )
+        return ShadowResult(kind=None, detail="", predictions=None, shadow_s=0.0, load_s=load_s)
     t = time.process_time()
     try:
         out = lv.predict(batch)
     except GatewayError as exc:
         return ShadowResult(
-            seq=seq, kind="input_mismatch", detail=str(exc), predictions=None, shadow_s=0.0,
+            kind="input_mismatch", detail=str(exc), predictions=None, shadow_s=0.0,
             load_s=load_s,
         )  # fmt: skip
     except Exception as exc:
         return ShadowResult(
-            seq=seq, kind="error", detail=f"{type(exc).__name__}: {exc}", predictions=None,
+            kind="error", detail=f"{type(exc).__name__}: {exc}", predictions=None,
             shadow_s=0.0, load_s=load_s,
         )  # fmt: skip
     shadow_s = time.process_time() - t
     if shadow_s > timeout_s:
         return ShadowResult(
-            seq=seq, kind="timeout", detail=f"{shadow_s:.3f} s of CPU", predictions=None,
+            kind="timeout", detail=f"{shadow_s:.3f} s of CPU", predictions=None,
             shadow_s=shadow_s, load_s=load_s,
         )  # fmt: skip
     try:
         predictions = lv.schema.predictions(out, batch.rows)
     except ValueError as exc:
         return ShadowResult(
-            seq=seq, kind="invalid_output", detail=str(exc), predictions=None,
+            kind="invalid_output", detail=str(exc), predictions=None,
             shadow_s=shadow_s, load_s=load_s,
         )  # fmt: skip
     return ShadowResult(
-        seq=seq, kind=None, detail="", predictions=predictions, shadow_s=shadow_s, load_s=load_s
+        kind=None, detail="", predictions=predictions, shadow_s=shadow_s, load_s=load_s
     )
 
 
@@ -166,8 +185,9 @@ def serve(config: ChildConfig, inp: BinaryIO, out: BinaryIO) -> None:
         body = _read_exactly(inp, HEADER.unpack(header)[0])
         if body is None:
             return
-        call: ShadowCall = pickle.loads(body)  # from the gateway that started this process
-        payload = encode(answer(call, versions, config.timeout_s))
+        frame: ShadowCalls = pickle.loads(body)  # from the gateway that started this process
+        results = [answer(call, versions, config.timeout_s) for call in frame.calls]
+        payload = encode(ShadowAnswers(seq=frame.seq, results=results))
         out.write(HEADER.pack(len(payload)) + payload)
         out.flush()
 

@@ -23,6 +23,7 @@ from typing import Any
 from gateway.errors import GatewayError
 from gateway.pool.loaded import LoadedVersion
 from gateway.schema.request_schema import InputBatch
+from gateway.shadow.child import ShadowCall, ShadowResult
 from gateway.shadow.compare import Comparator
 from gateway.shadow.process import ShadowProcess, ShadowProcessGoneError
 from registry_sync.sync.snapshot import DesiredEntry
@@ -84,22 +85,43 @@ async def predict_pinned(
 
 
 async def predict_in_process(
-    process: ShadowProcess,
-    entry: DesiredEntry,
-    lv: LoadedVersion,
-    comparator: Comparator,
-    batch: InputBatch,
-) -> Answer:
-    """The shadow process's validated predictions (`entry` names the pinned `lv`); its
-    seconds are the process's CPU seconds, and it applied the timeout to them."""
-    shadow_batch = batch
+    process: ShadowProcess, calls: list[tuple[DesiredEntry, LoadedVersion, Comparator, InputBatch]]
+) -> list[Answer]:
+    """The shadow process's validated predictions for every call (each `entry` names its
+    pinned version), sent as one frame, in order; their seconds are the process's CPU
+    seconds, and it applied the timeout to them. Unpins every version when the answers are
+    in (or the process is gone)."""
+    answers: list[Answer | None] = []
+    sent: list[ShadowCall] = []
+    failure = ""
+    results: list[ShadowResult] = []
     try:
-        shadow_batch = comparator.inputs(batch)
-        result = await process.predict(entry, shadow_batch)
-    except GatewayError as exc:
-        return "input_mismatch", str(exc), None, shadow_batch, 0.0
-    except ShadowProcessGoneError as exc:
-        return "error", f"shadow process: {exc}", None, shadow_batch, 0.0
+        for entry, _, comparator, batch in calls:
+            try:
+                shadow_batch = comparator.inputs(batch)
+            except GatewayError as exc:
+                answers.append(("input_mismatch", str(exc), None, batch, 0.0))
+                continue
+            answers.append(None)
+            sent.append(ShadowCall(entry=entry, batch=shadow_batch))
+        if sent:
+            try:
+                results = await process.predict(sent)
+            except ShadowProcessGoneError as exc:
+                failure = f"shadow process: {exc}"
     finally:
-        lv.inflight -= 1
-    return result.kind, result.detail, result.predictions, shadow_batch, result.shadow_s
+        for _, lv, _, _ in calls:
+            lv.inflight -= 1
+    out: list[Answer] = []
+    answered = iter(zip(sent, results if not failure else [None] * len(sent), strict=True))
+    for early in answers:
+        if early is not None:
+            out.append(early)
+            continue
+        call, r = next(answered)
+        assert call.batch is not None
+        if r is None:
+            out.append(("error", failure, None, call.batch, 0.0))
+        else:
+            out.append((r.kind, r.detail, r.predictions, call.batch, r.shadow_s))
+    return out

@@ -18,9 +18,14 @@ import sys
 
 import msgspec
 
-from gateway.schema.request_schema import InputBatch
-from gateway.shadow.child import HEADER, ChildConfig, ShadowCall, ShadowResult
-from registry_sync.sync.snapshot import DesiredEntry
+from gateway.shadow.child import (
+    HEADER,
+    ChildConfig,
+    ShadowAnswers,
+    ShadowCall,
+    ShadowCalls,
+    ShadowResult,
+)
 
 __all__ = ["ShadowProcess", "ShadowProcessGoneError"]
 
@@ -38,9 +43,9 @@ class ShadowProcess:
         self.starts = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._waiting: dict[int, asyncio.Future[ShadowResult]] = {}
+        self._waiting: dict[int, asyncio.Future[list[ShadowResult]]] = {}
         self._seq = 0
-        self._decode = msgspec.msgpack.Decoder(ShadowResult).decode
+        self._decode = msgspec.msgpack.Decoder(ShadowAnswers).decode
 
     @property
     def pid(self) -> int | None:
@@ -61,8 +66,8 @@ class ShadowProcess:
         self.starts += 1
         self._reader = asyncio.create_task(self._read(self._proc), name="shadow-process-reader")
 
-    async def predict(self, entry: DesiredEntry, batch: InputBatch | None) -> ShadowResult:
-        """The shadow process's answer for `batch` (None: load the version only); raises
+    async def predict(self, calls: list[ShadowCall]) -> list[ShadowResult]:
+        """The shadow process's answers to `calls` (sent as one frame), in order; raises
         ShadowProcessGoneError."""
         try:
             await self.start()
@@ -72,9 +77,9 @@ class ShadowProcess:
         assert proc is not None and proc.stdin is not None
         self._seq += 1
         seq = self._seq
-        future: asyncio.Future[ShadowResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[ShadowResult]] = asyncio.get_running_loop().create_future()
         self._waiting[seq] = future
-        body = pickle.dumps(ShadowCall(seq=seq, entry=entry, batch=batch), protocol=5)
+        body = pickle.dumps(ShadowCalls(seq=seq, calls=calls), protocol=5)
         try:
             proc.stdin.write(HEADER.pack(len(body)) + body)
             return await asyncio.wait_for(asyncio.shield(future), self.guard_s)
@@ -93,10 +98,10 @@ class ShadowProcess:
         try:
             while True:
                 header = await stdout.readexactly(HEADER.size)
-                result = self._decode(await stdout.readexactly(HEADER.unpack(header)[0]))
-                future = self._waiting.get(result.seq)
+                answers = self._decode(await stdout.readexactly(HEADER.unpack(header)[0]))
+                future = self._waiting.get(answers.seq)
                 if future is not None and not future.done():
-                    future.set_result(result)
+                    future.set_result(answers.results)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the process ended
         except msgspec.DecodeError:

@@ -28,7 +28,7 @@ from gateway.pool.model_pool import ModelPool
 from gateway.pool.route_table import Route
 from gateway.schema.request_schema import InputBatch
 from gateway.settings import ShadowExecutor
-from gateway.shadow.child import ChildConfig
+from gateway.shadow.child import ChildConfig, ShadowCall
 from gateway.shadow.compare import OutputMismatchError
 from gateway.shadow.config import ShadowPlan, ShadowPlans, sample_point
 from gateway.shadow.metrics import SKIP_REASONS, ShadowMetrics
@@ -46,6 +46,7 @@ __all__ = ["Shadow"]
 log = logging.getLogger("stageserve.shadow")
 _LOG_EVERY_S = 60.0
 _NO_ROUTES: dict[str, Route] = {}
+FRAME_MAX = 64
 # Audit status of a shadow prediction, by error kind (None: compared).
 _STATUS: dict[str | None, int] = {None: 200, "input_mismatch": 422, "timeout": 504}
 
@@ -54,6 +55,8 @@ _STATUS: dict[str | None, int] = {None: 200, "input_mismatch": 422, "timeout": 5
 Item = tuple[ShadowPlan, Route, InputBatch, list[Any], float, str, "str | None", "str | None"]
 # The previous item's (plan, primary, shadow, pair, shadow entry): the next one likely shares it.
 _Last = tuple[ShadowPlan, LoadedVersion, LoadedVersion, PairStats, DesiredEntry]
+# An item being predicted: (item, its pinned shadow version, started at, pair, shadow entry)
+_Work = tuple[Item, LoadedVersion, float, PairStats, DesiredEntry]
 
 
 class Shadow:
@@ -95,6 +98,10 @@ class Shadow:
             self._child = ShadowProcess(config)
             pool.add_listener(self._on_activation)
         self._preload_due = executor == "process"
+        # Items per worker step: the shadow process gets what queued meanwhile in one frame
+        # (one write, one read, one pickle of their shared version entry); a thread or the
+        # loop takes one at a time.
+        self._take = FRAME_MAX if executor == "process" else 1
         self._shadow_stages = {(m, p.shadow_stage) for m, st in plans.items() for p in st.values()}
         # Counter children resolved once: a skip on the request path is one `.inc()`.
         self._skips = {m: {r: metrics.skipped.labels(m, r) for r in SKIP_REASONS} for m in plans}
@@ -178,12 +185,12 @@ class Shadow:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            item = queue.popleft()
+            items = [queue.popleft() for _ in range(min(len(queue), self._take))]
             try:
-                await self._process(item)
+                await self._process(items)
             except Exception:  # a bug here must not stop shadowing (nor reach a client)
-                log.exception("shadow of %s failed", item[0].model)
-                self.metrics.errors.labels(item[0].model, "error").inc()
+                log.exception("shadow of %s failed", items[0][0].model)
+                self.metrics.errors.labels(items[0][0].model, "error").inc()
             if queue:  # let waiting primary requests run between shadow items
                 await asyncio.sleep(0)
         for item in queue:
@@ -228,7 +235,8 @@ class Shadow:
                 if target is None:
                     continue
                 try:
-                    result = await child.predict(self._entry(plan, target.loaded), None)
+                    entry = self._entry(plan, target.loaded)
+                    (result,) = await child.predict([ShadowCall(entry=entry, batch=None)])
                 except ShadowProcessGoneError as exc:
                     log.error("the shadow process did not start: %s", exc)
                     return
@@ -238,17 +246,32 @@ class Shadow:
     def backlog(self) -> int:
         return len(self._queue)
 
-    async def _process(self, item: Item) -> None:
-        plan, route, batch, predictions, primary_s, rid, principal, client_rid = item
+    async def _process(self, items: list[Item]) -> None:
+        work = [w for w in map(self._prepare, items) if w is not None]
+        if not work:
+            return
+        if self._child is not None:
+            calls = [(w[4], w[1], w[3].comparator, w[0][2]) for w in work]
+            answers = await predict_in_process(self._child, calls)
+        else:
+            answers = [await self._predict_here(w[1], w[3], w[0][2]) for w in work]
+        for w, answer in zip(work, answers, strict=True):
+            self._finish(w, answer)
+        while self.audit.is_full():  # records are never dropped; the queue absorbs this
+            await asyncio.sleep(0.001)
+
+    def _prepare(self, item: Item) -> _Work | None:
+        """The item's shadow version, pinned, with its pair; None when it is skipped."""
+        plan, route = item[0], item[1]
         target = self.pool.routes.get(plan.model, _NO_ROUTES).get(plan.shadow_stage)
         skips = self._skips[plan.model]
         if target is None:
             skips["no_shadow_version"].inc()
-            return
+            return None
         lv = target.loaded
         if lv is route.loaded:
             skips["same_version"].inc()
-            return
+            return None
         last = self._last
         if last is not None and last[0] is plan and last[1] is route.loaded and last[2] is lv:
             pair, shadow_entry = last[3], last[4]  # the common case: the last item's pair
@@ -256,15 +279,16 @@ class Shadow:
             pair = self.pair(plan, route.loaded, lv)
             shadow_entry = self._entry(plan, lv)
             self._last = (plan, route.loaded, lv, pair, shadow_entry)
-        started_at = time.time()
         # Pinned in the same loop step as the lookup: ModelPool._release waits for inflight 0.
         # The predict functions unpin it when the call is over (a timed-out thread call: when
         # the thread is done with it).
         lv.inflight += 1
-        if self._child is not None:
-            answer = await predict_in_process(self._child, shadow_entry, lv, pair.comparator, batch)
-        else:
-            answer = await self._predict_here(lv, pair, batch)
+        return item, lv, time.time(), pair, shadow_entry
+
+    def _finish(self, work: _Work, answer: Answer) -> None:
+        """Compare, count, log and audit one answered item."""
+        item, lv, started_at, pair, _ = work
+        plan, _, batch, predictions, primary_s, rid, principal, client_rid = item
         kind, detail, shadow_predictions, shadow_batch, shadow_s = answer
         if kind is None and shadow_predictions is not None:
             try:
@@ -296,8 +320,6 @@ class Shadow:
                 shadow_predictions if kind is None else None,
             )
             self.audit.submit_shadow(entry, rid, kind)
-            while self.audit.is_full():  # records are never dropped; the queue absorbs this
-                await asyncio.sleep(0.001)
 
     async def _predict_here(self, lv: LoadedVersion, pair: PairStats, batch: InputBatch) -> Answer:
         """On the loop or the shadow thread (executor `inline` / `thread`), then validated."""

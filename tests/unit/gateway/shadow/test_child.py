@@ -15,8 +15,9 @@ from gateway.errors import InputValidationError
 from gateway.shadow.child import (
     HEADER,
     ChildConfig,
+    ShadowAnswers,
     ShadowCall,
-    ShadowResult,
+    ShadowCalls,
     Versions,
     answer,
     serve,
@@ -26,15 +27,15 @@ from tests.unit.gateway.fakes import FakeLoader, entry
 BODY = b'{"inputs": [{"hp": 10.0, "wt": 1.0}, {"hp": 20.0, "wt": 1.0}]}'
 
 
-def _call(version: str = "v3", seq: int = 1) -> ShadowCall:
+def _call(version: str = "v3") -> ShadowCall:
     loader = FakeLoader()
     batch = loader(entry("cost", "dev", version)).schema.decode(BODY)
-    return ShadowCall(seq=seq, entry=entry("cost", "dev", version), batch=batch)
+    return ShadowCall(entry=entry("cost", "dev", version), batch=batch)
 
 
 def test_a_call_is_answered_with_the_validated_predictions() -> None:
     result = answer(_call(), Versions(FakeLoader()), timeout_s=1.0)
-    assert (result.seq, result.kind, result.predictions) == (1, None, [30.0, 60.0])
+    assert (result.kind, result.predictions) == (None, [30.0, 60.0])
 
 
 def test_a_version_that_fails_to_load_is_an_error_answer() -> None:
@@ -95,10 +96,10 @@ def test_only_the_most_recently_used_versions_stay_loaded() -> None:
     assert closed == {"v2": False, "v3": True, "v4": False}
 
 
-def test_serve_answers_framed_calls_until_its_input_ends() -> None:
+def test_serve_answers_each_frame_of_calls_in_order_until_its_input_ends() -> None:
     calls = b""
-    for seq in (1, 2):
-        body = pickle.dumps(_call(seq=seq))
+    for seq, n in ((1, 2), (2, 1)):
+        body = pickle.dumps(ShadowCalls(seq=seq, calls=[_call()] * n))
         calls += HEADER.pack(len(body)) + body
     out = io.BytesIO()
     # serve() builds the real loader: the fake package paths do not load, each call is an
@@ -108,8 +109,8 @@ def test_serve_answers_framed_calls_until_its_input_ends() -> None:
     results = []
     while frames:
         (size,) = HEADER.unpack(frames[: HEADER.size])
-        results.append(
-            msgspec.msgpack.decode(frames[HEADER.size : HEADER.size + size], type=ShadowResult)
-        )
+        payload = frames[HEADER.size : HEADER.size + size]
+        results.append(msgspec.msgpack.decode(payload, type=ShadowAnswers))
         frames = frames[HEADER.size + size :]
-    assert [(r.seq, r.kind) for r in results] == [(1, "error"), (2, "error")]
+    kinds = [(a.seq, [r.kind for r in a.results]) for a in results]
+    assert kinds == [(1, ["error", "error"]), (2, ["error"])]
