@@ -10,6 +10,10 @@ corrupt the frames. It exits when stdin closes (the gateway stopped or died).
 
 A version is loaded on its first call with the gateway's own load rules (the allowlist,
 `unpickle_allow`, `unpickle_trust_signed`), the `MAX_VERSIONS` most recently used are kept.
+Loads run on a thread started before the process lowers its priority (Linux priorities are
+per thread), so they run at the normal priority: a load is a one-off second or two of CPU,
+as the gateway's own load of the same version, and at idle priority on a saturated CPU it
+could take many minutes; only predictions yield.
 A call's seconds are this process's CPU seconds (`time.process_time`), not wall time: at
 idle priority the wall time would measure the wait for an idle CPU, not the model. The
 timeout applies to the same seconds.
@@ -20,11 +24,14 @@ from __future__ import annotations
 import functools
 import os
 import pickle
+import queue
 import signal
 import struct
 import sys
+import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from typing import Any, BinaryIO
 
 import msgspec
@@ -98,6 +105,31 @@ class ShadowAnswers(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     results: list[ShadowResult]
 
 
+class NormalPriorityLoader:
+    """Calls `loader` on its own thread: one started before the process lowered its own
+    priority, which keeps the normal one."""
+
+    def __init__(self, loader: Loader) -> None:
+        self._loader = loader
+        self._calls: queue.SimpleQueue[tuple[DesiredEntry, Future[LoadedVersion]]] = (
+            queue.SimpleQueue()
+        )
+        threading.Thread(target=self._run, name="shadow-loader", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            entry, future = self._calls.get()
+            try:
+                future.set_result(self._loader(entry))
+            except BaseException as exc:  # handed to the caller, which counts it
+                future.set_exception(exc)
+
+    def __call__(self, entry: DesiredEntry) -> LoadedVersion:
+        future: Future[LoadedVersion] = Future()
+        self._calls.put((entry, future))
+        return future.result()
+
+
 class Versions:
     """The loaded shadow versions, most recently used last."""
 
@@ -167,16 +199,20 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
     return data if data is not None and len(data) == n else None
 
 
-def serve(config: ChildConfig, inp: BinaryIO, out: BinaryIO) -> None:
-    """Answer calls from `inp` on `out` until `inp` ends."""
-    loader: Loader = functools.partial(
+def loader_of(config: ChildConfig) -> Loader:
+    """The gateway's load rules, as the settings gave them."""
+    return functools.partial(
         load_version,
         allow_non_finite=config.allow_non_finite,
         max_rows=config.max_rows,
         policy=LoadPolicy(extra=config.unpickle_allow),
         trust_signed=config.unpickle_trust_signed,
     )
-    versions = Versions(loader)
+
+
+def serve(config: ChildConfig, inp: BinaryIO, out: BinaryIO, loader: Loader | None = None) -> None:
+    """Answer calls from `inp` on `out` until `inp` ends."""
+    versions = Versions(loader or loader_of(config))
     encode = msgspec.msgpack.Encoder().encode
     while True:
         header = _read_exactly(inp, HEADER.size)
@@ -201,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     frames = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a library's print() goes to stderr, never into the frames
     configure_logging(config.log_level)
+    loader = NormalPriorityLoader(loader_of(config))  # its thread keeps this priority
     lower_priority(config.priority)
-    serve(config, sys.stdin.buffer, frames)
+    serve(config, sys.stdin.buffer, frames, loader)
     return 0
 
 

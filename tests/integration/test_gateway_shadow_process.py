@@ -1,5 +1,6 @@
 """The shadow process (gateway/shadow/child.py) with real packages, a real pool and a real
-child process: it predicts what the gateway sends, at idle priority, and ends with it."""
+child process: it predicts what the gateway sends at idle priority (loads at the normal
+one), is started again when it dies, and ends with the gateway's shadow."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ async def _until(done: Any, what: str) -> None:
 def test_shadow_predictions_run_in_a_process_of_their_own_at_idle_priority_and_end_with_it(
     packages: tuple[Path, Path],
 ) -> None:
-    async def run() -> tuple[dict[str, Any], int, int, bool]:
+    async def run() -> tuple[dict[str, Any], int, int, set[int], bool]:
         pool, shadow = await _shadow(packages)
         task = asyncio.create_task(shadow.run())
         child = shadow._child
@@ -89,14 +90,16 @@ def test_shadow_predictions_run_in_a_process_of_their_own_at_idle_priority_and_e
         pid = child.pid
         assert pid is not None
         policy = os.sched_getscheduler(pid)  # set by the process itself before it answers
+        threads = {os.sched_getscheduler(int(t)) for t in os.listdir(f"/proc/{pid}/task")}
         report = shadow.report(MODEL)
         await shadow.stop(task)
         await pool.close()
-        return report, pid, policy, Path(f"/proc/{pid}").exists()
+        return report, pid, policy, threads, Path(f"/proc/{pid}").exists()
 
-    report, pid, policy, alive_after_stop = asyncio.run(run())
+    report, pid, policy, threads, alive_after_stop = asyncio.run(run())
     assert pid != os.getpid()
-    assert policy == os.SCHED_IDLE
+    assert policy == os.SCHED_IDLE  # predictions yield the CPU...
+    assert os.SCHED_OTHER in threads  # ...the loader thread does not (a load is one-off)
     assert not alive_after_stop
     (pair,) = report["pairs"]
     assert (pair["primary_version"], pair["shadow_version"], pair["requests"]) == (

@@ -68,6 +68,12 @@ def _feedback(server: ServerProcess, model: str, body: Any) -> Any:
     )
 
 
+def _shadow_outcomes(server: ServerProcess) -> int:
+    """Outcomes the shadow pairs of `cost` were compared on (their records are audited)."""
+    report = server.get("/models/cost/performance?window=1h").body
+    return sum(pair["outcomes"] for pair in report["shadow"])
+
+
 def _sample(server: ServerProcess, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     families = text_string_to_metric_families(server.get("/metrics").body)
     return {
@@ -114,6 +120,8 @@ def test_outcomes_are_scored_per_version_and_reported_over_time(setup: Setup) ->
 
     # Audit records are flushed every 50 ms: the fourth may still be on its way.
     wait_until(lambda: v1_report()["requests"] == 4, 10, "the fourth audit record")
+    # Shadow predictions run in the shadow process at idle priority: theirs may come later.
+    wait_until(lambda: _shadow_outcomes(server) >= 3, 60, "the shadow's audit records")
     v1 = v1_report()
     report = v1["report"]
     errors = [
@@ -208,6 +216,7 @@ def test_outcomes_import_from_a_file_and_the_report_shows_them(setup: Setup) -> 
     assert "2 recorded, 0 already recorded, 1 rejected" in done.stdout
     assert "import.jsonl:3: schema_mismatch" in done.stderr
 
+    wait_until(lambda: _shadow_outcomes(server) >= 2, 60, "the shadow's audit records")
     expected = server.get("/models/cost/performance?window=1h").body["versions"]
     for fmt in ("md", "html"):
         out = setup.root / f"report-{fmt}"
