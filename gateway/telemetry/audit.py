@@ -1,18 +1,20 @@
 """The audit trail: one JSON line per predict request, off the request path, none lost.
 
-Each request appends its entry (a tuple: no work) to a list; every `flush_interval_s` a
-flusher task encodes the pending entries in batches on the event loop (~4 µs each:
-canonical inputs, sha256, msgspec; a batch keeps that code and its data hot in the cache,
-~15 µs per request cheaper than encoding one line per request, measured in
-benchmarks/RESULTS.md), 16 records per loop turn so that a request arriving meanwhile waits
-for one slice, never for the whole flush, and hands the bytes to one worker thread for the
-write, which releases the GIL. Two earlier designs were slower: a writer thread that encoded
-the lines held the GIL while onnxruntime (which releases it) ran, and even a thread that only
-popped lines from a deque cost ~15-50 µs per request in GIL hand-offs. Past `queue_max`
-pending lines, requests wait (asynchronously) for the writer instead of dropping records;
-`stop()` writes the rest. A write that fails (full disk) is kept and retried
-(audit_sinks.py): `refusing` tells predict to answer 503 meanwhile in `fail_closed` mode, the
-one check a request pays for it.
+Each request's record is encoded when it is submitted (~4 µs on the event loop, after the
+answer is sent: canonical inputs, sha256, msgspec) and its bytes wait in a list; every
+`flush_interval_s` a flusher task joins them and hands them to one worker thread for the
+write, which releases the GIL and writes in chunks (audit_file.py). Measured against the
+alternatives (benchmarks/RESULTS.md, "issue 17: the audit tail"): entries held until the
+flush (a tuple, the InputBatch, its arrays, the predictions) survived into the collector's
+oldest generation and made its full collections (~130 ms each) the c16 p99; encoding them in
+slices on the loop kept a flush running for hundreds of ms at c16 (one slice per loop turn)
+and freed its entries all at once; a thread encoding them holds the GIL against the loop; a
+process needs the entries serialised on the loop and competes for the core. Encoding at
+submit holds nothing the collector tracks and leaves no flush work on the loop but a join.
+Past `queue_max` pending lines, requests wait (asynchronously) for the writer instead of
+dropping records; `stop()` writes the rest. A write that fails (full disk) is kept and
+retried (audit_sinks.py): `refusing` tells predict to answer 503 meanwhile in `fail_closed`
+mode, the one check a request pays for it.
 """
 
 from __future__ import annotations
@@ -89,12 +91,6 @@ Entry = tuple[
     "str | None",
     "list[Any] | None",
 ]
-# What a record is besides a plain answer: a shadow's (primary request id, error) or an as-of
-# request's (instant, basis).
-_Shadow = tuple[str, "str | None"]
-_AsOf = tuple[str, str, None]
-# Records encoded per event-loop turn by the flusher (see _take_in_slices).
-_SLICE = 16
 
 
 class AuditWriter:
@@ -130,16 +126,16 @@ class AuditWriter:
         self.queue_max = queue_max
         self.flush_interval_s = flush_interval_s
         self._stream = stream if stream is not None else (sys.stdout.buffer if stdout else None)
-        # (entry, None) for a primary record, (entry, (primary request id, error)) for a
-        # shadow's, (entry, (instant, basis, None)) for an as-of request's.
-        self._pending: list[tuple[Entry, _Shadow | _AsOf | None]] = []
+        # The encoded lines not written yet: bytes, which the garbage collector does not track.
+        self._pending: list[bytes] = []
         self._encoder = msgspec.json.Encoder()
         self._file: RotatingFile | None = None
         self._executor: ThreadPoolExecutor | None = None
         # Not bound to a loop until first awaited (Python >= 3.10), so safe to make here.
         self._stop = asyncio.Event()
-        self._second = -1
-        self._second_text = ""
+        # (the second, its ISO text): one attribute, so a reader never pairs a second with
+        # another second's text.
+        self._second: tuple[int, str] = (-1, "")
         self.failure_mode = failure_mode
         self.retry_s = retry_s
         self._sinks = self._make_sinks()
@@ -157,15 +153,18 @@ class AuditWriter:
         return self._sinks.health(len(self._pending))
 
     def submit(self, entry: Entry) -> None:
-        self._pending.append((entry, None))
+        """A request's record, encoded now: nothing of the request outlives this call."""
+        self._pending.append(self._line(entry))
 
     def submit_shadow(self, entry: Entry, primary_request_id: str, error: str | None) -> None:
         """A shadow prediction's record: `entry` names the shadow version and its stage."""
-        self._pending.append((entry, (primary_request_id, error)))
+        self._pending.append(
+            self._line(entry, shadow=True, primary_request_id=primary_request_id, error=error)
+        )
 
     def submit_as_of(self, entry: Entry, as_of: str, basis: str) -> None:
         """An as-of request's record (`entry` names the historical version that answered)."""
-        self._pending.append((entry, (as_of, basis, None)))
+        self._pending.append(self._line(entry, as_of=(as_of, basis)))
 
     def backlog(self) -> int:
         return len(self._pending)
@@ -212,7 +211,7 @@ class AuditWriter:
                 await asyncio.wait_for(self._stop.wait(), self.flush_interval_s)
             # While failing, also with nothing new: the retry of what is held is due.
             if self._pending or self._sinks.failing:
-                data, count = await self._take_in_slices()
+                data, count = self._take()
                 await loop.run_in_executor(self._executor, self._write, data, count)
             self._rounds += 1
 
@@ -248,35 +247,8 @@ class AuditWriter:
             self._file.close()
             self._file = None
 
-    async def _take_in_slices(self) -> tuple[bytes, int]:
-        """`_take`, encoding `_SLICE` records per loop turn: a request that arrives meanwhile
-        waits for one slice (16 records, ~60 µs), not for the whole batch (at 10k requests/s, ~2 ms
-        of encoding every flush: the c1 p99 of audit-on was its stalls)."""
-        items, self._pending = self._pending, []
-        if len(items) <= _SLICE:
-            return self._encode(items)
-        parts: list[bytes] = []
-        for start in range(0, len(items), _SLICE):
-            parts.append(self._encode(items[start : start + _SLICE])[0])
-            await asyncio.sleep(0)
-        return b"".join(parts), len(items)
-
     def _take(self) -> tuple[bytes, int]:
-        items, self._pending = self._pending, []
-        return self._encode(items)
-
-    def _encode(self, items: list[tuple[Entry, _Shadow | _AsOf | None]]) -> tuple[bytes, int]:
-        if not items:
-            return b"", 0
-        line = self._line
-        lines = [
-            line(entry)
-            if extra is None
-            else line(entry, shadow=True, primary_request_id=extra[0], error=extra[1])
-            if len(extra) == 2
-            else line(entry, as_of=extra)
-            for entry, extra in items
-        ]
+        lines, self._pending = self._pending, []
         return b"".join(lines), len(lines)
 
     def _line(
@@ -286,7 +258,7 @@ class AuditWriter:
         shadow: bool = False,
         primary_request_id: str | None = None,
         error: str | None = None,
-        as_of: _AsOf | None = None,
+        as_of: tuple[str, str] | None = None,
     ) -> bytes:
         (
             t,
@@ -335,10 +307,11 @@ class AuditWriter:
     def _iso(self, t: float) -> str:
         # datetime formatting costs ~4 µs; the second's text is cached and the micros appended.
         second = int(t)
-        if second != self._second:
-            self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{int((t - second) * 1e6):06d}Z"
+        cached, text = self._second
+        if second != cached:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        return f"{text}.{int((t - second) * 1e6):06d}Z"
 
     def _write(self, data: bytes, count: int, *, force: bool = False) -> None:
         self._sinks.write(data, count, force=force)

