@@ -43,6 +43,8 @@ _POSITIONAL_ROWS = re.compile(
     r"^Expected `object`, got `array` - at `\$\.(inputs|instances)\[0\]`$"
 )
 _SPLIT_PATH = re.compile(r"^\$\[(\d+)\]\.(\w+)")
+# canonical_json's (msgspec.json.encode builds an encoder per call: +0.2 µs per record).
+_JSON = msgspec.json.Encoder()
 
 
 class InputBatch:
@@ -74,9 +76,9 @@ class InputBatch:
         request shape carrying the same values (what the audit record's sha256 is of)."""
         if self.matrix is not None:
             cols = self.matrix.T.tolist()
-            return msgspec.json.encode(dict(zip(self.names, cols, strict=True)))
+            return _JSON.encode(dict(zip(self.names, cols, strict=True)))
         assert self.columns is not None
-        return msgspec.json.encode({n: self.columns[n].tolist() for n in self.names})
+        return _JSON.encode({n: self.columns[n].tolist() for n in self.names})
 
 
 class RequestSchema:

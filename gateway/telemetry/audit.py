@@ -289,19 +289,26 @@ class AuditWriter:
             version=version,
             digest=digest,
             status=status,
-            latency_ms=round(latency_s * 1000, 3),
+            # round(x, 3) to the microsecond, at a sixth of its cost.
+            latency_ms=int(latency_s * 1e6 + 0.5) / 1000,
             rows=rows,
             input_sha256=sha,
-            inputs=inputs,
             principal=principal,
             client_request_id=client_rid,
-            shadow=shadow,
-            primary_request_id=primary_request_id,
-            shadow_error=error,
             predictions=predictions if self.include_predictions else None,
-            as_of=as_of[0] if as_of else None,
-            basis=as_of[1] if as_of else None,
         )
+        # The fields most records leave out are set only when present: with all 19 keywords
+        # msgspec takes ~0.6 µs to build the record, with these 14 ~0.1 µs.
+        if inputs is not None or shadow or as_of is not None:
+            record = msgspec.structs.replace(
+                record,
+                inputs=inputs,
+                shadow=shadow,
+                primary_request_id=primary_request_id,
+                shadow_error=error,
+                as_of=as_of[0] if as_of else None,
+                basis=as_of[1] if as_of else None,
+            )
         return self._encoder.encode(record) + b"\n"
 
     def _iso(self, t: float) -> str:
@@ -311,7 +318,8 @@ class AuditWriter:
         if second != cached:
             text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = (second, text)
-        return f"{text}.{int((t - second) * 1e6):06d}Z"
+        # %-formatting: 0.2 µs against the f-string's 0.35 (its int()); %d truncates alike.
+        return "%s.%06dZ" % (text, (t - second) * 1e6)  # noqa: UP031
 
     def _write(self, data: bytes, count: int, *, force: bool = False) -> None:
         self._sinks.write(data, count, force=force)
