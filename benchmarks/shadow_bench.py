@@ -15,7 +15,7 @@ shed (queue_full). `--executors process,thread,inline` measures each `shadow_exe
 scenario and executor: back-to-back p99 on / off <= 1.3 and saturated req/s on / off >= 0.9.
 
     .venv/bin/python -m benchmarks.shadow_bench [--seconds 8] [--rounds 2] [--json out.json]
-        [--executors process] [--priority idle] [--scenarios onnx,sklearn]
+        [--executors thread] [--priority idle] [--scenarios onnx,sklearn]
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def run(
     log: Callable[[str], None],
     path_iterations: int = 20_000,
     *,
-    executors: tuple[str, ...] = ("process",),
+    executors: tuple[str, ...] = ("thread",),
     priority: str = "idle",
     scenarios: tuple[str, ...] = ("onnx", "sklearn"),
 ) -> dict[str, Any]:
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--path-iterations", type=int, default=20_000, help="0: skip")
     parser.add_argument(
-        "--executors", default="process", help="comma-separated shadow_executor values"
+        "--executors", default="thread", help="comma-separated shadow_executor values"
     )
     parser.add_argument("--priority", default="idle", choices=("idle", "low", "normal"))
     parser.add_argument("--scenarios", default="onnx,sklearn", help="comma-separated")

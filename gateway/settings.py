@@ -235,10 +235,11 @@ class Settings(SyncSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Shadow predictions waiting for the shadow worker; past it they are skipped (counted)."""
     shadow_timeout_s: float = 1.0
     """A shadow prediction taking longer than this counts as a timeout and is not compared."""
-    shadow_executor: ShadowExecutor = "process"
-    """Where shadow predictions run: `process` (a process of their own, which loads the
-    shadow versions itself), `thread` (one thread of the gateway), `inline` (on the event
-    loop when small and fast, by the primary's rule; else the thread)."""
+    shadow_executor: ShadowExecutor = "thread"
+    """Where shadow predictions run: `thread` (one thread of the gateway, at
+    `shadow_priority`), `process` (a process of their own, which loads the shadow versions
+    itself), `inline` (on the event loop when small and fast, by the primary's rule; else
+    the thread). benchmarks/RESULTS.md ("Shadow executors") has the numbers."""
     shadow_priority: Literal["idle", "low", "normal"] = "idle"
     """OS priority of the shadow process or thread: `idle` (Linux SCHED_IDLE: only CPU
     nothing else wants), `low` (nice 19), `normal`."""

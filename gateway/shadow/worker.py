@@ -5,9 +5,9 @@ check (a hash of the request id, only when sampling below 1) and a `deque.append
 the queue holds `queue_max` items the request is skipped and counted instead. One worker
 task drains the queue on the event loop, one item at a time. Each item: look up the shadow
 stage's version and pin it (its in-flight count, in the same loop step, as the predict
-path does), predict where `executor` says (predict.py: the shadow process by default, at
-idle OS priority, so under saturation the process gets little CPU, the queue fills and
-sheds, and the primary keeps its throughput), validate the output, compare, count, audit.
+path does), predict where `executor` says (predict.py: the shadow thread by default, or
+the shadow process, at idle OS priority, so under saturation it gets little CPU, the queue
+fills and sheds), validate the output, compare, count, audit.
 A failure is counted and logged (at most once a minute per model and kind), never seen by
 a client.
 """

@@ -20,19 +20,19 @@ def test_shadow_is_read_from_json_in_the_environment() -> None:
             "STAGESERVE_SHADOW_SAMPLE_BY_MODEL": '{"cost": 0.25}',
             "STAGESERVE_SHADOW_QUEUE_MAX": "7",
             "STAGESERVE_SHADOW_TIMEOUT_S": "0.2",
-            "STAGESERVE_SHADOW_EXECUTOR": "thread",
+            "STAGESERVE_SHADOW_EXECUTOR": "process",
             "STAGESERVE_SHADOW_PRIORITY": "low",
         },
     )
     assert settings.shadow == {"cost": {"prod": "dev", "staging": "dev"}}
     assert (settings.shadow_sample, settings.shadow_sample_by_model) == (0.5, {"cost": 0.25})
     assert (settings.shadow_queue_max, settings.shadow_timeout_s) == (7, 0.2)
-    assert (settings.shadow_executor, settings.shadow_priority) == ("thread", "low")
+    assert (settings.shadow_executor, settings.shadow_priority) == ("process", "low")
 
 
-def test_shadow_runs_in_its_own_process_at_idle_priority_by_default() -> None:
+def test_shadow_runs_on_its_thread_at_idle_priority_by_default() -> None:
     settings = load_settings({}, environ={})
-    assert (settings.shadow_executor, settings.shadow_priority) == ("process", "idle")
+    assert (settings.shadow_executor, settings.shadow_priority) == ("thread", "idle")
 
 
 def test_shadow_is_read_from_the_settings_file(tmp_path: Path) -> None:
