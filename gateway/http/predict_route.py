@@ -285,10 +285,7 @@ class PredictRoute:
             status, headers, payload = 200, *self._conclude(call, out)
         except Exception as exc:
             status, headers, payload = self._failed(call, exc)
-        exchange.respond(status, headers, payload)
-        if status == 200:
-            self._answered(call)
-        self._record(call)
+        self._send(exchange, call, status, headers, payload)
 
     async def _finish_direct(self, exchange: DirectExchange, call: PredictCall) -> None:
         try:
@@ -298,6 +295,17 @@ class PredictRoute:
             status, headers, payload = 200, *self._conclude(call, out)
         except Exception as exc:
             status, headers, payload = self._failed(call, exc)
+        self._send(exchange, call, status, headers, payload)
+
+    def _send(
+        self,
+        exchange: DirectExchange,
+        call: PredictCall,
+        status: int,
+        headers: Any,
+        payload: Any,
+    ) -> None:
+        """The direct lane's answer, then its metrics (a 200) and its audit record."""
         exchange.respond(status, headers, payload)
         if status == 200:
             self._answered(call)
